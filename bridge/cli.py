@@ -1,0 +1,74 @@
+"""``sipmuc-bridge`` command line: run, check-config, version."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from bridge import __version__
+from bridge.config import ConfigError, Settings, load_settings, redacted
+from bridge.logs import configure, get_logger
+from bridge.state.connection import RedisUnavailable
+from bridge.xmpp.component import XmppUnavailable
+
+EXIT_CONFIG = 2
+EXIT_XMPP = 3
+EXIT_REDIS = 4
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sipmuc-bridge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("run", "run the bridge service"),
+        ("check-config", "validate the configuration and print it with secrets masked"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument(
+            "-c", "--config", type=Path, help="TOML settings file (default: $SIPMUC_CONFIG)"
+        )
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _load(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as error:
+        print(f"sipmuc-bridge: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def _run(settings: Settings) -> int:
+    from bridge.app import serve  # imports the service stack only when serving
+
+    configure(settings.log)
+    log = get_logger("bridge.cli")
+    try:
+        asyncio.run(serve(settings))
+    except XmppUnavailable as error:
+        log.error("xmpp.unavailable", error=str(error))
+        return EXIT_XMPP
+    except RedisUnavailable as error:
+        log.error("redis.unavailable", error=str(error))
+        return EXIT_REDIS
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"sipmuc-bridge {__version__}")
+        return 0
+    settings = _load(args.config)
+    if args.command == "check-config":
+        print(json.dumps(redacted(settings), indent=2))
+        return 0
+    return _run(settings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,244 @@
+"""Settings: environment variables (``SIPMUC_…``) over an optional TOML file over defaults.
+
+One validated model so that a bad value stops the service at start-up with the key named,
+instead of failing later in the middle of a call.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "SIPMUC_"
+CONFIG_FILE_ENV = "SIPMUC_CONFIG"
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class ConfigError(Exception):
+    """Invalid or unreadable configuration; the message names every bad key."""
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"  # console on a terminal, JSON otherwise
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class Transport(StrEnum):
+    UDP = "udp"
+    TCP = "tcp"
+    TLS = "tls"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class XmppSettings(_Section):
+    """XEP-0114 external component and the MUC service it serves."""
+
+    component_jid: str = Field("bridge.localhost", description="JID of the bridge's component")
+    secret: SecretStr = Field(SecretStr(""), description="XEP-0114 shared secret")
+    host: str = Field("127.0.0.1", description="XMPP server host for the component connection")
+    port: Port = Field(5347, description="XMPP server component port")
+    muc_service: str = Field("conference.localhost", description="MUC service JID of the rooms")
+    control_nick: str = Field("bridge", min_length=1, description="Nick of the control occupant")
+    connect_timeout: float = Field(
+        10.0, gt=0, description="Seconds to wait for the component handshake at start-up"
+    )
+
+    @field_validator("component_jid", "muc_service")
+    @classmethod
+    def _bare_domain(cls, value: str) -> str:
+        if not value or "@" in value or "/" in value or " " in value:
+            raise ValueError("must be a bare domain JID such as 'bridge.example.org'")
+        return value.lower()
+
+
+class SipSettings(_Section):
+    domain: str = Field("localhost", description="SIP domain of room URIs (sip:<room>@<domain>)")
+    bind_host: str = Field("127.0.0.1", description="Address the SIP listeners bind to")
+    port: Port = Field(5060, description="Public (front) SIP port for UDP and TCP")
+    tls_port: Port = Field(5061, description="SIP over TLS port (when a certificate is set)")
+    transports: list[Transport] = Field(
+        default_factory=lambda: [Transport.UDP, Transport.TCP],
+        min_length=1,
+        description="Transports to listen on",
+    )
+    tls_certificate: Path | None = Field(None, description="PEM certificate chain for SIP TLS")
+    tls_private_key: Path | None = Field(None, description="PEM private key for SIP TLS")
+    rtp_port_start: Port = Field(20000, description="First RTP port of the media range")
+    rtp_port_count: int = Field(2000, ge=4, description="Number of RTP ports in the range")
+
+    @model_validator(mode="after")
+    def _tls_needs_files(self) -> Self:
+        if Transport.TLS in self.transports and not (self.tls_certificate and self.tls_private_key):
+            raise ValueError("transport 'tls' needs tls_certificate and tls_private_key")
+        if (self.tls_certificate is None) != (self.tls_private_key is None):
+            raise ValueError("tls_certificate and tls_private_key go together")
+        return self
+
+
+class WorkerSettings(_Section):
+    pool_size: int = Field(2, ge=1, le=256, description="SIP media worker processes per node")
+    calls_per_worker: int = Field(
+        4,
+        ge=1,
+        le=4096,
+        description="Call slots per worker (4 with the PyPI pjsua2 wheel; raise only with a "
+        "custom PJSIP build)",
+    )
+
+
+class RedisSettings(_Section):
+    url: SecretStr | None = Field(
+        None,
+        description="redis:// or rediss:// URL; unset = embedded Redis (single node only)",
+    )
+    embedded_dir: Path = Field(
+        Path("./var/redis"), description="Data directory of the embedded Redis"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        scheme = value.get_secret_value().split("://", 1)[0]
+        if scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+class LogSettings(_Section):
+    format: LogFormat = Field(LogFormat.AUTO, description="json, console or auto")
+    level: LogLevel = Field(LogLevel.INFO, description="debug, info, warning or error")
+
+
+class HttpSettings(_Section):
+    host: str = Field("127.0.0.1", description="Bind address of health and metrics endpoints")
+    port: Port = Field(8080, description="Port of /healthz, /readyz and /metrics")
+
+
+class Settings(BaseSettings):
+    """Every knob of a node. Env: ``SIPMUC_<SECTION>__<KEY>``; file: ``[section] key = …``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    demo: bool = Field(False, description="Demo profile: allows an empty component secret")
+    xmpp: XmppSettings = Field(default_factory=XmppSettings)  # type: ignore[arg-type]
+    sip: SipSettings = Field(default_factory=SipSettings)  # type: ignore[arg-type]
+    workers: WorkerSettings = Field(default_factory=WorkerSettings)  # type: ignore[arg-type]
+    redis: RedisSettings = Field(default_factory=RedisSettings)  # type: ignore[arg-type]
+    log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
+    http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _secret_required(self) -> Self:
+        if not self.demo and not self.xmpp.secret.get_secret_value():
+            raise ValueError(
+                "xmpp.secret is required (set SIPMUC_XMPP__SECRET) unless demo = true"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _toml_path.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+class _TomlPath:
+    """The TOML file of the current load (pydantic-settings reads sources from the class)."""
+
+    def __init__(self) -> None:
+        self._path: Path | None = None
+
+    def get(self) -> Path | None:
+        return self._path
+
+    def set(self, path: Path | None) -> None:
+        self._path = path
+
+
+_toml_path = _TomlPath()
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"]]
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown setting"
+        if loc:
+            env = ENV_PREFIX + "__".join(loc).upper()
+            lines.append(f"  {'.'.join(loc)} ({env}): {message}")
+        else:
+            lines.append(f"  {message}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Load and validate; raises ConfigError with one line per bad key.
+
+    ``config_file`` defaults to ``$SIPMUC_CONFIG`` when that is set.
+    """
+    if config_file is None and os.environ.get(CONFIG_FILE_ENV):
+        config_file = Path(os.environ[CONFIG_FILE_ENV])
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"configuration file not found: {config_file}")
+    _toml_path.set(config_file)
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+    except ValueError as error:  # TOML syntax errors surface as ValueError subclasses
+        raise ConfigError(f"cannot read {config_file}: {error}") from None
+    finally:
+        _toml_path.set(None)
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """Settings as plain data with every secret masked, safe to log."""
+    return settings.model_dump(mode="json")  # SecretStr dumps as '**********'

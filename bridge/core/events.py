@@ -1,0 +1,122 @@
+"""Messages between the SIP media workers and the supervisor.
+
+Plain frozen dataclasses, picklable, so they cross process boundaries (multiprocessing queues
+or pipes) unchanged and are easy to build in tests. A leg is one SIP call in one room; its id
+(``leg_id``) is unique per node and stable for the call's life.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# ---- SIP worker → supervisor ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LegJoined:
+    """A caller's INVITE was accepted and its audio is connected to the mix."""
+
+    leg_id: str
+    room: str  # room local part as dialled: sip:<room>@<sip-domain>
+    call_id: str
+    worker: int
+    from_uri: str
+    display_name: str = ""
+    asserted_identity: str = ""  # P-Asserted-Identity, a hint only
+    impp_uris: tuple[str, ...] = ()  # Call-Info ...;purpose=impp values (RFC 6993), a hint only
+    xmpp_contacts: tuple[str, ...] = ()  # XMPP-Contact header values, a hint only
+    codec: str = ""
+    sample_rate: int = 16000
+
+
+@dataclass(frozen=True, slots=True)
+class LegLeft:
+    leg_id: str
+    room: str
+    call_id: str
+    reason: str  # e.g. "bye", "cancel", "timeout", "kicked", "worker-died"
+
+
+@dataclass(frozen=True, slots=True)
+class TalkingChanged:
+    leg_id: str
+    room: str
+    talking: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    leg_id: str
+    room: str
+    digit: str  # one of 0-9 * # A-D
+    method: str  # "rfc4733" or "info"
+
+
+@dataclass(frozen=True, slots=True)
+class SipMessageReceived:
+    """A SIP MESSAGE to the conference (in-dialog: ``leg_id`` set; out-of-dialog: empty)."""
+
+    room: str
+    sender_uri: str
+    body: str
+    content_type: str = "text/plain"
+    subject: str = ""
+    call_id: str = ""
+    language: str = ""  # Content-Language → xml:lang
+    leg_id: str = ""
+    sender_display: str = ""
+
+
+# ---- supervisor → SIP worker ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MuteLeg:
+    leg_id: str
+    muted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HangupLeg:
+    leg_id: str
+    reason: str = ""
+    status_code: int = 200  # only meaningful before the call is answered
+
+
+@dataclass(frozen=True, slots=True)
+class SendSipMessage:
+    """MESSAGE to a leg, in-dialog. ``sender_display`` says who wrote it (the chat nick)."""
+
+    leg_id: str
+    body: str
+    content_type: str = "text/plain"
+    subject: str = ""
+    thread: str = ""  # XMPP thread → Call-ID hint when out-of-dialog
+    language: str = ""
+    sender_display: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PlayTone:
+    """A short audible cue (e.g. muted / unmuted) to one leg."""
+
+    leg_id: str
+    kind: str  # "muted", "unmuted", "beep"
+
+
+SipEvent = LegJoined | LegLeft | TalkingChanged | DtmfReceived | SipMessageReceived
+SipCommand = MuteLeg | HangupLeg | SendSipMessage | PlayTone
+
+__all__ = [
+    "DtmfReceived",
+    "HangupLeg",
+    "LegJoined",
+    "LegLeft",
+    "MuteLeg",
+    "PlayTone",
+    "SendSipMessage",
+    "SipCommand",
+    "SipEvent",
+    "SipMessageReceived",
+    "TalkingChanged",
+]

