@@ -1,4 +1,4 @@
-"""``sipmuc-bridge`` command line: run, check-config, version."""
+"""``sipmuc-bridge`` command line: run, demo, check-config, version."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bridge import __version__
-from bridge.config import ConfigError, Settings, load_settings, redacted
+from bridge.config import ConfigError, LogSettings, Settings, load_settings, redacted
 from bridge.logs import configure, get_logger
 from bridge.state.connection import RedisUnavailable
 from bridge.xmpp.component import XmppUnavailable
@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument(
             "-c", "--config", type=Path, help="TOML settings file (default: $SIPMUC_CONFIG)"
         )
+    demo = sub.add_parser("demo", help="run the bridge with a local Prosody and Redis (loopback)")
+    demo.add_argument("--workdir", type=Path, default=Path("var/demo"), help="demo data folder")
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -63,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(f"sipmuc-bridge {__version__}")
         return 0
+    if args.command == "demo":
+        from bridge.demo import run_demo
+
+        return run_demo(args.workdir, LogSettings())
     settings = _load(args.config)
     if args.command == "check-config":
         print(json.dumps(redacted(settings), indent=2))

@@ -157,19 +157,17 @@ class Settings(BaseSettings):
     )
 
     demo: bool = Field(False, description="Demo profile: allows an empty component secret")
-    xmpp: XmppSettings = Field(default_factory=XmppSettings)  # type: ignore[arg-type]
-    sip: SipSettings = Field(default_factory=SipSettings)  # type: ignore[arg-type]
-    workers: WorkerSettings = Field(default_factory=WorkerSettings)  # type: ignore[arg-type]
-    redis: RedisSettings = Field(default_factory=RedisSettings)  # type: ignore[arg-type]
-    log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
-    http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
+    xmpp: XmppSettings = Field(default_factory=XmppSettings)
+    sip: SipSettings = Field(default_factory=SipSettings)
+    workers: WorkerSettings = Field(default_factory=WorkerSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
 
     @model_validator(mode="after")
     def _secret_required(self) -> Self:
         if not self.demo and not self.xmpp.secret.get_secret_value():
-            raise ValueError(
-                "xmpp.secret is required (set SIPMUC_XMPP__SECRET) unless demo = true"
-            )
+            raise ValueError("xmpp.secret is required (set SIPMUC_XMPP__SECRET) unless demo = true")
         return self
 
     @classmethod

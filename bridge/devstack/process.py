@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
+
+from bridge.devstack.ports import wait_tcp
 
 
 class ServerStartError(RuntimeError):
@@ -36,6 +39,16 @@ class ServerProcess:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def wait_listening(self, ports: list[int], timeout: float) -> None:
+        """Return once every port accepts connections; raise early if the server died."""
+        deadline = time.monotonic() + timeout
+        for port in ports:
+            while not wait_tcp(port, 0.2):
+                if not self.alive:
+                    raise self.fail(f"exited with status {self.proc.returncode}")
+                if time.monotonic() > deadline:
+                    raise self.fail(f"did not listen on 127.0.0.1:{port} within {timeout:g}s")
 
     def fail(self, why: str) -> ServerStartError:
         self.stop()

@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge.devstack.ports import free_port, wait_tcp
+from bridge.devstack.ports import free_port
 from bridge.devstack.process import ServerProcess, ServerStartError
 
 MODULES_DIR = Path(__file__).resolve().parent.parent / "prosody"
@@ -40,6 +40,9 @@ class ProsodyServer:
     muc_modules: list[str] = field(default_factory=list)
     admins: list[str] = field(default_factory=list)
     process: ServerProcess | None = None
+
+    def __post_init__(self) -> None:
+        self.workdir = self.workdir.resolve()
 
     @property
     def config_path(self) -> Path:
@@ -95,7 +98,7 @@ Component {q(self.component_domain)}
         accounts.mkdir(parents=True, exist_ok=True)
         for user, password in self.users.items():
             path = accounts / f"{_storage_name(user)}.dat"
-            path.write_text(f"return {{ [\"password\"] = {_lua_string(password)}; }};\n")
+            path.write_text(f'return {{ ["password"] = {_lua_string(password)}; }};\n')
 
     def start(self, timeout: float = 10.0) -> None:
         binary = shutil.which("prosody")
@@ -106,9 +109,7 @@ Component {q(self.component_domain)}
         self.config_path.write_text(self.config_text())
         argv = [binary, "--config", str(self.config_path), "-F"]
         self.process = ServerProcess("prosody", argv, self.workdir / "stdout.log", self.workdir)
-        for port in (self.c2s_port, self.component_port):
-            if not wait_tcp(port, timeout):
-                raise self.process.fail(f"did not listen on 127.0.0.1:{port}")
+        self.process.wait_listening([self.c2s_port, self.component_port], timeout)
 
     def add_user(self, user: str, password: str) -> None:
         """Register an account; works before and while the server runs."""

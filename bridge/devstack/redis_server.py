@@ -6,7 +6,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge.devstack.ports import free_port, wait_tcp
+from bridge.devstack.ports import free_port
 from bridge.devstack.process import ServerProcess, ServerStartError
 
 
@@ -17,6 +17,9 @@ class RedisServer:
     password: str | None = None
     appendonly: bool = True
     process: ServerProcess | None = None
+
+    def __post_init__(self) -> None:
+        self.workdir = self.workdir.resolve()
 
     @property
     def url(self) -> str:
@@ -42,8 +45,7 @@ class RedisServer:
         if self.password:
             argv += ["--requirepass", self.password]
         self.process = ServerProcess("redis-server", argv, self.workdir / "redis.log", self.workdir)
-        if not wait_tcp(self.port, timeout):
-            raise self.process.fail(f"did not listen on 127.0.0.1:{self.port}")
+        self.process.wait_listening([self.port], timeout)
 
     def stop(self) -> None:
         if self.process is not None:

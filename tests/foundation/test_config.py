@@ -1,0 +1,88 @@
+"""Settings: env over TOML over defaults; every bad key named; secrets never printed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.config import ConfigError, LogFormat, Transport, load_settings, redacted
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("SIPMUC_"):
+            monkeypatch.delenv(key)
+
+
+def test_defaults_need_a_secret_outside_demo() -> None:
+    with pytest.raises(ConfigError, match=r"xmpp\.secret is required"):
+        load_settings()
+    assert load_settings(demo=True).workers.calls_per_worker == 4
+
+
+def test_environment_overrides_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    toml = tmp_path / "bridge.toml"
+    toml.write_text(
+        '[xmpp]\nsecret = "from-file"\nport = 5348\n'
+        '[sip]\ntransports = ["udp"]\n[log]\nformat = "json"\n'
+    )
+    monkeypatch.setenv("SIPMUC_XMPP__PORT", "6000")
+    settings = load_settings(toml)
+    assert settings.xmpp.port == 6000  # env wins
+    assert settings.xmpp.secret.get_secret_value() == "from-file"
+    assert settings.sip.transports == [Transport.UDP]
+    assert settings.log.format is LogFormat.JSON
+
+
+def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    toml = tmp_path / "b.toml"
+    toml.write_text("demo = true\n[workers]\npool_size = 7\n")
+    monkeypatch.setenv("SIPMUC_CONFIG", str(toml))
+    assert load_settings().workers.pool_size == 7
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "named"),
+    [
+        ("SIPMUC_SIP__PORT", "70000", "sip.port (SIPMUC_SIP__PORT)"),
+        ("SIPMUC_XMPP__COMPONENT_JID", "user@bad/res", "xmpp.component_jid"),
+        ("SIPMUC_WORKERS__POOL_SIZE", "0", "workers.pool_size"),
+        ("SIPMUC_REDIS__URL", "http://nope", "redis.url"),
+        ("SIPMUC_LOG__LEVEL", "loud", "log.level"),
+        ("SIPMUC_SIP__TRANSPORTS", '["udp","tls"]', "tls_certificate"),
+    ],
+)
+def test_bad_values_are_named(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError) as error:
+        load_settings(demo=True)
+    assert named in str(error.value)
+
+
+def test_unknown_key_in_file_is_named(tmp_path: Path) -> None:
+    toml = tmp_path / "b.toml"
+    toml.write_text("demo = true\n[xmpp]\nsecrte = 'typo'\n")
+    with pytest.raises(ConfigError, match=r"xmpp\.secrte .*unknown setting"):
+        load_settings(toml)
+
+
+def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[xmpp\n")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(broken)
+
+
+def test_redacted_masks_every_secret() -> None:
+    settings = load_settings(xmpp={"secret": "s3cr3t"}, redis={"url": "redis://:pw@127.0.0.1:1/0"})
+    dumped = str(redacted(settings))
+    assert "s3cr3t" not in dumped
+    assert ":pw@" not in dumped
