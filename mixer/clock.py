@@ -1,0 +1,120 @@
+"""The mixer's 20 ms tick thread: absolute deadlines, late-tick counting, SCHED_FIFO if allowed.
+
+Deadlines are absolute (``start + k·period``) so sleep jitter never accumulates into drift.
+A tick that starts more than ``late_after_s`` after its deadline counts as *late*; when the
+thread falls more than ``max_catch_up`` periods behind, the missed ticks are *skipped*
+(counted) instead of run back to back, because the rings' cushion can absorb a short burst
+but not an unbounded one. Real-time priority is requested when the process may have it
+(root or CAP_SYS_NICE); otherwise the clock runs at normal priority and says so once in
+the log, since p99 wake-up lateness then grows to several ms on busy cores (DESIGN §5).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mixer.frames import TICK_SECONDS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ClockStats:
+    """Counters of a running or stopped clock."""
+
+    ticks: int
+    late: int
+    skipped: int
+    errors: int
+    max_lateness_s: float
+    realtime: bool
+
+
+def try_realtime(priority: int) -> bool:
+    """Put the calling thread under SCHED_FIFO; False (logged) when not permitted."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (AttributeError, OSError) as exc:  # PermissionError, or not Linux
+        log.warning("mixer clock runs without real-time priority (SCHED_FIFO refused: %s)", exc)
+        return False
+    log.info("mixer clock runs under SCHED_FIFO priority %d", priority)
+    return True
+
+
+class TickClock:
+    """Calls ``on_tick`` every ``period_s`` on its own thread until :meth:`stop`."""
+
+    def __init__(
+        self,
+        on_tick: Callable[[], object],
+        *,
+        period_s: float = TICK_SECONDS,
+        realtime: bool = True,
+        priority: int = 10,
+        late_after_s: float | None = None,
+        max_catch_up: int = 2,
+        name: str = "mixer-clock",
+    ) -> None:
+        self._on_tick = on_tick
+        self.period_s = period_s
+        self._want_realtime = realtime
+        self._priority = priority
+        self._late_after = period_s / 4 if late_after_s is None else late_after_s
+        self._max_catch_up = max_catch_up
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._ticks = self._late = self._skipped = self._errors = 0
+        self._max_late = 0.0
+        self._realtime = False
+
+    def start(self) -> None:
+        """Start ticking; the first tick is one period from now."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop after the current tick and wait for the thread."""
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether the tick thread is alive."""
+        return self._thread.is_alive()
+
+    def stats(self) -> ClockStats:
+        """Snapshot of the counters (safe from any thread)."""
+        return ClockStats(
+            self._ticks, self._late, self._skipped, self._errors, self._max_late, self._realtime
+        )
+
+    def _run(self) -> None:
+        if self._want_realtime:
+            self._realtime = try_realtime(self._priority)
+        period = self.period_s
+        deadline = time.monotonic() + period
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now < deadline:
+                self._stop.wait(deadline - now)
+                continue
+            lateness = now - deadline
+            self._max_late = max(self._max_late, lateness)
+            if lateness > self._late_after:
+                self._late += 1
+            if lateness > self._max_catch_up * period:
+                missed = int(lateness // period)
+                self._skipped += missed
+                deadline += missed * period
+            try:
+                self._on_tick()
+            except Exception:
+                self._errors += 1
+                log.exception("mixer tick failed")
+            self._ticks += 1
+            deadline += period

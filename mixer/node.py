@@ -1,0 +1,131 @@
+"""One node's mixer service: engine + shared-memory rings + tick clock, thread-safe control.
+
+The supervisor (or a dedicated mixer process) owns a :class:`MixerNode`. For every call
+it does ``att = node.add_leg(room, rate)`` and sends ``att`` (a small picklable
+:class:`~mixer.rings.LegAttachment`) to the SIP worker that carries the call, which opens
+``LegPort(att)``. Control calls (add/remove/mute/gain) may come from any thread; they
+take the same lock as the tick, which holds it for well under a millisecond. Events are
+delivered to ``on_events`` on the clock thread: hand them to your event loop with
+something thread-safe such as ``loop.call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+from mixer.clock import ClockStats, TickClock
+from mixer.engine import ConferenceKey, Mixer, MixerEvent
+from mixer.rings import LegAttachment, MixerRings, RingCounters
+from mixer.talker import TalkerConfig
+
+EventSink = Callable[[Sequence[MixerEvent]], object]
+
+
+class MixerNode:
+    """All conferences of a node mixed from and into one shared-memory segment."""
+
+    def __init__(
+        self,
+        segment: str,
+        capacity: int = 256,
+        *,
+        depth: int = 8,
+        reserve: int = 1,
+        max_internal_rate: int = 48000,
+        talker: TalkerConfig | None = None,
+        on_events: EventSink | None = None,
+    ) -> None:
+        self.mixer = Mixer(capacity, max_internal_rate=max_internal_rate, talker=talker)
+        self.rings = MixerRings(segment, capacity, depth=depth, reserve=reserve)
+        self._on_events = on_events
+        self._lock = threading.Lock()
+        self._conf_ids: dict[ConferenceKey, int] = {}
+        self._clock: TickClock | None = None
+
+    @property
+    def segment(self) -> str:
+        """Name of the shared-memory segment workers attach to."""
+        return self.rings.name
+
+    def add_leg(
+        self, conference: ConferenceKey, rate: int, gain: float = 1.0, *, muted: bool = False
+    ) -> LegAttachment:
+        """Add a leg and reserve its rings; give the returned attachment to its worker."""
+        with self._lock:
+            slot = self.mixer.add_leg(conference, rate, gain, muted=muted)
+            conf_id = self._conf_ids.setdefault(conference, len(self._conf_ids) + 1)
+            attachment = self.rings.assign(slot, conf_id, rate)
+            self.rings.arrange(self.mixer.active_slots)
+            return attachment
+
+    def remove_leg(self, leg: int) -> None:
+        """Remove a leg (by slot); its worker's port goes stale immediately."""
+        with self._lock:
+            conference = self.mixer.leg_conference(leg)
+            self.mixer.remove_leg(leg)
+            self.rings.release(leg)
+            self.rings.arrange(self.mixer.active_slots)
+            if not self.mixer.conference_legs(conference):
+                self._conf_ids.pop(conference, None)
+
+    def set_mute(self, leg: int, muted: bool) -> None:
+        """Mute or unmute what a leg says (it keeps hearing the others)."""
+        with self._lock:
+            self.mixer.set_mute(leg, muted)
+
+    def set_gain(self, leg: int, gain: float) -> None:
+        """Set the linear gain applied to a leg's voice."""
+        with self._lock:
+            self.mixer.set_gain(leg, gain)
+
+    def dominant_speaker(self, conference: ConferenceKey) -> int | None:
+        """The conference's current dominant talker (slot), if anyone talks."""
+        with self._lock:
+            return self.mixer.dominant_speaker(conference)
+
+    def counters(self, leg: int) -> RingCounters:
+        """Under-run / drop / torn counters of a leg, both directions."""
+        return self.rings.counters(leg)
+
+    def tick(self) -> list[MixerEvent]:
+        """Read every leg's input ring, mix, write every output ring (one 20 ms frame)."""
+        with self._lock:
+            self.rings.begin_tick()
+            self.mixer.load(self.rings.source)
+            torn = self.rings.torn_after_read()
+            if len(torn):
+                self.mixer.discard(self.mixer.active_slots[torn])
+            events = self.mixer.mix(self.rings.sink)
+            self.rings.publish()
+        if events and self._on_events is not None:
+            self._on_events(events)
+        return events
+
+    def start(self, *, realtime: bool = True) -> None:
+        """Start the 20 ms clock thread (SCHED_FIFO when permitted)."""
+        if self._clock is not None:
+            raise RuntimeError("already started")
+        self._clock = TickClock(self.tick, realtime=realtime)
+        self._clock.start()
+
+    def stop(self) -> None:
+        """Stop the clock thread (the segment stays until :meth:`close`)."""
+        if self._clock is not None:
+            self._clock.stop()
+
+    def clock_stats(self) -> ClockStats | None:
+        """Late/skipped tick counters of the clock, if it was started."""
+        return self._clock.stats() if self._clock else None
+
+    def close(self) -> None:
+        """Stop ticking, tell attached workers the segment is closed, unlink it."""
+        self.stop()
+        with self._lock:
+            self.rings.close()
+
+    def __enter__(self) -> MixerNode:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
