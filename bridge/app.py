@@ -4,36 +4,88 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from bridge import __version__
 from bridge.config import Settings, redacted
+from bridge.core.node import Node, initial_directory
+from bridge.http import Readiness, serve_http
 from bridge.logs import get_logger
+from bridge.sip.pool import WorkerPool
 from bridge.state.connection import open_redis
+from bridge.state.mirror import MirrorEngine
+from bridge.state.outbox import Outbox
+from bridge.state.store import StateStore
 from bridge.xmpp.component import BridgeComponent
 
 log = get_logger(__name__)
 
 
-async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run one node until ``stop`` is set or SIGTERM/SIGINT arrives.
+@asynccontextmanager
+async def open_node(
+    settings: Settings, readiness: Readiness | None = None
+) -> AsyncIterator[Node]:
+    """Redis, XMPP component, SIP worker pool and the supervisor, started in that order and
+    stopped in reverse (callers get a BYE, puppets leave, the control occupant leaves).
 
-    Raises RedisUnavailable or XmppUnavailable when a dependency is missing at start-up,
-    so that a misconfigured node exits at once instead of half-working.
+    Raises RedisUnavailable, XmppUnavailable or PoolError when a dependency is missing at
+    start-up, so that a misconfigured node exits at once instead of half-working.
     """
+    readiness = readiness or Readiness(required=())
+    stop = asyncio.Event()
+    async with open_redis(settings.redis) as redis:
+        readiness.register("redis", redis.ping)
+        engine = MirrorEngine(
+            StateStore(
+                redis,
+                prefix=settings.state.key_prefix,
+                op_timeout=settings.state.op_timeout,
+                event_ttl=settings.state.event_ttl,
+                change_log_length=settings.state.change_log_length,
+            ),
+            Outbox(settings.state.outbox_path, settings.state.outbox_max),
+        )
+        component = BridgeComponent(settings.xmpp)
+        xmpp_up = readiness.flag("xmpp")
+        component.add_event_handler("session_start", lambda _: xmpp_up.set())
+        component.add_event_handler("disconnected", lambda _: xmpp_up.clear("disconnected"))
+        await component.start()
+        directory = await initial_directory(settings, engine)
+        pool = WorkerPool(settings.sip, settings.workers, settings.log, directory=directory)
+        try:
+            await asyncio.to_thread(pool.start)
+            readiness.register("workers", lambda: pool.free_slots() > 0)
+            node = Node(settings, component, pool, engine)
+            try:
+                await node.start(stop)
+                yield node
+            finally:
+                stop.set()
+                await node.close()
+        finally:
+            await asyncio.to_thread(pool.stop)
+            await component.close()
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run one node until ``stop`` is set or SIGTERM/SIGINT arrives."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("bridge.starting", version=__version__, settings=redacted(settings))
+    readiness = Readiness(required=("redis", "xmpp", "workers"))
     try:
-        async with open_redis(settings.redis):
-            component = BridgeComponent(settings.xmpp)
-            await component.connect_and_wait()
-            log.info("bridge.ready", component=settings.xmpp.component_jid)
+        async with serve_http(settings.http, readiness), open_node(settings, readiness) as node:
+            log.info(
+                "bridge.ready",
+                component=settings.xmpp.component_jid,
+                sip=f"{settings.sip.bind_host}:{node.pool.front_port}",
+                rooms=sorted(node.rooms),
+            )
             await stop.wait()
             log.info("bridge.stopping")
-            component.disconnect()
-            await component.disconnected
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

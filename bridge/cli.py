@@ -10,13 +10,17 @@ from pathlib import Path
 
 from bridge import __version__
 from bridge.config import ConfigError, LogSettings, Settings, load_settings, redacted
+from bridge.http import HttpUnavailable
 from bridge.logs import configure, get_logger
+from bridge.sip.pool import PoolError
 from bridge.state.connection import RedisUnavailable
 from bridge.xmpp.component import XmppUnavailable
 
 EXIT_CONFIG = 2
 EXIT_XMPP = 3
 EXIT_REDIS = 4
+EXIT_HTTP = 5
+EXIT_SIP = 6
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,6 +61,12 @@ def _run(settings: Settings) -> int:
     except RedisUnavailable as error:
         log.error("redis.unavailable", error=str(error))
         return EXIT_REDIS
+    except HttpUnavailable as error:
+        log.error("http.unavailable", error=str(error))
+        return EXIT_HTTP
+    except PoolError as error:
+        log.error("sip.unavailable", error=str(error))
+        return EXIT_SIP
     return 0
 
 

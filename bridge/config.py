@@ -7,6 +7,7 @@ instead of failing later in the middle of a call.
 from __future__ import annotations
 
 import os
+import socket
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -72,6 +73,39 @@ class XmppSettings(_Section):
     connect_timeout: float = Field(
         10.0, gt=0, description="Seconds to wait for the component handshake at start-up"
     )
+    join_timeout: float = Field(
+        10.0, gt=0, description="Seconds to wait for a room's answer to a join (control or puppet)"
+    )
+    reconnect_max_delay: float = Field(
+        30.0, gt=0, description="Longest pause between reconnect attempts (backoff doubles to it)"
+    )
+    self_ping_interval: float = Field(
+        60.0, gt=0, description="XEP-0410 self-ping period per room, to notice a silent drop-out"
+    )
+    affiliation_sync_interval: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds between reads of each room's outcast list: a ban lifted on an "
+        "absent puppet sends no presence, so this is how an unban reaches the call side",
+    )
+    show_raw_numbers: bool = Field(
+        False, description="Show callers' telephone numbers unmasked in nicks (privacy: off)"
+    )
+    max_message_chars: int = Field(
+        2000, ge=1, description="Longest message relayed either way; longer ones are refused"
+    )
+    sip_message_max_bytes: int = Field(
+        1200,
+        ge=64,
+        le=60000,
+        description="Largest SIP MESSAGE body; longer chat text is split (RFC 3428: < 1300)",
+    )
+    rate_limit_burst: int = Field(
+        5, ge=1, description="Messages a sender may relay in a burst before the rate applies"
+    )
+    rate_limit_per_minute: float = Field(
+        20.0, gt=0, description="Sustained relay rate per sender (SIP leg or chat occupant)"
+    )
 
     @field_validator("component_jid", "muc_service")
     @classmethod
@@ -114,6 +148,23 @@ class WorkerSettings(_Section):
         description="Call slots per worker (4 with the PyPI pjsua2 wheel; raise only with a "
         "custom PJSIP build)",
     )
+    base_port: Port | None = Field(
+        None,
+        description="SIP port of worker 1 (worker i listens on base_port + 2(i-1), TLS +1); "
+        "unset = free loopback ports chosen at start. Worker 0 is the front on sip.port",
+    )
+    media_timeout: float = Field(
+        30.0, ge=0, description="Hang up a call after this many seconds without RTP (0 = never)"
+    )
+    retry_after: int = Field(
+        30, ge=0, description="Retry-After seconds on 486/503 when the node is full"
+    )
+    hooks: list[str] = Field(
+        default_factory=lambda: ["bridge.sip.evsub:worker_hook"],
+        description="'package.module:function' called in each worker on the pjsua2 thread "
+        "after start-up (e.g. the conference event package)",
+    )
+    pjsip_log_level: int = Field(1, ge=0, le=6, description="PJSIP log level in workers")
 
 
 class RedisSettings(_Section):
@@ -134,6 +185,72 @@ class RedisSettings(_Section):
         if scheme not in {"redis", "rediss", "unix"}:
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+
+class StateSettings(_Section):
+    """Moderation state in Redis (bridge.state): keys, timeouts, leases, outbox."""
+
+    key_prefix: str = Field(
+        "sipmuc",
+        pattern=r"^[A-Za-z0-9_.-]{1,40}$",
+        description="Prefix of every Redis key (several deployments may share one Redis)",
+    )
+    node_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        min_length=1,
+        description="This replica's name in room leases (default: hostname-pid)",
+    )
+    redirect_contact: str | None = Field(
+        None,
+        description="Contact that other replicas send in 302 for rooms this node owns, with "
+        "'{room}' for the room, e.g. 'sip:{room}@10.0.0.5:5060'; unset = "
+        "sip:{room}@<sip.bind_host>:<sip.port>",
+    )
+    lease_ttl: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a room lease lives without renewal: a dead owner's rooms are "
+        "taken over by another replica within this time (renewed every ttl/3)",
+    )
+    op_timeout: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds one Redis operation may take before Redis counts as unavailable",
+    )
+    event_ttl: float = Field(
+        86400.0,
+        gt=0,
+        description="Seconds an applied event id is remembered (duplicates within it are no-ops)",
+    )
+    change_log_length: int = Field(
+        1000, ge=10, description="Approximate length of each room's change log stream"
+    )
+    outbox_path: Path | None = Field(
+        None,
+        description="JSON-lines file for changes queued while Redis is down (survives a "
+        "bridge restart); unset = memory only",
+    )
+    outbox_max: int = Field(
+        10000, ge=1, description="Queued changes at most while Redis is down (then refused)"
+    )
+    catch_up_interval: float = Field(
+        1.0, gt=0, description="Seconds between attempts to write queued changes"
+    )
+
+
+class IdentitySettings(_Section):
+    """Caller ↔ JID bindings (RFC 7081 §3.5): headers are hints, only these entries bind."""
+
+    trusted_bindings: dict[str, str] = Field(
+        default_factory=dict,
+        description="Trusted mapping caller SIP URI → JID (from a directory or by hand); a "
+        "caller is shown as that occupant only when listed here",
+    )
+    trust_asserted_identity: bool = Field(
+        False,
+        description="Also look P-Asserted-Identity up in trusted_bindings (only behind a "
+        "trusted proxy that sets it, RFC 3325)",
+    )
 
 
 class LogSettings(_Section):
@@ -157,10 +274,17 @@ class Settings(BaseSettings):
     )
 
     demo: bool = Field(False, description="Demo profile: allows an empty component secret")
+    rooms: list[str] = Field(
+        default_factory=list,
+        description="Conferences linked at start-up: name → sip:<name>@<sip.domain> and "
+        "<name>@<xmpp.muc_service> (links are kept in Redis; owners add more with !link)",
+    )
     xmpp: XmppSettings = Field(default_factory=XmppSettings)
     sip: SipSettings = Field(default_factory=SipSettings)
     workers: WorkerSettings = Field(default_factory=WorkerSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    identity: IdentitySettings = Field(default_factory=IdentitySettings)
     log: LogSettings = Field(default_factory=LogSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
 

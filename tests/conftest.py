@@ -15,7 +15,7 @@ TEST_USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if {"prosody", "redis_server"} & set(getattr(item, "fixturenames", ())):
+        if {"prosody", "prosody_avu", "redis_server"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.servers)
 
 
@@ -23,6 +23,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def prosody(tmp_path: Path) -> Iterator[ProsodyServer]:
     """A fresh Prosody with users alice/bob/carol, a MUC service and the bridge component."""
     server = ProsodyServer(tmp_path / "prosody", users=dict(TEST_USERS))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def prosody_avu(tmp_path: Path) -> Iterator[ProsodyServer]:
+    """Like ``prosody``, with our mod_muc_audio_video_uri loaded on the MUC component."""
+    server = ProsodyServer(
+        tmp_path / "prosody", users=dict(TEST_USERS), muc_modules=["muc_audio_video_uri"]
+    )
     server.start()
     try:
         yield server

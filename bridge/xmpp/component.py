@@ -1,14 +1,26 @@
-"""The bridge's XEP-0114 external component connection."""
+"""The bridge's XEP-0114 external component: connection, reconnection, room registry.
+
+One component serves every linked room of the node. Stanzas from a room are dispatched to its
+``BridgedRoom``; connection loss marks every room out and a reconnect (with backoff) rejoins
+them all (DESIGN §5: a crash leaves puppets behind until reconciled).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from slixmpp import ComponentXMPP
+from slixmpp import JID, ComponentXMPP
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import StanzaPath
 
 from bridge.config import XmppSettings
+from bridge.core.events import LegJoined
 from bridge.logs import get_logger
+from bridge.xmpp.events import RoomEvent
+from bridge.xmpp.room import BridgedRoom
 
 log = get_logger(__name__)
 
@@ -20,7 +32,7 @@ class XmppUnavailable(Exception):
 class BridgeComponent(ComponentXMPP):
     """slixmpp component with the settings we always want (see DESIGN §5)."""
 
-    def __init__(self, settings: XmppSettings) -> None:
+    def __init__(self, settings: XmppSettings, *, puppet_key: bytes | None = None) -> None:
         super().__init__(  # type: ignore[no-untyped-call]
             settings.component_jid,
             settings.secret.get_secret_value(),
@@ -28,8 +40,143 @@ class BridgeComponent(ComponentXMPP):
             port=settings.port,
             # Without it slixmpp reads every error as feature-not-implemented.
             fix_error_ns=True,
+            # One component joins rooms as many occupants (control + puppets).
+            plugin_config={"xep_0045": {"multi_from": True}},
         )
         self.settings = settings
+        for plugin in ("xep_0030", "xep_0004", "xep_0045", "xep_0199", "xep_0410"):
+            self.register_plugin(plugin)
+        secret = settings.secret.get_secret_value().encode()
+        # Keyed so that puppet JIDs do not reveal callers' numbers (see bridge.xmpp.jids).
+        self.puppet_key = puppet_key or hashlib.sha256(b"sipmuc puppet ids\0" + secret).digest()
+        self.rooms: dict[str, BridgedRoom] = {}
+        self.online = False
+        self._closing = False
+        self._lost = asyncio.Event()
+        self._keeper: asyncio.Task[None] | None = None
+        self._module_missing_noted = False
+        for name, path in (("BridgeRoomPresence", "presence"), ("BridgeRoomMessage", "message")):
+            self.register_handler(Callback(name, StanzaPath(path), self._dispatch))
+        self.add_event_handler("session_start", self._on_session_start)
+        self.add_event_handler("disconnected", self._on_disconnected)
+
+    @property
+    def control_jid(self) -> JID:
+        """The control occupant's real JID: the component's own domain."""
+        return JID(self.boundjid.bare)
+
+    # ---- rooms ---------------------------------------------------------------------------
+
+    async def link_room(
+        self,
+        room_jid: str,
+        sip_uri: str,
+        *,
+        legs: Iterable[LegJoined] = (),
+        sink: Callable[[RoomEvent], None] | None = None,
+    ) -> BridgedRoom:
+        """Bridge ``room_jid`` to the conference at ``sip_uri`` and join it (when online).
+
+        ``legs`` are the callers already in the call (start-up after a crash): they are
+        known before the first sync so that their puppets are kept, not removed as ghosts.
+        """
+        room = BridgedRoom(self, room_jid, sip_uri, sink=sink)
+        key = str(room.jid)
+        if key in self.rooms:
+            raise ValueError(f"room {key} is already linked")
+        self.rooms[key] = room
+        for leg in legs:
+            await room.caller_joined(leg)
+        if self.online:
+            await room.sync()
+        return room
+
+    async def unlink_room(self, room_jid: str) -> None:
+        """Stop bridging: withdraw the advertised URI, puppets and control occupant leave."""
+        room = self.rooms.pop(str(JID(room_jid)), None)
+        if room is not None:
+            await room.close(unlink=True)
+
+    def note_module_missing(self, room: str) -> None:
+        """Say once per process that the server lacks mod_muc_audio_video_uri."""
+        if not self._module_missing_noted:
+            self._module_missing_noted = True
+            log.warning(
+                "xmpp.audio_video_uri_unsupported",
+                room=room,
+                fallback="room description",
+                hint="load bridge/prosody/mod_muc_audio_video_uri.lua on the MUC component "
+                "to publish audio-video-uri in disco#info",
+            )
+        else:
+            log.info("room.advertised_in_description", room=room)
+
+    def _dispatch(self, stanza: Any) -> None:
+        room = self.rooms.get(stanza["from"].bare)
+        if room is None:
+            return
+        if stanza.name == "presence":
+            room.handle_presence(stanza)
+        else:
+            room.handle_message(stanza)
+
+    # ---- connection lifecycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (raising XmppUnavailable if the server is unusable at start-up), then
+        keep the connection: reconnect with backoff whenever it drops."""
+        await self.connect_and_wait()
+        self._keeper = asyncio.get_running_loop().create_task(self._keep_connected())
+
+    async def close(self) -> None:
+        """Leave every room (puppets first) and disconnect cleanly."""
+        self._closing = True
+        for room in list(self.rooms.values()):
+            await room.close()
+        if self._keeper is not None:
+            self._keeper.cancel()
+        if self.online:
+            await self.disconnect(wait=2.0, reason="bridge shutting down")
+
+    def connection_suspect(self, reason: str) -> None:
+        """The server stopped answering (self-ping timeout): drop the stream and reconnect."""
+        log.warning("xmpp.connection_suspect", reason=reason)
+        self.abort()
+
+    def _on_session_start(self, _: Any) -> None:
+        self.online = True
+        for room in self.rooms.values():
+            room.schedule_sync()
+
+    def _on_disconnected(self, reason: Any) -> None:
+        was_online, self.online = self.online, False
+        if was_online:
+            log.warning("xmpp.disconnected", reason=str(reason) if reason else "connection lost")
+        for room in self.rooms.values():
+            room.went_offline("XMPP connection lost")
+        self._lost.set()
+
+    async def _keep_connected(self) -> None:
+        initial = min(0.5, self.settings.reconnect_max_delay)
+        delay = initial
+        while not self._closing:
+            await self._lost.wait()
+            self._lost.clear()
+            if self.online or self._closing:
+                continue
+            while not self._closing:
+                await asyncio.sleep(delay)
+                try:
+                    await self.connect_and_wait()
+                except XmppUnavailable as error:
+                    delay = min(delay * 2, self.settings.reconnect_max_delay)
+                    log.warning("xmpp.reconnect_failed", error=str(error), retry_in=delay)
+                    continue
+                delay = initial
+                self._lost.clear()
+                if not self.online:
+                    self._lost.set()
+                break
 
     async def connect_and_wait(self) -> None:
         """Connect and wait for the handshake; raise XmppUnavailable with the reason.

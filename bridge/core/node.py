@@ -1,0 +1,557 @@
+"""The supervisor of one node: SIP worker pool ⇄ mirror engine (Redis) ⇄ MUC rooms.
+
+Every event from either side goes through :class:`bridge.state.mirror.MirrorEngine` (policy,
+then the record in Redis, then the actions), and the actions are carried out here on the side
+they name. Text relay is the room's own business (:class:`bridge.xmpp.room.BridgedRoom`
+splits, rate-limits and never echoes); moderation always goes through the engine so that the
+stored truth comes first and loops are impossible (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from slixmpp.exceptions import IqError, IqTimeout
+
+from bridge.config import Settings
+from bridge.core.events import (
+    DtmfReceived,
+    HangupLeg,
+    LegJoined,
+    LegLeft,
+    MuteLeg,
+    PlayTone,
+    SendSipMessage,
+    SipMessageReceived,
+    TalkingChanged,
+)
+from bridge.core.identity import normalize_trusted, verify_binding
+from bridge.core.mirror_events import (
+    Action,
+    BanJid,
+    CallerJoined,
+    CallerLeft,
+    DtmfCommand,
+    JoinPuppet,
+    LeavePuppet,
+    MirrorEvent,
+    OccupantBanned,
+    OccupantKicked,
+    OccupantPrivilegeChanged,
+    OccupantUnbanned,
+    OccupantVoiceChanged,
+    Privilege,
+    SendGroupchat,
+    SetConferenceMediaStatus,
+    SetConferenceRoles,
+    SetConferenceSubject,
+    SetOccupantRole,
+    SetRoomSubject,
+    ShowOccupantInCall,
+    SubjectChanged,
+)
+from bridge.core.policy import parse_dtmf
+from bridge.logs import bound, get_logger
+from bridge.protocol.conference_info import (
+    AudioLeg,
+    ChatPresence,
+    Participant,
+    RoomView,
+    conference_from_room,
+)
+from bridge.protocol.nicks import caller_nick
+from bridge.sip.admission import RoomDirectory
+from bridge.sip.evsub import ConferenceInfoUpdate
+from bridge.sip.pool import WorkerPool
+from bridge.state.errors import StateUnavailable
+from bridge.state.mirror import MirrorEngine, Outcome
+from bridge.xmpp import events as room_events
+from bridge.xmpp.component import BridgeComponent
+from bridge.xmpp.jids import puppet_jid
+from bridge.xmpp.room import BridgedRoom
+
+log = get_logger(__name__)
+
+EVSUB_HOOK = "bridge.sip.evsub:worker_hook"
+
+
+@dataclass
+class _Room:
+    """One linked conference on this node."""
+
+    name: str  # conference name: sip:<name>@<sip.domain>
+    muc_jid: str
+    bridged: BridgedRoom
+    dtmf: dict[str, str] = field(default_factory=dict)  # leg_id → DTMF buffer
+
+
+class Node:
+    """Wires the pool, the rooms and the engine; one instance per process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        component: BridgeComponent,
+        pool: WorkerPool,
+        engine: MirrorEngine,
+    ) -> None:
+        self.settings = settings
+        self.component = component
+        self.pool = pool
+        self.engine = engine
+        self.rooms: dict[str, _Room] = {}
+        self.legs: dict[str, LegJoined] = {}
+        self.talking: set[str] = set()
+        self._trusted = normalize_trusted(settings.identity.trusted_bindings)
+        self._room_events: asyncio.Queue[room_events.RoomEvent] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._conference_info = EVSUB_HOOK in settings.workers.hooks
+
+    # ---- naming ------------------------------------------------------------------------
+
+    def sip_uri(self, name: str) -> str:
+        return f"sip:{name}@{self.settings.sip.domain}"
+
+    def _room_of_muc(self, muc_jid: str) -> _Room | None:
+        for room in self.rooms.values():
+            if room.muc_jid == muc_jid:
+                return room
+        return None
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    async def start(self, stop: asyncio.Event) -> None:
+        """Join and restore every linked room, then serve events."""
+        stored = await self.engine.store.linked_rooms()
+        for name, muc_jid in sorted(stored.items()):
+            if name not in self.rooms:
+                await self._open_room(name, muc_jid)
+        self._publish_directory()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._sip_loop(), name="node.sip-events"),
+            loop.create_task(self._room_loop(), name="node.room-events"),
+            loop.create_task(
+                self.engine.run_catch_up(stop, self.settings.state.catch_up_interval),
+                name="node.state-catch-up",
+            ),
+            loop.create_task(self._affiliation_loop(), name="node.affiliations"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def link(self, name: str, *, actor: str) -> None:
+        """Glue conference ``name`` to its MUC room (recorded in Redis, then joined)."""
+        name = name.strip().lower()
+        muc_jid = await record_link(self.settings, self.engine, name, actor)
+        if name not in self.rooms:
+            await self._open_room(name, muc_jid)
+        self._publish_directory()
+
+    async def _open_room(self, name: str, muc_jid: str) -> None:
+        live = [leg for leg in self.legs.values() if leg.room.lower() == name]
+        bridged = await self.component.link_room(
+            muc_jid, self.sip_uri(name), legs=live, sink=self._room_events.put_nowait
+        )
+        self.rooms[name] = _Room(name, muc_jid, bridged)
+        outcome = await self.engine.restore(name, frozenset(leg.leg_id for leg in live))
+        log.info("room.linked", room=name, muc=muc_jid, restored=outcome.status)
+        await self._perform(self.rooms[name], outcome)
+
+    # ---- SIP side → engine ---------------------------------------------------------------
+
+    async def _sip_loop(self) -> None:
+        async for event in self.pool.events():
+            try:
+                await self._on_sip_event(event)
+            except Exception:  # one bad event must not stop the node
+                log.exception("node.sip_event_failed", kind=type(event).__name__)
+
+    async def _on_sip_event(self, event: object) -> None:
+        if isinstance(event, LegJoined):
+            await self._leg_joined(event)
+        elif isinstance(event, LegLeft):
+            await self._leg_left(event)
+        elif isinstance(event, DtmfReceived):
+            await self._dtmf(event)
+        elif isinstance(event, SipMessageReceived):
+            await self._sip_message(event)
+        elif isinstance(event, TalkingChanged):
+            (self.talking.add if event.talking else self.talking.discard)(event.leg_id)
+
+    async def _leg_joined(self, leg: LegJoined) -> None:
+        room = self.rooms.get(leg.room.lower())
+        with bound(room=leg.room, call_id=leg.call_id, participant=leg.leg_id):
+            if room is None:  # admission said yes from an older directory
+                self.pool.send(HangupLeg(leg.leg_id, "conference not linked", 404))
+                return
+            self.legs[leg.leg_id] = leg
+            binding = verify_binding(
+                leg.from_uri,
+                trusted=self._trusted,
+                impp_uris=leg.impp_uris,
+                xmpp_contacts=leg.xmpp_contacts,
+                asserted_identity=leg.asserted_identity,
+                trust_asserted_identity=self.settings.identity.trust_asserted_identity,
+            )
+            if binding.hints:
+                log.info("identity.checked", bound=bool(binding.jid), why=binding.reason)
+            jid = puppet_jid(
+                self.component.puppet_key, self.component.boundjid.bare, leg.from_uri, leg.leg_id
+            )
+            nick = caller_nick(
+                leg.display_name, leg.from_uri,
+                show_raw_numbers=self.settings.xmpp.show_raw_numbers,
+            )  # fmt: skip
+            event = CallerJoined(
+                event_id=f"join:{leg.leg_id}:{leg.call_id}", room=room.name, origin="sip",
+                actor=leg.from_uri, at=time.time(), leg_id=leg.leg_id, caller_uri=leg.from_uri,
+                nick=nick, puppet_jid=jid, call_id=leg.call_id,
+                node=self.settings.state.node_id, bound_jid=binding.jid,
+                verified_by=binding.verified_by,
+            )  # fmt: skip
+            log.info("leg.joined", nick=nick, codec=leg.codec)
+            await self._handle(room, event)
+
+    async def _leg_left(self, event: LegLeft) -> None:
+        self.legs.pop(event.leg_id, None)
+        self.talking.discard(event.leg_id)
+        room = self.rooms.get(event.room.lower())
+        with bound(room=event.room, call_id=event.call_id, participant=event.leg_id):
+            log.info("leg.left", reason=event.reason)
+            if room is None:
+                return
+            room.dtmf.pop(event.leg_id, None)
+            mirror = CallerLeft(
+                event_id=f"left:{event.leg_id}", room=room.name, origin="sip",
+                actor=event.call_id, at=time.time(), leg_id=event.leg_id, reason=event.reason,
+            )  # fmt: skip
+            await self._handle(room, mirror)
+            await room.bridged.caller_left(event)  # idempotent: also when state was unknown
+            self._refresh_conference(room)
+
+    async def _dtmf(self, event: DtmfReceived) -> None:
+        room = self.rooms.get(event.room.lower())
+        if room is None:
+            return
+        buffer, command = parse_dtmf(room.dtmf.get(event.leg_id, ""), event.digit)
+        room.dtmf[event.leg_id] = buffer
+        if command is None:
+            return
+        with bound(room=room.name, participant=event.leg_id):
+            log.info("dtmf.command", command=command)
+            await self._handle(
+                room,
+                DtmfCommand(
+                    event_id=f"dtmf:{event.leg_id}:{uuid.uuid4().hex}", room=room.name,
+                    origin="sip", actor=event.leg_id, at=time.time(), leg_id=event.leg_id,
+                    command=command,
+                ),
+            )  # fmt: skip
+
+    async def _sip_message(self, event: SipMessageReceived) -> None:
+        room = self.rooms.get(event.room.lower())
+        if room is None:
+            return
+        outcome = await room.bridged.relay_from_sip(event)
+        log.info("relay.from_sip", room=room.name, participant=event.leg_id, outcome=outcome)
+
+    # ---- room side → engine --------------------------------------------------------------
+
+    async def _room_loop(self) -> None:
+        while True:
+            event = await self._room_events.get()
+            try:
+                await self._on_room_event(event)
+            except Exception:
+                log.exception("node.room_event_failed", kind=type(event).__name__)
+
+    async def _on_room_event(self, event: room_events.RoomEvent) -> None:
+        if isinstance(event, SendSipMessage):
+            self.pool.send(event)
+            return
+        room = self._room_of_muc(event.room)
+        if room is None:
+            return
+        mirror = self._mirror_event(room, event)
+        if mirror is not None:
+            await self._handle(room, mirror)
+        if isinstance(event, room_events.PuppetJoinFailed) and event.condition == "forbidden":
+            self.pool.send(HangupLeg(event.leg_id, "banned from the chat room", 403))
+        self._refresh_conference(room)
+
+    def _mirror_event(self, room: _Room, event: room_events.RoomEvent) -> MirrorEvent | None:
+        """Translate what the room reports into the policy's events (origin "muc")."""
+        if getattr(event, "by_bridge", False):
+            return None  # our own mirroring coming back: the state already holds it
+        base: dict[str, Any] = {
+            "event_id": f"muc:{room.name}:{uuid.uuid4().hex}",
+            "room": room.name,
+            "origin": "muc",
+            "at": time.time(),
+        }
+        if isinstance(event, room_events.PuppetVoiceChanged):
+            return OccupantVoiceChanged(
+                **base, actor=event.actor, occupant_jid=self._puppet_jid(room, event.leg_id),
+                voiced=event.has_voice,
+            )  # fmt: skip
+        if isinstance(event, room_events.PuppetKicked):
+            return OccupantKicked(
+                **base, actor=event.actor, occupant_jid=self._puppet_jid(room, event.leg_id),
+                reason=event.reason,
+            )  # fmt: skip
+        if isinstance(event, room_events.PuppetBanned):
+            return OccupantBanned(
+                **base, actor=event.actor, occupant_jid=event.jid, reason=event.reason
+            )
+        if isinstance(event, room_events.OccupantRoleChanged) and event.jid and not event.leg_id:
+            privilege = _privilege(event.role, event.affiliation)
+            if privilege != _privilege(event.previous_role, event.previous_affiliation):
+                return OccupantPrivilegeChanged(
+                    **base, actor=event.nick, occupant_jid=event.jid, privilege=privilege
+                )
+        if isinstance(event, room_events.SubjectChanged) and not event.initial:
+            if event.by_nick == room.bridged.control_nick:
+                return None
+            return SubjectChanged(**base, actor=event.by_nick, subject=event.subject)
+        return None
+
+    async def _affiliation_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.xmpp.affiliation_sync_interval)
+            for room in list(self.rooms.values()):
+                try:
+                    await self.sync_bans(room)
+                except (IqError, IqTimeout) as error:
+                    log.warning("room.outcasts_unreadable", room=room.name, error=str(error))
+                except Exception:
+                    log.exception("node.ban_sync_failed", room=room.name)
+
+    async def sync_bans(self, room: _Room) -> None:
+        """Mirror bans lifted in the room while the banned caller was absent (no presence
+        tells us then): a stored ban whose JIDs are no longer outcast is removed."""
+        state = self.engine.cached(room.name)
+        if state is None or not state.bans or not room.bridged.joined:
+            return
+        outcasts = {
+            str(jid).lower()
+            for jid in await self.component.plugin["xep_0045"].get_affiliation_list(
+                room.bridged.jid, "outcast", ifrom=self.component.control_jid
+            )
+        }
+        settled = time.time() - 5.0  # a ban we just mirrored may not be listed yet
+        for key, ban in state.bans.items():
+            jids = ban.puppet_jids or ((key[5:],) if key.startswith("xmpp:") else ())
+            if not jids or ban.at > settled or outcasts & {j.lower() for j in jids}:
+                continue
+            await self._handle(
+                room,
+                OccupantUnbanned(
+                    event_id=f"unban:{room.name}:{key}:{ban.at}", room=room.name,
+                    origin="muc", actor="room", at=time.time(), occupant_jid=jids[0],
+                ),
+            )  # fmt: skip
+
+    def _puppet_jid(self, room: _Room, leg_id: str) -> str:
+        state = self.engine.cached(room.name)
+        leg = state.legs.get(leg_id) if state is not None else None
+        if leg is not None and leg.puppet_jid:
+            return leg.puppet_jid
+        joined = self.legs.get(leg_id)
+        if joined is None:
+            return ""
+        return puppet_jid(
+            self.component.puppet_key, self.component.boundjid.bare, joined.from_uri, leg_id
+        ).split("/", 1)[0]
+
+    # ---- engine → actions ----------------------------------------------------------------
+
+    async def _handle(self, room: _Room, event: MirrorEvent) -> None:
+        try:
+            outcome = await self.engine.handle(event)
+        except StateUnavailable as error:  # e.g. the outbox is full: nothing was applied
+            log.error("state.refused", room=room.name, kind=type(event).__name__,
+                      error=str(error))  # fmt: skip
+            return
+        if outcome.message:
+            log.warning("mirror.degraded", room=room.name, status=outcome.status,
+                        message=outcome.message)  # fmt: skip
+        await self._perform(room, outcome)
+
+    async def _perform(self, room: _Room, outcome: Outcome) -> None:
+        for action in outcome.actions:
+            try:
+                await self._act(room, action)
+            except (IqError, IqTimeout, KeyError) as error:
+                log.warning("mirror.action_failed", room=room.name,
+                            action=type(action).__name__, error=str(error))  # fmt: skip
+            else:
+                log.info("mirror.action", room=room.name, action=type(action).__name__)
+        if outcome.status in ("applied", "queued"):
+            self._publish_directory()
+        self._refresh_conference(room)
+
+    async def _act(self, room: _Room, action: Action) -> None:
+        bridged = room.bridged
+        muc = self.component.plugin["xep_0045"]
+        control = self.component.control_jid
+        if isinstance(action, MuteLeg | HangupLeg | SendSipMessage | PlayTone):
+            self.pool.send(action)
+        elif isinstance(action, SetConferenceRoles | SetConferenceMediaStatus):
+            pass  # derived from the stored state by _refresh_conference
+        elif isinstance(action, SetConferenceSubject):
+            pass  # idem
+        elif isinstance(action, JoinPuppet):
+            leg = self.legs.get(action.leg_id)
+            if leg is None:
+                return  # the caller is gone already
+            joined = await bridged.caller_joined(leg)
+            if joined is not None and action.role == "visitor":
+                await bridged.set_voice(action.leg_id, False, "muted")
+        elif isinstance(action, LeavePuppet):
+            leg = self.legs.get(action.leg_id)
+            await bridged.caller_left(
+                LegLeft(action.leg_id, room.name, leg.call_id if leg else "", action.status)
+            )
+        elif isinstance(action, SetOccupantRole):
+            await self._set_role(room, action)
+        elif isinstance(action, BanJid):
+            await muc.set_affiliation(
+                bridged.jid, "outcast", jid=action.jid, reason=action.reason, ifrom=control
+            )
+        elif isinstance(action, SetRoomSubject):
+            message = self.component.make_message(
+                mto=bridged.jid, mfrom=f"{control}", mtype="groupchat"
+            )
+            message["subject"] = action.subject
+            message.send()
+        elif isinstance(action, SendGroupchat):
+            message = self.component.make_message(
+                mto=bridged.jid, mfrom=action.as_jid or str(control), mtype="groupchat",
+                mbody=action.body if action.as_jid else f"{action.nick}: {action.body}",
+            )  # fmt: skip
+            message.send()
+        elif isinstance(action, ShowOccupantInCall):
+            log.info("occupant.in_call", room=room.name, occupant=action.occupant_jid,
+                     in_call=action.in_call, muted=action.muted)  # fmt: skip
+
+    async def _set_role(self, room: _Room, action: SetOccupantRole) -> None:
+        state = self.engine.cached(room.name)
+        leg = state.leg_by_puppet(action.occupant_jid) if state is not None else None
+        if leg is not None:
+            if leg.leg_id in room.bridged.present_puppets:
+                await room.bridged.set_voice(leg.leg_id, action.role != "visitor", action.reason)
+            return
+        for occupant in room.bridged.occupants.values():
+            if occupant.jid.split("/", 1)[0] == action.occupant_jid:
+                await self.component.plugin["xep_0045"].set_role(
+                    room.bridged.jid, occupant.nick, action.role, reason=action.reason,
+                    ifrom=self.component.control_jid,
+                )  # fmt: skip
+                return
+
+    # ---- derived views: admission snapshot and conference-info ---------------------------
+
+    def _publish_directory(self) -> None:
+        bans: dict[str, Iterable[str]] = {}
+        for name in self.rooms:
+            state = self.engine.cached(name)
+            if state is not None:
+                bans[name] = state.banned_callers()
+        self.pool.set_directory(RoomDirectory.create(self.rooms, bans=bans))
+
+    def room_view(self, room: _Room) -> RoomView:
+        """The conference as RFC 4575 subscribers see it, built from the stored truth."""
+        state = self.engine.cached(room.name)
+        people: list[Participant] = []
+        puppet_nicks = set(room.bridged.present_puppets.values())
+        bound_jids: set[str] = set()
+        subject = room.bridged.subject
+        if state is not None:
+            subject = state.subject.text if state.subject is not None else subject
+            for leg in state.legs.values():
+                privilege = state.privilege(leg.participant)
+                chat = None
+                if leg.bound_jid:
+                    bound_jids.add(leg.bound_jid)
+                    chat = ChatPresence(nick=leg.nick, real_jid=leg.bound_jid)
+                people.append(
+                    Participant(
+                        display_text=leg.nick or "Caller",
+                        # never the caller's number: the leg id names the endpoint
+                        audio=AudioLeg(
+                            endpoint_uri=f"sip:{leg.leg_id}@{self.settings.sip.domain}",
+                            muted_by_focus=leg.participant in state.mutes,
+                        ),
+                        chat=chat,
+                        entity=f"sip:{leg.leg_id}@{self.settings.sip.domain}",
+                        roles=(privilege,),
+                    )
+                )
+        for occupant in room.bridged.occupants.values():
+            bare = occupant.jid.split("/", 1)[0]
+            if occupant.nick in puppet_nicks or occupant.nick == room.bridged.control_nick:
+                continue
+            if bare and bare in bound_jids:
+                continue
+            people.append(
+                Participant(
+                    display_text=occupant.nick,
+                    chat=ChatPresence(nick=occupant.nick, real_jid=bare or None),
+                    roles=(_privilege(occupant.role, occupant.affiliation),),
+                )
+            )
+        return RoomView(
+            focus_uri=self.sip_uri(room.name),
+            room_jid=room.muc_jid,
+            participants=tuple(people),
+            subject=subject,
+            show_real_jids=False,
+        )
+
+    def _refresh_conference(self, room: _Room) -> None:
+        if self._conference_info:
+            update = ConferenceInfoUpdate(room.name, conference_from_room(self.room_view(room)))
+            self.pool.send_extension(update)
+
+
+async def record_link(settings: Settings, engine: MirrorEngine, name: str, actor: str) -> str:
+    """Store the link conference ``name`` ⇄ ``name@<muc_service>``; returns the MUC JID."""
+    muc_jid = f"{name}@{settings.xmpp.muc_service}"
+    await engine.store.link_room(
+        name, muc_jid, event_id=f"link:{name}:{muc_jid}", actor=actor,
+        at=time.time(), origin="config",
+    )  # fmt: skip
+    return muc_jid
+
+
+async def initial_directory(settings: Settings, engine: MirrorEngine) -> RoomDirectory:
+    """Link the configured rooms and read every linked room's bans before the SIP workers
+    start, so that no INVITE is ever judged against an empty directory."""
+    for name in settings.rooms:
+        await record_link(settings, engine, name.strip().lower(), "config")
+    linked = await engine.store.linked_rooms()
+    bans = {name: (await engine.load(name)).banned_callers() for name in linked}
+    return RoomDirectory.create(linked, bans=bans)
+
+
+def _privilege(role: str, affiliation: str) -> Privilege:
+    if affiliation in ("owner", "admin"):
+        return "owner"
+    if role == "moderator":
+        return "moderator"
+    return "participant"
+
+

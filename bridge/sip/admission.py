@@ -1,0 +1,220 @@
+"""Pure admission rules for INVITEs: which rooms exist, who is banned, where a call goes.
+
+The supervisor decides (later from Redis) and pushes a :class:`RoomDirectory` snapshot to
+every worker; a worker then answers an INVITE from its local copy without a round-trip,
+so INVITE handling never waits on the supervisor. The front keeps a :class:`SlotBook` of
+every worker's free call slots to pick a redirect target. No I/O, no pjsua2: unit-tested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from bridge.sip.sipmsg import strip_uri_params
+
+ALL_ROOMS = "*"  # key in RoomDirectory.bans: banned from every room of the node
+
+
+def normalize_caller(uri: str) -> str:
+    """Comparison form of a caller identity (its AOR): no params, no port, lower case,
+    ``sips:`` ≡ ``sip:``."""
+    uri = strip_uri_params(uri.strip().strip("<>")).lower()
+    if uri.startswith("sips:"):
+        uri = "sip:" + uri[5:]
+    scheme, _, rest = uri.partition(":")
+    user, at, host = rest.rpartition("@")
+    host = host[: host.find("]") + 1] if host.startswith("[") else host.split(":", 1)[0]
+    return f"{scheme}:{user}{at}{host}"
+
+
+@dataclass(frozen=True, slots=True)
+class RoomDirectory:
+    """Admission snapshot: linked rooms, bans (per room, or ``"*"`` for all), locked rooms.
+
+    Room names are SIP URI user parts, compared lower-cased. Build it with
+    :meth:`create` so that names and caller URIs are normalised once.
+    """
+
+    rooms: frozenset[str] = frozenset()
+    bans: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    locked: frozenset[str] = frozenset()
+    version: int = 0
+
+    @classmethod
+    def create(
+        cls,
+        rooms: Iterable[str],
+        bans: Mapping[str, Iterable[str]] | None = None,
+        locked: Iterable[str] = (),
+        version: int = 0,
+    ) -> RoomDirectory:
+        return cls(
+            rooms=frozenset(r.lower() for r in rooms),
+            bans={
+                room.lower(): frozenset(normalize_caller(u) for u in uris)
+                for room, uris in (bans or {}).items()
+            },
+            locked=frozenset(r.lower() for r in locked),
+            version=version,
+        )
+
+    def is_banned(self, room: str, callers: Iterable[str]) -> bool:
+        ids = {normalize_caller(c) for c in callers if c}
+        room_bans = self.bans.get(room.lower(), frozenset())
+        every = self.bans.get(ALL_ROOMS, frozenset())
+        return bool(ids & room_bans) or bool(ids & every)
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """Serve the call here."""
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """``302 Moved Temporarily`` to the worker at ``host:port``."""
+
+    worker: int
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Final error response; ``retry_after`` seconds adds a Retry-After header when > 0."""
+
+    status: int
+    reason: str
+    retry_after: int = 0
+
+
+Decision = Accept | Redirect | Reject
+
+
+def admit(
+    directory: RoomDirectory,
+    room: str,
+    callers: Sequence[str],
+    *,
+    has_local_slot: bool,
+    redirect: Redirect | None = None,
+    retry_after: int = 30,
+    is_front: bool = False,
+) -> Decision:
+    """Decide an INVITE to ``room`` from ``callers`` (From URI, P-Asserted-Identity …).
+
+    Order matters: an unknown room is 404 and a banned caller 403 before any capacity
+    question, so that no caller is bounced through a redirect only to be refused there.
+    A full node answers 503 from the front (nowhere to go) and 486 from a worker (busy
+    right here; the caller or the front may retry), both with Retry-After.
+    """
+    if not room:
+        return Reject(404, "No conference in the Request-URI")
+    if room.lower() not in directory.rooms:
+        return Reject(404, "Conference not found")
+    if directory.is_banned(room, callers):
+        return Reject(403, "Banned from this conference")
+    if room.lower() in directory.locked:
+        return Reject(403, "Conference is locked")
+    if has_local_slot:
+        return Accept()
+    if redirect is not None:
+        return redirect
+    if is_front:
+        return Reject(503, "Conference node is full", retry_after)
+    return Reject(486, "Busy Here", retry_after)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSlots:
+    """One worker's SIP address and its call-slot occupancy, as the pool knows it."""
+
+    worker: int
+    host: str
+    port: int
+    capacity: int
+    busy: int
+    tls_port: int = 0
+    alive: bool = True
+
+    @property
+    def free(self) -> int:
+        return max(0, self.capacity - self.busy) if self.alive else 0
+
+
+class SlotBook:
+    """The front's view of free slots: pool snapshots minus redirects still in flight.
+
+    A redirected caller takes a moment to reach its worker; until that worker reports a
+    higher busy count (or ``hold_s`` passes) the redirect holds a slot, so a burst of
+    INVITEs is spread instead of all being sent to the same last free slot.
+    """
+
+    def __init__(self, hold_s: float = 4.0) -> None:
+        self.hold_s = hold_s
+        self._peers: dict[int, PeerSlots] = {}
+        self._pending: dict[int, list[float]] = {}
+
+    def update(self, peers: Iterable[PeerSlots]) -> None:
+        """Replace the snapshot; a risen busy count consumes the oldest pending holds."""
+        fresh = {p.worker: p for p in peers}
+        for worker, peer in fresh.items():
+            old = self._peers.get(worker)
+            pending = self._pending.get(worker)
+            if old is not None and pending:
+                arrived = max(0, peer.busy - old.busy)
+                del pending[:arrived]
+            if not peer.alive:
+                self._pending.pop(worker, None)
+        for worker in set(self._pending) - set(fresh):
+            del self._pending[worker]
+        self._peers = fresh
+
+    def free(self, worker: int, now: float) -> int:
+        peer = self._peers.get(worker)
+        if peer is None:
+            return 0
+        self._expire(worker, now)
+        return max(0, peer.free - len(self._pending.get(worker, ())))
+
+    def total_free(self, now: float, exclude: int | None = None) -> int:
+        return sum(self.free(w, now) for w in self._peers if w != exclude)
+
+    def choose(self, now: float, exclude: int | None = None) -> PeerSlots | None:
+        """The worker with the most free slots (lowest index on ties), or None."""
+        best: PeerSlots | None = None
+        best_free = 0
+        for worker in sorted(self._peers):
+            if worker == exclude:
+                continue
+            free = self.free(worker, now)
+            if free > best_free:
+                best, best_free = self._peers[worker], free
+        return best
+
+    def hold(self, worker: int, now: float) -> None:
+        """Count a redirect to ``worker`` against its free slots until it arrives."""
+        self._pending.setdefault(worker, []).append(now + self.hold_s)
+
+    def _expire(self, worker: int, now: float) -> None:
+        pending = self._pending.get(worker)
+        if pending:
+            pending[:] = [t for t in pending if t > now]
+
+
+def redirect_contact(room: str, host: str, port: int, transport: str) -> str:
+    """Contact header value of a 302 to a worker, keeping the caller's transport."""
+    transport = transport.lower()
+    host_part = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    if transport == "tls":
+        return f"<sips:{room}@{host_part}:{port}>"
+    params = ";transport=tcp" if transport == "tcp" else ""
+    return f"<sip:{room}@{host_part}:{port}{params}>"
+
+
+def via_transport(via: str) -> str:
+    """Transport of the top Via (``SIP/2.0/TCP host`` → ``tcp``); ``udp`` if unreadable."""
+    proto = via.strip().split(None, 1)[0] if via.strip() else ""
+    parts = proto.split("/")
+    return parts[2].lower() if len(parts) == 3 else "udp"

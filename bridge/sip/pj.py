@@ -1,0 +1,316 @@
+"""The thin layer that touches pjsua2 (no type stubs: ``Any`` stops at this boundary).
+
+Only the worker process imports this module. Rules learnt the hard way (DESIGN §5):
+one thread owns pjsua2 (``threadCnt=0``, ``mainThreadOnly``, loop on ``libHandleEvents``);
+audio callbacks run on pjmedia's clock thread; keep a Python reference to every ``Call``;
+never ``bytes(frame.buf)`` (≈340 µs): frames are moved through the ``std::vector``'s own
+memory with ``ctypes.memmove`` (≈3–5 µs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pjsua2 as _pjsua2
+from numpy.typing import NDArray
+
+from bridge.logs import get_logger
+from mixer.rings import LegPort
+
+pj: Any = _pjsua2
+log = get_logger(__name__)
+
+FRAME_AUDIO: int = int(pj.PJMEDIA_FRAME_TYPE_AUDIO)
+DTMF_RFC4733: int = int(pj.PJSUA_DTMF_METHOD_RFC2833)
+DTMF_INFO: int = int(pj.PJSUA_DTMF_METHOD_SIP_INFO)
+MEDIA_ACTIVE: int = int(pj.PJSUA_CALL_MEDIA_ACTIVE)
+MEDIA_AUDIO: int = int(pj.PJMEDIA_TYPE_AUDIO)
+STATE_CONFIRMED: int = int(pj.PJSIP_INV_STATE_CONFIRMED)
+STATE_DISCONNECTED: int = int(pj.PJSIP_INV_STATE_DISCONNECTED)
+STATE_EARLY: int = int(pj.PJSIP_INV_STATE_EARLY)
+STATE_INCOMING: int = int(pj.PJSIP_INV_STATE_INCOMING)
+
+CONF_RATE = 16000  # pjmedia conference bridge and our ports; pjmedia resamples 8 kHz codecs
+
+# Explicit codec order (DESIGN §5: speex/16000 tops the wheel's default list).
+# Anything not listed is disabled (priority 0).
+CODEC_PRIORITIES: tuple[tuple[str, int], ...] = (
+    ("G722/16000", 250),
+    ("PCMU/8000", 240),
+    ("PCMA/8000", 230),
+    ("speex/16000", 200),
+    ("speex/8000", 190),
+    ("iLBC/8000", 180),
+    ("GSM/8000", 170),
+)
+
+_memmove = ctypes.memmove
+_void_p_at = ctypes.c_void_p.from_address
+
+
+def vector_data(vec: Any) -> tuple[int, int]:
+    """(address, length) of a SWIG ``std::vector<unsigned char>``'s storage (libstdc++)."""
+    this = int(vec.this)
+    begin = _void_p_at(this).value or 0
+    end = _void_p_at(this + 8).value or 0
+    return begin, end - begin
+
+
+def create_endpoint(*, calls: int, log_level: int, user_agent: str) -> Any:
+    """libCreate + libInit for a headless media worker (caller adds transports, starts)."""
+    ep = pj.Endpoint()
+    ep.libCreate()
+    cfg = pj.EpConfig()
+    cfg.uaConfig.threadCnt = 0
+    cfg.uaConfig.mainThreadOnly = True
+    cfg.uaConfig.maxCalls = calls
+    cfg.uaConfig.userAgent = user_agent
+    cfg.logConfig.level = log_level
+    cfg.logConfig.consoleLevel = log_level
+    cfg.medConfig.clockRate = CONF_RATE
+    cfg.medConfig.sndClockRate = CONF_RATE
+    cfg.medConfig.channelCount = 1
+    cfg.medConfig.audioFramePtime = 20
+    cfg.medConfig.noVad = True
+    cfg.medConfig.ecTailLen = 0  # no echo canceller: we never play into a microphone
+    cfg.medConfig.maxMediaPorts = 2 * calls + 8
+    ep.libInit(cfg)
+    return ep
+
+
+def add_transports(
+    ep: Any, *, host: str, port: int, tls_port: int, cert: str | None, key: str | None
+) -> None:
+    """UDP and TCP on ``port``; TLS 1.2 on ``tls_port`` when a certificate is given."""
+    for kind in (pj.PJSIP_TRANSPORT_UDP, pj.PJSIP_TRANSPORT_TCP):
+        tcfg = pj.TransportConfig()
+        tcfg.port = port
+        tcfg.boundAddress = host
+        tcfg.publicAddress = host
+        ep.transportCreate(kind, tcfg)
+    if tls_port and cert and key:
+        tcfg = pj.TransportConfig()
+        tcfg.port = tls_port
+        tcfg.boundAddress = host
+        tcfg.publicAddress = host
+        tcfg.tlsConfig.certFile = cert
+        tcfg.tlsConfig.privKeyFile = key
+        tcfg.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
+        ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tcfg)
+
+
+def set_codec_priorities(ep: Any) -> list[str]:
+    """Apply :data:`CODEC_PRIORITIES`; returns the enabled codec ids, best first."""
+    wanted = dict(CODEC_PRIORITIES)
+    enabled: list[tuple[int, str]] = []
+    for info in ep.codecEnum2():
+        cid = str(info.codecId)
+        base = "/".join(cid.split("/")[:2])
+        prio = wanted.get(base, 0)
+        ep.codecSetPriority(cid, prio)
+        if prio:
+            enabled.append((prio, cid))
+    return [cid for _, cid in sorted(enabled, reverse=True)]
+
+
+def header(name: str, value: str) -> Any:
+    h = pj.SipHeader()
+    h.hName = name
+    h.hValue = value
+    return h
+
+
+def call_op(status: int = 0, reason: str = "", headers: dict[str, str] | None = None) -> Any:
+    op = pj.CallOpParam(True)
+    if status:
+        op.statusCode = status
+    if reason:
+        op.reason = reason
+    for name, value in (headers or {}).items():
+        op.txOption.headers.append(header(name, value))
+    return op
+
+
+def audio_format(rate: int) -> Any:
+    fmt = pj.MediaFormatAudio()
+    fmt.init(pj.PJMEDIA_FORMAT_PCM, rate, 1, 20000, 16)
+    return fmt
+
+
+class FramePort(pj.AudioMediaPort):  # type: ignore[misc]
+    """One leg's audio: what the caller says → input ring; mix (+ cue) → the caller.
+
+    Both callbacks run on pjmedia's clock thread and cost a few µs each. ``leg_port`` is
+    swapped atomically from the pjsua2 thread (attach / detach); a detached port plays
+    silence and drops what it hears.
+    """
+
+    realtime_tried = False
+
+    def __init__(self, name: str, rate: int = CONF_RATE) -> None:
+        super().__init__()
+        self.samples = rate // 50
+        self.nbytes = self.samples * 2
+        self.leg_port: LegPort | None = None
+        self._rx = np.zeros(self.samples, dtype=np.int16)
+        self._rx_addr = int(self._rx.ctypes.data)
+        self._work = np.zeros(self.samples, dtype=np.int32)
+        self._cue_mix = np.zeros(self.samples, dtype=np.int16)
+        self._cue_addr = int(self._cue_mix.ctypes.data)
+        self._silence = np.zeros(self.samples, dtype=np.int16)
+        self._silence_addr = int(self._silence.ctypes.data)
+        self._tx_vec = pj.ByteVector()
+        self._tx_vec.resize(self.nbytes)
+        self._tx_addr, _ = vector_data(self._tx_vec)
+        self._cue: deque[NDArray[np.int16]] = deque()
+        self.frames_in = 0
+        self.frames_out = 0
+        self.errors = 0
+        self.createPort(name, audio_format(rate))
+
+    def play(self, frames: tuple[NDArray[np.int16], ...]) -> None:
+        """Overlay a cue on what this caller hears (called from any thread)."""
+        self._cue.extend(frames)
+
+    def onFrameReceived(self, frame: Any) -> None:  # noqa: N802
+        try:
+            lp = self.leg_port
+            if lp is None:
+                return
+            addr, size = vector_data(frame.buf)
+            if size >= self.nbytes and frame.type == FRAME_AUDIO:
+                _memmove(self._rx_addr, addr, self.nbytes)
+                lp.write_received(self._rx)
+            else:
+                lp.write_received(self._silence)
+            self.frames_in += 1
+        except Exception:
+            self.errors += 1
+
+    def onFrameRequested(self, frame: Any) -> None:  # noqa: N802
+        try:
+            if not FramePort.realtime_tried:
+                FramePort.realtime_tried = True
+                _try_realtime()
+            lp = self.leg_port
+            mix = lp.read_mixed() if lp is not None else None
+            src = self._silence_addr if mix is None else int(mix.ctypes.data)
+            if self._cue:
+                cue = self._cue.popleft()
+                np.add(cue, self._silence if mix is None else mix, out=self._work)
+                np.clip(self._work, -32768, 32767, out=self._work)
+                self._cue_mix[:] = self._work
+                src = self._cue_addr
+            _memmove(self._tx_addr, src, self.nbytes)
+            frame.buf = self._tx_vec
+            frame.size = self.nbytes
+            frame.type = FRAME_AUDIO
+            self.frames_out += 1
+        except Exception:
+            self.errors += 1
+
+
+def _try_realtime(priority: int = 20) -> None:
+    """SCHED_FIFO for pjmedia's clock thread when permitted (DESIGN §5: p99 lateness)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (AttributeError, OSError):
+        return
+
+
+class BridgeAccount(pj.Account):  # type: ignore[misc]
+    """Forwards incoming calls and out-of-dialog MESSAGEs to the worker."""
+
+    def __init__(self, on_call: Callable[[Any], None], on_message: Callable[[Any], None]) -> None:
+        super().__init__()
+        self._on_call = on_call
+        self._on_message = on_message
+
+    def onIncomingCall(self, prm: Any) -> None:  # noqa: N802
+        self._on_call(prm)
+
+    def onInstantMessage(self, prm: Any) -> None:  # noqa: N802
+        self._on_message(prm)
+
+
+class BridgeCall(pj.Call):  # type: ignore[misc]
+    """A pjsua2 call whose callbacks go to one handler object (the worker's leg)."""
+
+    def __init__(self, account: Any, call_id: int, handler: Any) -> None:
+        super().__init__(account, call_id)
+        self.handler = handler
+
+    def onCallState(self, prm: Any) -> None:  # noqa: N802
+        self.handler.on_call_state(self)
+
+    def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
+        self.handler.on_media_state(self)
+
+    def onDtmfDigit(self, prm: Any) -> None:  # noqa: N802
+        self.handler.on_dtmf(self, str(prm.digit), int(prm.method))
+
+    def onInstantMessage(self, prm: Any) -> None:  # noqa: N802
+        self.handler.on_dialog_message(self, prm)
+
+
+def account_config(*, user: str, domain: str, rtp_start: int, rtp_count: int, host: str) -> Any:
+    """A registration-less account whose Contact carries ``;isfocus`` (RFC 4579)."""
+    cfg = pj.AccountConfig()
+    cfg.idUri = f"sip:{user}@{domain}"
+    cfg.sipConfig.contactParams = ";isfocus"
+    cfg.regConfig.registrarUri = ""
+    cfg.mediaConfig.transportConfig.port = rtp_start
+    cfg.mediaConfig.transportConfig.portRange = rtp_count
+    cfg.mediaConfig.transportConfig.boundAddress = host
+    cfg.natConfig.iceEnabled = False
+    cfg.natConfig.sdpNatRewriteUse = 0
+    cfg.natConfig.contactRewriteUse = 0
+    cfg.natConfig.viaRewriteUse = 0
+    return cfg
+
+
+def rx_packets(call: Any) -> int:
+    """RTP packets received so far on the call's first audio stream (-1 if unknown)."""
+    with contextlib.suppress(Exception):
+        info = call.getInfo()
+        for med in info.media:
+            if med.type == MEDIA_AUDIO:
+                return int(call.getStreamStat(med.index).rtcp.rxStat.pkt)
+    return -1
+
+
+def codec_name(call: Any) -> str:
+    with contextlib.suppress(Exception):
+        info = call.getInfo()
+        for med in info.media:
+            if med.type == MEDIA_AUDIO:
+                si = call.getStreamInfo(med.index)
+                return f"{si.codecName}/{si.codecClockRate}"
+    return ""
+
+
+def send_message(call: Any, body: str, content_type: str, headers: dict[str, str]) -> None:
+    prm = pj.SendInstantMessageParam()
+    prm.content = body
+    prm.contentType = content_type
+    for name, value in headers.items():
+        prm.txOption.headers.append(header(name, value))
+    call.sendInstantMessage(prm)
+
+
+def register_thread(name: str) -> None:
+    """Required before any non-owner thread touches pjsua2 (else the process aborts)."""
+    ep = pj.Endpoint.instance()
+    if not ep.libIsThreadRegistered():
+        ep.libRegisterThread(name)
+
+
+def shared_library() -> ctypes.CDLL:
+    """The wheel's shared object: pjsip's C API for hooks (conference event package)."""
+    return ctypes.CDLL(pj._pjsua2.__file__)

@@ -1,0 +1,566 @@
+"""Supervisor side of the SIP workers: start, watch, restart, route events and commands.
+
+``WorkerPool`` spawns ``pool_size`` worker processes. Worker 0 is the *front*: it listens
+on the public SIP port, serves calls itself while it has a slot and redirects (302) the
+others to the worker with the most free slots; the others listen on private ports.
+One monitor thread reads every worker pipe, reserves each admitted leg's mixer slot
+(``mixer.add_leg``) and turns worker messages into ``bridge.core.events`` for
+``async for event in pool.events()``. A worker that dies loses its calls (``LegLeft`` with
+reason ``worker-died``) and is restarted on the same ports; the pool's own state (room
+directory, other workers' legs) is kept.
+
+Usage (supervisor)::
+
+    pool = WorkerPool(settings.sip, settings.workers, settings.log)
+    await asyncio.to_thread(pool.start)
+    pool.set_directory(RoomDirectory.create(["room1"], bans={"room1": ["sip:eve@x"]}))
+    async for event in pool.events(): ...          # LegJoined, LegLeft, TalkingChanged, …
+    pool.send(MuteLeg(leg_id, True)); pool.send(HangupLeg(leg_id, "kicked"))
+    await asyncio.to_thread(pool.stop)             # BYE to every call, workers exit
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import queue
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Hashable, Sequence
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Protocol, TypeAlias
+
+from bridge.config import LogSettings, SipSettings, Transport, WorkerSettings
+from bridge.core.events import (
+    DtmfReceived,
+    HangupLeg,
+    LegJoined,
+    LegLeft,
+    MuteLeg,
+    PlayTone,
+    SendSipMessage,
+    SipCommand,
+    SipEvent,
+    SipMessageReceived,
+    TalkingChanged,
+)
+from bridge.devstack.ports import free_udp_tcp_port
+from bridge.logs import get_logger
+from bridge.sip.admission import PeerSlots, RoomDirectory
+from bridge.sip.protocol import (
+    AttachLeg,
+    DirectoryUpdate,
+    ExtensionMessage,
+    LegConfirmed,
+    LegEnded,
+    LegOffered,
+    PeersUpdate,
+    Shutdown,
+    SlotsBusy,
+    WorkerReady,
+    WorkerSpec,
+)
+from bridge.sip.sipmsg import CallerInfo
+from mixer.engine import MixerEvent, TalkerEvent
+from mixer.rings import LegAttachment
+
+log = get_logger(__name__)
+
+PoolEvent: TypeAlias = SipEvent | ExtensionMessage
+ATTACH_TIMEOUT_S = 5.0
+
+
+class MixerLike(Protocol):
+    """The part of ``mixer.node.MixerNode`` the pool uses (thread-safe calls)."""
+
+    def add_leg(
+        self, conference: Hashable, rate: int, gain: float = 1.0, *, muted: bool = False
+    ) -> LegAttachment: ...
+
+    def remove_leg(self, leg: int) -> None: ...
+
+    def set_mute(self, leg: int, muted: bool) -> None: ...
+
+
+class PoolError(RuntimeError):
+    """A worker could not be started (the message carries the reason)."""
+
+
+@dataclass(slots=True)
+class LegRecord:
+    """What the pool knows about one leg (joined = LegJoined was emitted)."""
+
+    leg_id: str
+    worker: int
+    room: str
+    caller: CallerInfo
+    slot: int
+    rate: int
+    joined: bool = False
+    muted: bool = False
+
+
+@dataclass(slots=True)
+class _WorkerState:
+    spec: WorkerSpec
+    process: BaseProcess | None = None
+    conn: Connection | None = None
+    pid: int = 0
+    ready: bool = False
+    busy: int = 0
+    failures: int = 0
+    restart_at: float = 0.0
+    ready_event: threading.Event | None = None
+    error: str = ""
+
+
+class WorkerPool:
+    """N pjsua2 worker processes plus the front; see the module docstring for the API."""
+
+    def __init__(
+        self,
+        sip: SipSettings,
+        workers: WorkerSettings,
+        log_settings: LogSettings | None = None,
+        *,
+        mixer: MixerLike | None = None,
+        directory: RoomDirectory | None = None,
+    ) -> None:
+        self.sip = sip
+        self.settings = workers
+        self.log_settings = log_settings or LogSettings()
+        self.directory = directory or RoomDirectory()
+        self._owned_mixer = None
+        if mixer is None:
+            from mixer.node import MixerNode
+
+            node = MixerNode(
+                f"sipmuc-{os.getpid()}-{secrets.token_hex(3)}",
+                capacity=max(16, workers.pool_size * workers.calls_per_worker + 8),
+                on_events=self.handle_mixer_events,
+            )
+            self._owned_mixer = node
+            mixer = node
+        self.mixer: MixerLike = mixer
+        self._ctx = multiprocessing.get_context("spawn")
+        self._workers: list[_WorkerState] = []
+        self._legs: dict[str, LegRecord] = {}
+        self._slot_leg: dict[int, LegRecord] = {}
+        self._lock = threading.RLock()
+        self._events: queue.SimpleQueue[PoolEvent] = queue.SimpleQueue()
+        self._aqueue: asyncio.Queue[PoolEvent] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+        self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
+        self._monitor: threading.Thread | None = None
+        self._started = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, timeout: float = 60.0) -> None:
+        """Spawn every worker and wait until each listens (raises PoolError otherwise)."""
+        if self._started:
+            raise RuntimeError("pool already started")
+        self._started = True
+        if self._owned_mixer is not None:
+            self._owned_mixer.start()
+        specs = self._plan()
+        for spec in specs:
+            self._workers.append(_WorkerState(spec))
+        for state in self._workers:
+            self._spawn(state)
+        self._monitor = threading.Thread(target=self._run_monitor, name="sip-pool", daemon=True)
+        self._monitor.start()
+        deadline = time.monotonic() + timeout
+        for state in self._workers:
+            event = state.ready_event
+            assert event is not None
+            if not event.wait(max(0.0, deadline - time.monotonic())) or not state.ready:
+                why = state.error or "did not report ready in time"
+                self.stop()
+                raise PoolError(f"SIP worker {state.spec.index} failed to start: {why}")
+        log.info("sip.pool.started", workers=len(self._workers), front_port=self.front_port)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """BYE every call, stop every worker, close the mixer if the pool owns it."""
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
+            for state in self._workers:
+                self._send_to(state, Shutdown("shutdown"))
+        deadline = time.monotonic() + timeout
+        for state in self._workers:
+            proc = state.process
+            if proc is not None:
+                proc.join(max(0.1, deadline - time.monotonic()))
+                if proc.is_alive():
+                    log.warning("sip.worker.kill", worker=state.spec.index)
+                    proc.kill()
+                    proc.join(2)
+        with contextlib.suppress(OSError):
+            self._wake_w.send(None)
+        if self._monitor is not None and self._monitor is not threading.current_thread():
+            self._monitor.join(5)
+        with self._lock:
+            for state in self._workers:
+                self._worker_gone(state, "shutdown")
+                if state.conn is not None:
+                    state.conn.close()
+                    state.conn = None
+        if self._owned_mixer is not None:
+            self._owned_mixer.close()
+            self._owned_mixer = None
+        log.info("sip.pool.stopped")
+
+    def __enter__(self) -> WorkerPool:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def front_port(self) -> int:
+        """The public SIP port (UDP and TCP) callers dial."""
+        return self._workers[0].spec.port if self._workers else self.sip.port
+
+    def worker_pids(self) -> list[int]:
+        return [w.pid for w in self._workers]
+
+    def slots(self) -> list[PeerSlots]:
+        """Every worker's address and occupancy (dead workers show ``alive=False``)."""
+        with self._lock:
+            return [self._peer(w) for w in self._workers]
+
+    def free_slots(self) -> int:
+        return sum(p.free for p in self.slots())
+
+    def legs(self) -> dict[str, LegRecord]:
+        """Snapshot of the current legs by id."""
+        with self._lock:
+            return dict(self._legs)
+
+    def set_directory(self, directory: RoomDirectory) -> None:
+        """Push a new admission snapshot to every worker (takes effect on the next INVITE)."""
+        with self._lock:
+            self.directory = directory
+            for state in self._workers:
+                self._send_to(state, DirectoryUpdate(directory))
+
+    def send(self, command: SipCommand) -> None:
+        """Apply a supervisor command; unknown legs are ignored (they may just have left)."""
+        with self._lock:
+            record = self._legs.get(command.leg_id)
+            if record is None:
+                log.info("sip.command.unknown_leg", leg=command.leg_id, kind=type(command).__name__)
+                return
+            if isinstance(command, MuteLeg):
+                record.muted = command.muted
+                self.mixer.set_mute(record.slot, command.muted)
+                return
+            if isinstance(command, HangupLeg | SendSipMessage | PlayTone):
+                self._send_to(self._workers[record.worker], command)
+
+    def send_extension(self, payload: object, worker: int | None = None) -> None:
+        """Deliver a hook's control message to one worker or (``None``) to all."""
+        with self._lock:
+            for state in self._workers:
+                if worker is None or state.spec.index == worker:
+                    self._send_to(state, payload)
+
+    async def events(self) -> AsyncIterator[PoolEvent]:
+        """Every event in order: LegJoined, LegLeft, TalkingChanged, DtmfReceived, …"""
+        loop = asyncio.get_running_loop()
+        aq: asyncio.Queue[PoolEvent] = asyncio.Queue()
+        with self._lock:
+            while True:
+                try:
+                    aq.put_nowait(self._events.get_nowait())
+                except queue.Empty:
+                    break
+            self._loop, self._aqueue = loop, aq
+        try:
+            while True:
+                yield await aq.get()
+        finally:
+            with self._lock:
+                self._loop, self._aqueue = None, None
+
+    def get_event(self, timeout: float | None = None) -> PoolEvent:
+        """Blocking alternative to :meth:`events` for non-async callers (queue.Empty)."""
+        return self._events.get(timeout=timeout)
+
+    def handle_mixer_events(self, events: Sequence[MixerEvent]) -> None:
+        """``on_events`` for the mixer: talker changes become ``TalkingChanged``."""
+        for ev in events:
+            if isinstance(ev, TalkerEvent):
+                record = self._slot_leg.get(ev.leg)
+                if record is not None and record.joined:
+                    self._emit(TalkingChanged(record.leg_id, record.room, ev.talking))
+
+    def kill_worker(self, index: int) -> None:
+        """SIGKILL one worker, as a crash would (for tests and chaos drills)."""
+        proc = self._workers[index].process
+        if proc is not None and proc.is_alive():
+            proc.kill()
+
+    # ------------------------------------------------------------------ internals
+    def _plan(self) -> list[WorkerSpec]:
+        ws, sip = self.settings, self.sip
+        n = ws.pool_size
+        per_worker = (sip.rtp_port_count // n) & ~1
+        if per_worker < 4 * ws.calls_per_worker:
+            raise PoolError(
+                f"sip.rtp_port_count={sip.rtp_port_count} is too small for {n} workers × "
+                f"{ws.calls_per_worker} calls (need ≥ {4 * ws.calls_per_worker} per worker)"
+            )
+        tls = Transport.TLS in sip.transports and sip.tls_certificate is not None
+        specs = []
+        for i in range(n):
+            if i == 0:
+                port, tls_port = sip.port, sip.tls_port if tls else 0
+            elif ws.base_port:
+                port = ws.base_port + 2 * (i - 1)
+                tls_port = port + 1 if tls else 0
+            else:
+                port = free_udp_tcp_port()
+                tls_port = free_udp_tcp_port() if tls else 0
+            # The front keeps one pjsua call slot free so that it can always redirect.
+            calls = ws.calls_per_worker - 1 if i == 0 and n > 1 else ws.calls_per_worker
+            specs.append(
+                WorkerSpec(
+                    index=i,
+                    incarnation=0,
+                    sip=sip,
+                    log=self.log_settings,
+                    host=sip.bind_host,
+                    port=port,
+                    tls_port=tls_port,
+                    rtp_port_start=sip.rtp_port_start + i * per_worker,
+                    rtp_port_count=per_worker,
+                    calls=max(1, calls),
+                    is_front=i == 0,
+                    media_timeout_s=ws.media_timeout,
+                    retry_after_s=ws.retry_after,
+                    attach_timeout_s=ATTACH_TIMEOUT_S,
+                    hooks=tuple(ws.hooks),
+                    pjsip_log_level=ws.pjsip_log_level,
+                    directory=self.directory,
+                )
+            )
+        return specs
+
+    def _spawn(self, state: _WorkerState) -> None:
+        from bridge.sip.worker import worker_main
+
+        parent, child = self._ctx.Pipe(duplex=True)
+        spec = state.spec
+        proc = self._ctx.Process(
+            target=worker_main, args=(spec, child), name=f"sip-worker-{spec.index}", daemon=True
+        )
+        state.ready = False
+        state.busy = 0
+        state.ready_event = threading.Event()
+        state.error = ""
+        proc.start()
+        child.close()
+        state.process, state.conn, state.pid = proc, parent, proc.pid or 0
+        # Messages sent before the worker reads them wait in the pipe, in order.
+        self._send_to(state, DirectoryUpdate(self.directory))
+
+    def _send_to(self, state: _WorkerState, message: object) -> None:
+        conn = state.conn
+        if conn is None:
+            return
+        try:
+            conn.send(message)
+        except (OSError, ValueError) as exc:
+            log.info("sip.worker.send_failed", worker=state.spec.index, error=str(exc))
+
+    def _emit(self, event: PoolEvent) -> None:
+        loop, aq = self._loop, self._aqueue
+        if loop is not None and aq is not None:
+            try:
+                loop.call_soon_threadsafe(aq.put_nowait, event)
+                return
+            except RuntimeError:  # loop closed
+                pass
+        self._events.put(event)
+
+    def _peer(self, state: _WorkerState) -> PeerSlots:
+        return PeerSlots(
+            worker=state.spec.index,
+            host=state.spec.host,
+            port=state.spec.port,
+            capacity=state.spec.calls,
+            busy=state.busy,
+            tls_port=state.spec.tls_port,
+            alive=state.ready,
+        )
+
+    def _push_peers(self) -> None:
+        if self._workers:
+            peers = tuple(self._peer(w) for w in self._workers)
+            self._send_to(self._workers[0], PeersUpdate(peers))
+
+    def _run_monitor(self) -> None:
+        while True:
+            with self._lock:
+                if self._stopping and all(
+                    w.process is None or not w.process.is_alive() for w in self._workers
+                ):
+                    conns_open = [w for w in self._workers if w.conn is not None]
+                    if not conns_open:
+                        return
+                by_conn = {w.conn: w for w in self._workers if w.conn is not None}
+                by_sentinel = {
+                    w.process.sentinel: w
+                    for w in self._workers
+                    if w.process is not None and w.conn is not None
+                }
+            waitables: list[object] = [*by_conn, *by_sentinel, self._wake_r]
+            ready = wait(waitables, timeout=0.5)  # type: ignore[arg-type]
+            for obj in ready:
+                if obj is self._wake_r:
+                    with contextlib.suppress(EOFError, OSError):
+                        self._wake_r.recv()
+                    continue
+                if isinstance(obj, Connection) and obj in by_conn:
+                    self._drain(by_conn[obj])
+            for obj in ready:
+                if isinstance(obj, int) and obj in by_sentinel:
+                    state = by_sentinel[obj]
+                    self._drain(state)
+                    with self._lock:
+                        self._on_death(state)
+            self._restart_due()
+            if self._stopping and all(
+                w.process is None or not w.process.is_alive() for w in self._workers
+            ):
+                for w in self._workers:
+                    self._drain(w)
+                return
+
+    def _drain(self, state: _WorkerState) -> None:
+        conn = state.conn
+        while conn is not None:
+            try:
+                if not conn.poll():
+                    return
+                message = conn.recv()
+            except (EOFError, OSError):
+                return
+            try:
+                with self._lock:
+                    self._on_message(state, message)
+            except Exception:
+                log.exception("sip.pool.message_failed", kind=type(message).__name__)
+
+    def _on_message(self, state: _WorkerState, message: object) -> None:
+        if isinstance(message, WorkerReady):
+            state.ready = True
+            state.pid = message.pid
+            state.failures = 0
+            if state.ready_event is not None:
+                state.ready_event.set()
+            self._push_peers()
+        elif isinstance(message, SlotsBusy):
+            state.busy = message.busy
+            self._push_peers()
+        elif isinstance(message, LegOffered):
+            self._on_offered(state, message)
+        elif isinstance(message, LegConfirmed):
+            record = self._legs.get(message.leg_id)
+            if record is not None and not record.joined:
+                record.joined = True
+                c = record.caller
+                self._emit(
+                    LegJoined(
+                        leg_id=record.leg_id,
+                        room=record.room,
+                        call_id=c.call_id,
+                        worker=record.worker,
+                        from_uri=c.from_uri,
+                        display_name=c.display_name,
+                        asserted_identity=c.asserted_identity,
+                        impp_uris=c.impp_uris,
+                        xmpp_contacts=c.xmpp_contacts,
+                        codec=message.codec,
+                        sample_rate=record.rate,
+                    )
+                )
+        elif isinstance(message, LegEnded):
+            self._end_leg(message.leg_id, message.reason)
+        elif isinstance(message, DtmfReceived | SipMessageReceived | ExtensionMessage):
+            self._emit(message)
+        else:
+            log.warning("sip.pool.unknown_message", kind=type(message).__name__)
+
+    def _on_offered(self, state: _WorkerState, msg: LegOffered) -> None:
+        try:
+            att = self.mixer.add_leg(msg.room, msg.rate)
+        except Exception as exc:
+            log.warning("sip.leg.mixer_refused", leg=msg.leg_id, error=str(exc))
+            self._send_to(state, AttachLeg(msg.leg_id, None, str(exc)))
+            return
+        record = LegRecord(msg.leg_id, msg.worker, msg.room, msg.caller, att.slot, msg.rate)
+        self._legs[msg.leg_id] = record
+        self._slot_leg[att.slot] = record
+        self._send_to(state, AttachLeg(msg.leg_id, att))
+
+    def _end_leg(self, leg_id: str, reason: str) -> None:
+        record = self._legs.pop(leg_id, None)
+        if record is None:
+            return
+        if self._slot_leg.get(record.slot) is record:
+            del self._slot_leg[record.slot]
+        with contextlib.suppress(KeyError):
+            self.mixer.remove_leg(record.slot)
+        if record.joined:
+            self._emit(LegLeft(record.leg_id, record.room, record.caller.call_id, reason))
+
+    def _worker_gone(self, state: _WorkerState, reason: str) -> None:
+        for leg_id in [k for k, r in self._legs.items() if r.worker == state.spec.index]:
+            self._end_leg(leg_id, reason)
+        state.ready = False
+        state.busy = 0
+
+    def _on_death(self, state: _WorkerState) -> None:
+        proc = state.process
+        code = proc.exitcode if proc is not None else None
+        if state.conn is not None:
+            state.conn.close()
+            state.conn = None
+        if state.ready_event is not None and not state.ready:
+            state.error = f"exited with code {code} before it was ready"
+            state.ready_event.set()
+        self._worker_gone(state, "shutdown" if self._stopping else "worker-died")
+        if self._stopping:
+            return
+        state.failures += 1
+        delay = min(10.0, 0.5 * 2 ** (state.failures - 1))
+        state.restart_at = time.monotonic() + delay
+        state.process = None
+        log.warning("sip.worker.died", worker=state.spec.index, exitcode=code, restart_in=delay)
+        self._push_peers()
+
+    def _restart_due(self) -> None:
+        with self._lock:
+            if self._stopping:
+                return
+            now = time.monotonic()
+            for state in self._workers:
+                if state.process is None and state.restart_at and now >= state.restart_at:
+                    spec = state.spec
+                    state.spec = replace(
+                        spec, incarnation=spec.incarnation + 1, directory=self.directory
+                    )
+                    state.restart_at = 0.0
+                    self._spawn(state)
+                    log.info("sip.worker.restarted", worker=spec.index)

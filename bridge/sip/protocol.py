@@ -1,0 +1,125 @@
+"""Worker-internal messages on the pipe between a SIP worker process and its pool.
+
+The public events and commands (``bridge.core.events``) travel on the same pipe; these
+extra messages carry what only the pool needs: readiness, slot occupancy, the mixer
+attachment handshake of each leg, admission snapshots and shutdown. All are small frozen
+dataclasses (pickled by ``multiprocessing.Connection``); audio never crosses this pipe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bridge.config import LogSettings, SipSettings
+from bridge.sip.admission import PeerSlots, RoomDirectory
+from bridge.sip.sipmsg import CallerInfo
+from mixer.rings import LegAttachment
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """Everything a worker process needs to start; picklable (spawned, not forked)."""
+
+    index: int
+    incarnation: int
+    sip: SipSettings
+    log: LogSettings
+    host: str  # address the worker binds and advertises
+    port: int  # UDP and TCP
+    tls_port: int  # 0 = no TLS
+    rtp_port_start: int
+    rtp_port_count: int
+    calls: int
+    is_front: bool
+    media_timeout_s: float
+    retry_after_s: int
+    attach_timeout_s: float
+    hooks: tuple[str, ...] = ()
+    pjsip_log_level: int = 1
+    directory: RoomDirectory = field(default_factory=RoomDirectory)
+
+
+# ---- worker → pool --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReady:
+    worker: int
+    incarnation: int
+    pid: int
+    port: int
+    tls_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class SlotsBusy:
+    """Calls this worker holds right now (ringing, waiting for media, or up)."""
+
+    worker: int
+    busy: int
+
+
+@dataclass(frozen=True, slots=True)
+class LegOffered:
+    """An INVITE was admitted: reserve a mixer slot, reply with :class:`AttachLeg`."""
+
+    leg_id: str
+    worker: int
+    room: str
+    caller: CallerInfo
+    rate: int
+
+
+@dataclass(frozen=True, slots=True)
+class LegConfirmed:
+    """The call is up (ACK received, media flowing): the supervisor may announce it."""
+
+    leg_id: str
+    codec: str
+
+
+@dataclass(frozen=True, slots=True)
+class LegEnded:
+    """The call is gone (``reason`` as in ``LegLeft``); the pool frees its mixer slot."""
+
+    leg_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionMessage:
+    """Opaque payload between a worker hook and the supervisor (e.g. conference events)."""
+
+    worker: int
+    payload: object
+
+
+# ---- pool → worker --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AttachLeg:
+    """Mixer slot for an offered leg, or ``attachment=None`` + ``error`` to refuse it."""
+
+    leg_id: str
+    attachment: LegAttachment | None
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryUpdate:
+    directory: RoomDirectory
+
+
+@dataclass(frozen=True, slots=True)
+class PeersUpdate:
+    """Slot occupancy of every worker of the node (sent to the front)."""
+
+    peers: tuple[PeerSlots, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """Hang up every call (BYE), then exit."""
+
+    reason: str = "shutdown"

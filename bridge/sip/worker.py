@@ -1,0 +1,651 @@
+"""A SIP media worker process: one pjsua2 endpoint, ≤ ``calls`` legs, audio via shared memory.
+
+Threads: the process's main thread owns pjsua2 (handles SIP, runs every job); a reader
+thread only moves pipe messages into the job queue; pjmedia's clock thread runs the
+:class:`~bridge.sip.pj.FramePort` callbacks. An INVITE is decided locally from the
+pushed :class:`~bridge.sip.admission.RoomDirectory` (404/403/486/503/302 at once); an
+admitted one rings (180) while the pool reserves a mixer slot, and is answered 200 as
+soon as the slot arrives, so the caller's audio is in the mix from its first frame.
+
+Extension hooks (``WorkerSettings.hooks``, ``"package.module:function"``) are called on
+the pjsua2 thread right after ``libStart`` with a :class:`HookContext`: that is where the
+RFC 4575 package registers its pjsip module on this endpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import itertools
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from bridge import __version__
+from bridge.core.events import (
+    DtmfReceived,
+    HangupLeg,
+    MuteLeg,
+    PlayTone,
+    SendSipMessage,
+    SipMessageReceived,
+)
+from bridge.logs import bound, configure, get_logger
+from bridge.sip import pj as pjw
+from bridge.sip.admission import (
+    Accept,
+    Redirect,
+    Reject,
+    RoomDirectory,
+    SlotBook,
+    admit,
+    redirect_contact,
+    via_transport,
+)
+from bridge.sip.msgfilter import MessageFilter
+from bridge.sip.protocol import (
+    AttachLeg,
+    DirectoryUpdate,
+    ExtensionMessage,
+    LegConfirmed,
+    LegEnded,
+    LegOffered,
+    PeersUpdate,
+    Shutdown,
+    SlotsBusy,
+    WorkerReady,
+    WorkerSpec,
+)
+from bridge.sip.sipmsg import (
+    CallerInfo,
+    SipParseError,
+    caller_info,
+    message_info,
+    parse_request,
+    room_of,
+)
+from bridge.sip.tones import TONE_KINDS, tone_frames
+from mixer.rings import LegPort, StaleAttachmentError
+
+log = get_logger(__name__)
+
+ACCEPTED_MESSAGE_TYPES = ("text/plain",)
+FOCUS_USER = "conference"
+_DTMF_DIGITS = frozenset("0123456789*#ABCD")
+
+
+@dataclass(slots=True)
+class _Leg:
+    leg_id: str
+    room: str
+    call: Any
+    caller: CallerInfo
+    created: float
+    port: Any = None  # pjw.FramePort
+    attached: bool = False
+    answered: bool = False
+    confirmed: bool = False
+    ended: bool = False
+    hangup_reason: str = ""
+    last_rx: int = -1
+    last_rx_change: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class HookContext:
+    """What an endpoint hook may use; every method is safe only on the pjsua2 thread
+    unless it says otherwise."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+        self.endpoint: Any = worker.ep
+        self.index = worker.spec.index
+        self.is_front = worker.spec.is_front
+        self.spec = worker.spec
+
+    @property
+    def directory(self) -> RoomDirectory:
+        return self._worker.directory
+
+    def library(self) -> Any:
+        """ctypes.CDLL of the wheel (pjsip C API)."""
+        return pjw.shared_library()
+
+    def emit(self, payload: object) -> None:
+        """Send a picklable payload to the supervisor (any thread)."""
+        self._worker.send(ExtensionMessage(self._worker.spec.index, payload))
+
+    def post(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the pjsua2 thread (any thread may call this)."""
+        self._worker.jobs.put(job)
+
+    def on_control(self, kind: type, handler: Callable[[Any], None]) -> None:
+        """Receive supervisor messages of type ``kind`` (``pool.send_extension``)."""
+        self._worker.extension_handlers[kind] = handler
+
+    def on_shutdown(self, fn: Callable[[], None]) -> None:
+        """Called on the pjsua2 thread before the endpoint is destroyed."""
+        self._worker.shutdown_hooks.append(fn)
+
+
+class Worker:
+    def __init__(self, spec: WorkerSpec, conn: Connection) -> None:
+        self.spec = spec
+        self.conn = conn
+        self.jobs: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self.directory = spec.directory
+        self.slot_book = SlotBook()
+        self.legs: dict[str, _Leg] = {}
+        self.pending_rejects: dict[int, Any] = {}
+        self.graveyard: list[Any] = []
+        self.dead_calls: list[Any] = []
+        self.port_closes: list[tuple[float, LegPort]] = []
+        self.extension_handlers: dict[type, Callable[[Any], None]] = {}
+        self.shutdown_hooks: list[Callable[[], None]] = []
+        self._send_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._stopping: str = ""
+        self._stop_deadline = 0.0
+        self._last_busy = -1
+        self.ep: Any = None
+        self.account: Any = None
+
+    # ------------------------------------------------------------------ plumbing
+    def send(self, message: object) -> None:
+        with self._send_lock:
+            try:
+                self.conn.send(message)
+            except (OSError, ValueError):
+                self.jobs.put(Shutdown("supervisor-gone"))
+
+    def _reader(self) -> None:
+        while True:
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                self.jobs.put(Shutdown("supervisor-gone"))
+                return
+            self.jobs.put(message)
+            if isinstance(message, Shutdown):
+                return
+
+    def run(self) -> None:
+        spec = self.spec
+        self.ep = pjw.create_endpoint(
+            calls=spec.calls + 1,
+            log_level=spec.pjsip_log_level,
+            user_agent=f"sipmuc-bridge/{__version__}",
+        )
+        cert = str(spec.sip.tls_certificate) if spec.sip.tls_certificate else None
+        key = str(spec.sip.tls_private_key) if spec.sip.tls_private_key else None
+        pjw.add_transports(
+            self.ep, host=spec.host, port=spec.port, tls_port=spec.tls_port, cert=cert, key=key
+        )
+        self.ep.audDevManager().setNullDev()
+        codecs = pjw.set_codec_priorities(self.ep)
+        self.ep.libStart()
+        self.account = pjw.BridgeAccount(self._on_incoming_call, self._on_ood_message)
+        self.account.create(
+            pjw.account_config(
+                user=FOCUS_USER,
+                domain=spec.sip.domain,
+                rtp_start=spec.rtp_port_start,
+                rtp_count=spec.rtp_port_count,
+                host=spec.host,
+            ),
+            True,
+        )
+        self.message_filter = MessageFilter(lambda: self.directory)
+        self.message_filter.install()
+        context = HookContext(self)
+        for hook in spec.hooks:
+            _load_hook(hook)(context)
+        threading.Thread(target=self._reader, name="sip-ctl-reader", daemon=True).start()
+        self.send(WorkerReady(spec.index, spec.incarnation, os.getpid(), spec.port, spec.tls_port))
+        self._report_busy()
+        log.info("sip.worker.started", worker=spec.index, port=spec.port, codecs=codecs)
+        next_check = time.monotonic() + 1.0
+        try:
+            while True:
+                self.ep.libHandleEvents(10)
+                self._drain_jobs()
+                if self.graveyard:
+                    self.graveyard.clear()
+                if self.dead_calls:
+                    self._sweep_dead_calls()
+                now = time.monotonic()
+                if now >= next_check:
+                    next_check = now + 0.5
+                    self._periodic(now)
+                if self._stopping and not self.legs and not self.pending_rejects:
+                    break
+                if self._stopping and now > self._stop_deadline:
+                    break
+        finally:
+            self._destroy()
+
+    def _destroy(self) -> None:
+        for fn in self.shutdown_hooks:
+            with contextlib.suppress(Exception):
+                fn()
+        for leg in list(self.legs.values()):
+            self._release_media(leg)
+        now = time.monotonic() + 10
+        self._close_ports(now)
+        self.legs.clear()
+        self.pending_rejects.clear()
+        self.graveyard.clear()
+        self.dead_calls.clear()
+        self.account = None
+        gc.collect()
+        with contextlib.suppress(Exception):
+            self.ep.libDestroy()
+        self.ep = None
+
+    def _sweep_dead_calls(self) -> None:
+        """Free ended ``Call`` objects only while their call id is unused.
+
+        pjsua reuses call ids, and pjsua2's ``~Call`` hangs up (603) whatever call now
+        holds its id: destroying a dead wrapper after its id went to a new caller would
+        decline that caller. So a wrapper is dropped only when its id is not active.
+        """
+        keep = []
+        for call in self.dead_calls:
+            try:
+                active = bool(call.isActive())
+            except Exception:
+                active = False
+            if active:
+                keep.append(call)
+        self.dead_calls = keep
+
+    def _drain_jobs(self) -> None:
+        while True:
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self._handle(job)
+            except Exception:
+                log.exception("sip.worker.job_failed", job=type(job).__name__)
+
+    def _handle(self, job: object) -> None:
+        if callable(job) and not isinstance(job, type):
+            job()
+        elif isinstance(job, AttachLeg):
+            self._on_attach(job)
+        elif isinstance(job, DirectoryUpdate):
+            self.directory = job.directory
+        elif isinstance(job, PeersUpdate):
+            self.slot_book.update(p for p in job.peers if p.worker != self.spec.index)
+        elif isinstance(job, HangupLeg):
+            leg = self.legs.get(job.leg_id)
+            if leg is not None:
+                self._hangup(leg, job.reason or "hangup", job.status_code)
+        elif isinstance(job, SendSipMessage):
+            self._send_message(job)
+        elif isinstance(job, PlayTone):
+            self._play(job)
+        elif isinstance(job, MuteLeg):
+            pass  # applied in the mixer by the pool; nothing to do in SIP
+        elif isinstance(job, Shutdown):
+            self._begin_shutdown(job.reason)
+        else:
+            handler = self.extension_handlers.get(type(job))
+            if handler is None:
+                log.warning("sip.worker.unknown_message", kind=type(job).__name__)
+            else:
+                handler(job)
+
+    def _begin_shutdown(self, reason: str) -> None:
+        if self._stopping:
+            return
+        self._stopping = reason
+        self._stop_deadline = time.monotonic() + 3.0
+        for leg in list(self.legs.values()):
+            self._hangup(leg, reason, 503)
+
+    def _report_busy(self) -> None:
+        busy = len(self.legs)
+        if busy != self._last_busy:
+            self._last_busy = busy
+            self.send(SlotsBusy(self.spec.index, busy))
+
+    def _periodic(self, now: float) -> None:
+        self._close_ports(now)
+        for leg in list(self.legs.values()):
+            if leg.ended:
+                continue
+            if not leg.attached and now - leg.created > self.spec.attach_timeout_s:
+                self._hangup(leg, "error", 503)
+                continue
+            if leg.confirmed and self.spec.media_timeout_s > 0:
+                pkts = pjw.rx_packets(leg.call)
+                if pkts != leg.last_rx:
+                    leg.last_rx, leg.last_rx_change = pkts, now
+                elif now - leg.last_rx_change > self.spec.media_timeout_s:
+                    log.info("sip.leg.media_timeout", leg=leg.leg_id)
+                    self._hangup(leg, "timeout", 408)
+
+    def _close_ports(self, now: float) -> None:
+        keep: list[tuple[float, LegPort]] = []
+        for due, lp in self.port_closes:
+            if due <= now:
+                with contextlib.suppress(Exception):
+                    lp.close()
+            else:
+                keep.append((due, lp))
+        self.port_closes = keep
+
+    # ----------------------------------------------------------------- INVITE
+    def _on_incoming_call(self, prm: Any) -> None:
+        call = pjw.BridgeCall(self.account, prm.callId, self)
+        try:
+            request = parse_request(str(prm.rdata.wholeMsg))
+        except SipParseError:
+            self._reject(call, Reject(400, "Bad Request"))
+            return
+        room = room_of(request.uri)
+        caller = caller_info(request)
+        if self._stopping:
+            self._reject(call, Reject(503, "Shutting down", self.spec.retry_after_s))
+            return
+        ctype = request.get("content-type").split(";", 1)[0].strip().lower()
+        if request.body.strip() and ctype == "application/sdp" and "m=audio" not in request.body:
+            self._reject(call, Reject(488, "No audio stream offered"))
+            return
+        has_slot = len(self.legs) < self.spec.calls
+        redirect: Redirect | None = None
+        now = time.monotonic()
+        if not has_slot and self.spec.is_front:
+            peer = self.slot_book.choose(now)
+            if peer is not None:
+                redirect = Redirect(peer.worker, peer.host, peer.port)
+        decision = admit(
+            self.directory,
+            room,
+            [caller.from_uri, caller.asserted_identity],
+            has_local_slot=has_slot,
+            redirect=redirect,
+            retry_after=self.spec.retry_after_s,
+            is_front=self.spec.is_front,
+        )
+        with bound(room=room, call_id=caller.call_id):
+            if isinstance(decision, Reject):
+                log.info("sip.invite.rejected", status=decision.status, reason=decision.reason)
+                self._reject(call, decision)
+            elif isinstance(decision, Redirect):
+                self.slot_book.hold(decision.worker, now)
+                transport = via_transport(request.get("via"))
+                contact = redirect_contact(room, decision.host, decision.port, transport)
+                log.info("sip.invite.redirected", worker=decision.worker, contact=contact)
+                op = pjw.call_op(302, "Moved Temporarily", {"Contact": contact})
+                self.pending_rejects[call.getId()] = call
+                call.answer(op)
+            else:
+                assert isinstance(decision, Accept)
+                self._accept(call, room, caller)
+
+    def _reject(self, call: Any, decision: Reject) -> None:
+        headers = {"Retry-After": str(decision.retry_after)} if decision.retry_after else {}
+        self.pending_rejects[call.getId()] = call
+        call.answer(pjw.call_op(decision.status, decision.reason, headers))
+
+    def _accept(self, call: Any, room: str, caller: CallerInfo) -> None:
+        leg_id = f"w{self.spec.index}.{self.spec.incarnation}.{next(self._ids)}"
+        leg = _Leg(leg_id, room, call, caller, time.monotonic())
+        call.handler = _LegHandler(self, leg)
+        self.legs[leg_id] = leg
+        leg.port = pjw.FramePort(leg_id)
+        call.answer(pjw.call_op(180))
+        self.send(LegOffered(leg_id, self.spec.index, room, caller, pjw.CONF_RATE))
+        self._report_busy()
+        log.info("sip.invite.accepted", leg=leg_id, room=room, caller=caller.from_uri)
+
+    def _on_attach(self, msg: AttachLeg) -> None:
+        leg = self.legs.get(msg.leg_id)
+        if leg is None or leg.ended:
+            return  # ended while the pool was busy; the pool frees the slot on LegEnded
+        if msg.attachment is None:
+            self._hangup(leg, "error", 503)
+            return
+        try:
+            leg.port.leg_port = LegPort(msg.attachment)
+        except (StaleAttachmentError, FileNotFoundError, OSError) as exc:
+            log.warning("sip.leg.attach_failed", leg=leg.leg_id, error=str(exc))
+            self._hangup(leg, "error", 503)
+            return
+        leg.attached = True
+        leg.answered = True
+        try:
+            leg.call.answer(pjw.call_op(200))
+        except Exception as exc:  # the call died between 180 and now
+            log.info("sip.leg.answer_failed", leg=leg.leg_id, error=str(exc))
+
+    def _hangup(self, leg: _Leg, reason: str, status: int = 200) -> None:
+        if leg.ended or leg.hangup_reason:
+            return
+        leg.hangup_reason = reason
+        headers = {"Reason": f'SIP;cause={status if status >= 300 else 200};text="{reason}"'}
+        code = status if status >= 300 else 603
+        try:
+            leg.call.hangup(pjw.call_op(code if not leg.answered else 0, "", headers))
+        except Exception as exc:
+            log.info("sip.leg.hangup_failed", leg=leg.leg_id, error=str(exc))
+            self._leg_ended(leg, reason)
+
+    # ------------------------------------------------------------- call events
+    def on_call_state(self, call: Any) -> None:
+        """State of a call that is not (or no longer) a leg: rejected or redirected."""
+        with contextlib.suppress(Exception):
+            if call.getInfo().state == pjw.STATE_DISCONNECTED:
+                dead = self.pending_rejects.pop(call.getId(), None)
+                if dead is not None:
+                    self.dead_calls.append(dead)
+
+    def on_media_state(self, call: Any) -> None:
+        return
+
+    def on_dtmf(self, call: Any, digit: str, method: int) -> None:
+        return
+
+    def on_dialog_message(self, call: Any, prm: Any) -> None:
+        return
+
+    def leg_state(self, leg: _Leg, call: Any) -> None:
+        info = call.getInfo()
+        if info.state == pjw.STATE_CONFIRMED and not leg.confirmed:
+            leg.confirmed = True
+            leg.last_rx_change = time.monotonic()
+            self.send(LegConfirmed(leg.leg_id, pjw.codec_name(call)))
+        elif info.state == pjw.STATE_DISCONNECTED:
+            if leg.hangup_reason:
+                reason = leg.hangup_reason
+            elif not leg.confirmed and info.lastStatusCode == 487:
+                reason = "cancel"
+            elif info.lastStatusCode in (408, 480) and not leg.confirmed:
+                reason = "timeout"
+            elif not leg.confirmed:
+                reason = "failed"
+            else:
+                reason = "bye"
+            self._leg_ended(leg, reason)
+
+    def _leg_ended(self, leg: _Leg, reason: str) -> None:
+        if leg.ended:
+            return
+        leg.ended = True
+        self._release_media(leg)
+        self.legs.pop(leg.leg_id, None)
+        self.dead_calls.append(leg.call)
+        self.send(LegEnded(leg.leg_id, reason))
+        self._report_busy()
+        log.info("sip.leg.ended", leg=leg.leg_id, room=leg.room, reason=reason)
+
+    def _release_media(self, leg: _Leg) -> None:
+        port = leg.port
+        if port is None:
+            return
+        lp = port.leg_port
+        port.leg_port = None  # the clock thread stops touching the rings now
+        if lp is not None:
+            # Close after a few ticks: a callback that already took `lp` may still use it.
+            self.port_closes.append((time.monotonic() + 0.2, lp))
+        with contextlib.suppress(Exception):
+            aud = leg.extra.pop("aud", None)
+            if aud is not None:
+                aud.stopTransmit(port)
+                port.stopTransmit(aud)
+        leg.port = None
+        self.graveyard.append(port)
+
+    def leg_media(self, leg: _Leg, call: Any) -> None:
+        info = call.getInfo()
+        for med in info.media:
+            if med.type == pjw.MEDIA_AUDIO and med.status == pjw.MEDIA_ACTIVE:
+                if leg.port is None or leg.ended:
+                    return
+                aud = call.getAudioMedia(med.index)
+                old = leg.extra.get("aud")
+                if old is not None:
+                    with contextlib.suppress(Exception):
+                        old.stopTransmit(leg.port)
+                        leg.port.stopTransmit(old)
+                aud.startTransmit(leg.port)
+                leg.port.startTransmit(aud)
+                leg.extra["aud"] = aud
+                return
+
+    def leg_dtmf(self, leg: _Leg, digit: str, method: int) -> None:
+        digit = digit.upper()
+        if digit not in _DTMF_DIGITS:
+            return
+        kind = "info" if method == pjw.DTMF_INFO else "rfc4733"
+        self.send(DtmfReceived(leg.leg_id, leg.room, digit, kind))
+
+    def leg_message(self, leg: _Leg, prm: Any) -> None:
+        text = str(prm.rdata.wholeMsg)
+        try:
+            info = message_info(parse_request(text))
+        except SipParseError:
+            return
+        ctype = str(prm.contentType).split(";", 1)[0].strip().lower() or info.content_type
+        self.send(
+            SipMessageReceived(
+                room=leg.room,
+                sender_uri=info.sender_uri,
+                body=str(prm.msgBody),
+                content_type=ctype,
+                subject=info.subject,
+                call_id=info.call_id,
+                language=info.language,
+                leg_id=leg.leg_id,
+                sender_display=info.sender_display or leg.caller.display_name,
+            )
+        )
+
+    # ------------------------------------------------------- out-of-dialog MESSAGE
+    def _on_ood_message(self, prm: Any) -> None:
+        try:
+            info = message_info(parse_request(str(prm.rdata.wholeMsg)))
+        except SipParseError:
+            return
+        ctype = str(prm.contentType).split(";", 1)[0].strip().lower() or info.content_type
+        if info.room not in self.directory.rooms:
+            # pjsua has already answered 200 (it replies before the callback): drop it.
+            log.info("sip.message.unknown_room", room=info.room, sender=info.sender_uri)
+            return
+        if self.directory.is_banned(info.room, [info.sender_uri]):
+            log.info("sip.message.banned", room=info.room, sender=info.sender_uri)
+            return
+        self.send(
+            SipMessageReceived(
+                room=info.room,
+                sender_uri=info.sender_uri,
+                body=str(prm.msgBody),
+                content_type=ctype,
+                subject=info.subject,
+                call_id=info.call_id,
+                language=info.language,
+                sender_display=info.sender_display,
+            )
+        )
+
+    # ---------------------------------------------------------------- commands
+    def _send_message(self, cmd: SendSipMessage) -> None:
+        leg = self.legs.get(cmd.leg_id)
+        if leg is None or not leg.confirmed:
+            log.info("sip.message.no_leg", leg=cmd.leg_id)
+            return
+        headers: dict[str, str] = {}
+        if cmd.subject:
+            headers["Subject"] = _one_line(cmd.subject)
+        if cmd.language:
+            headers["Content-Language"] = _one_line(cmd.language)
+        body = f"{cmd.sender_display}: {cmd.body}" if cmd.sender_display else cmd.body
+        try:
+            pjw.send_message(leg.call, body, cmd.content_type or "text/plain", headers)
+        except Exception as exc:
+            log.warning("sip.message.send_failed", leg=cmd.leg_id, error=str(exc))
+
+    def _play(self, cmd: PlayTone) -> None:
+        leg = self.legs.get(cmd.leg_id)
+        if leg is None or leg.port is None:
+            return
+        kind = cmd.kind if cmd.kind in TONE_KINDS else "beep"
+        leg.port.play(tone_frames(kind, pjw.CONF_RATE))
+
+
+class _LegHandler:
+    """Routes one admitted call's pjsua2 callbacks to the worker with its leg."""
+
+    def __init__(self, worker: Worker, leg: _Leg) -> None:
+        self.worker = worker
+        self.leg = leg
+
+    def on_call_state(self, call: Any) -> None:
+        self.worker.leg_state(self.leg, call)
+
+    def on_media_state(self, call: Any) -> None:
+        self.worker.leg_media(self.leg, call)
+
+    def on_dtmf(self, call: Any, digit: str, method: int) -> None:
+        self.worker.leg_dtmf(self.leg, digit, method)
+
+    def on_dialog_message(self, call: Any, prm: Any) -> None:
+        self.worker.leg_message(self.leg, prm)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:256]
+
+
+def _load_hook(path: str) -> Callable[[HookContext], None]:
+    module_name, _, attr = path.partition(":")
+    if not attr:
+        raise ValueError(f"hook {path!r} must look like 'package.module:function'")
+    fn: Callable[[HookContext], None] = getattr(importlib.import_module(module_name), attr)
+    return fn
+
+
+def worker_main(spec: WorkerSpec, conn: Connection) -> None:
+    """Process entry point (spawned by the pool)."""
+    configure(spec.log)
+    sys.setswitchinterval(0.0005)  # DESIGN §5: keeps pjmedia ticks on time under load
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pool decides when we stop
+    with bound(worker=spec.index):
+        try:
+            Worker(spec, conn).run()
+        except Exception:
+            log.exception("sip.worker.crashed")
+            raise
+    conn.close()

@@ -1,0 +1,208 @@
+"""The supervisor's one call per event: policy → record in Redis → actions.
+
+``await engine.handle(event)`` runs the pure policy against the cached room state, records
+the resulting changes atomically (idempotent by event id, fenced by the room lease), and only
+then returns the actions to perform. Redis down: facts are applied from the cache and queued
+(:mod:`bridge.state.outbox`), requests are refused with a message and feedback actions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from bridge.core.mirror_events import Action, MirrorEvent, Restore, is_durable
+from bridge.core.policy import InviteVerdict, admit_invite, decide, refusal
+from bridge.logs import get_logger
+from bridge.state.errors import Fenced, StateUnavailable
+from bridge.state.keys import check_room
+from bridge.state.model import Change, RoomState
+from bridge.state.outbox import Outbox, PendingWrite
+from bridge.state.store import StateStore
+
+log = get_logger(__name__)
+
+OutcomeStatus = Literal["applied", "unchanged", "duplicate", "queued", "refused"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """``actions`` are to be performed now (also for ``queued``; for ``refused`` they are
+    the feedback to the requester). ``message`` explains a refusal or a queueing."""
+
+    status: OutcomeStatus
+    actions: tuple[Action, ...] = ()
+    version: int = 0
+    message: str = ""
+
+
+@dataclass
+class MirrorEngine:
+    store: StateStore
+    outbox: Outbox = field(default_factory=Outbox)
+    #: lease token of the room on this node (None = unfenced, e.g. a single node)
+    fence_for: Callable[[str], int | None] = lambda _room: None
+    recent_ids: int = 4096
+    _rooms: dict[str, RoomState] = field(default_factory=dict)
+    _recent: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    # ---- room cache ---------------------------------------------------------------------
+
+    def cached(self, room: str) -> RoomState | None:
+        return self._rooms.get(check_room(room))
+
+    async def load(self, room: str) -> RoomState:
+        """Read the room from Redis into the cache (raises StateUnavailable)."""
+        state = await self.store.load_room(room)
+        self._rooms[state.room] = state
+        return state
+
+    def forget(self, room: str) -> None:
+        """Drop a room from the cache (lease lost: another node owns it now)."""
+        self._rooms.pop(check_room(room), None)
+
+    async def restore(
+        self, room: str, live_legs: frozenset[str] | None = None, *, event_id: str = ""
+    ) -> Outcome:
+        """After a restart or takeover: load the room and re-apply it to both sides."""
+        await self.load(room)
+        event = Restore(
+            event_id=event_id or f"restore:{room}:{time.time_ns()}",
+            room=room,
+            origin="restore",
+            actor="bridge",
+            at=time.time(),
+            live_legs=live_legs,
+        )
+        return await self.handle(event)
+
+    async def admit_invite(self, room: str, caller_uri: str, bound_jid: str = "") -> InviteVerdict:
+        """403 for a banned caller even right after a restart (state read from Redis when
+        not cached; the cached state when Redis is down)."""
+        state = self.cached(room)
+        if state is None:
+            state = await self.load(room)
+        return admit_invite(state, caller_uri, bound_jid)
+
+    # ---- events -------------------------------------------------------------------------
+
+    async def handle(self, event: MirrorEvent) -> Outcome:
+        async with self._lock:  # one event at a time: decisions see the previous result
+            return await self._handle(event)
+
+    async def _handle(self, event: MirrorEvent) -> Outcome:
+        room = check_room(event.room)
+        state = self._rooms.get(room)
+        if state is None:
+            try:
+                state = await self.load(room)
+            except StateUnavailable as error:
+                if not is_durable(event):
+                    return self._refuse(event, error)
+                state = RoomState(room)  # nothing known: act on the event alone
+                self._rooms[room] = state
+        decision = decide(event, state)
+        if not decision.changes:
+            # messages and no-ops touch no state; drop a duplicate delivery locally
+            if event.event_id in self._recent:
+                return Outcome("duplicate", version=state.version)
+            self._remember(event.event_id)
+            return Outcome("unchanged", decision.actions, state.version)
+        try:
+            if len(self.outbox):
+                await self._drain()
+            result = await self.store.apply(
+                room, event.event_id, decision.changes, fence=self.fence_for(room)
+            )
+        except StateUnavailable as error:
+            if not is_durable(event):
+                return self._refuse(event, error)
+            return self._queue(event, state, decision.changes, decision.actions, error)
+        if result.status == "duplicate":
+            await self.load(room)  # the cache may be behind whoever applied it first
+            return Outcome("duplicate", version=result.version)
+        new_state, _ = state.apply(decision.changes)
+        self._rooms[room] = _with_version(new_state, result.version)
+        self._remember(event.event_id)
+        return Outcome(result.status, decision.actions, result.version)
+
+    def _refuse(self, event: MirrorEvent, error: StateUnavailable) -> Outcome:
+        log.warning("state.refused", room=event.room, kind=type(event).__name__, error=str(error))
+        return Outcome("refused", refusal(event, str(error)).actions, message=str(error))
+
+    def _queue(
+        self,
+        event: MirrorEvent,
+        state: RoomState,
+        changes: tuple[Change, ...],
+        actions: tuple[Action, ...],
+        error: StateUnavailable,
+    ) -> Outcome:
+        item = PendingWrite(check_room(event.room), event.event_id, changes, time.time())
+        self.outbox.put(item, self.store.where)  # OutboxFull propagates: nothing is lost silently
+        new_state, _ = state.apply(item.changes)
+        self._rooms[item.room] = new_state
+        self._remember(event.event_id)
+        message = f"{error} — this change was applied and queued; it is recorded when Redis is back"
+        log.warning("state.queued", room=item.room, kind=type(event).__name__,
+                    pending=len(self.outbox))  # fmt: skip
+        return Outcome("queued", actions, state.version, message)
+
+    def _remember(self, event_id: str) -> None:
+        self._recent[event_id] = None
+        while len(self._recent) > self.recent_ids:
+            self._recent.popitem(last=False)
+
+    # ---- catch-up -----------------------------------------------------------------------
+
+    async def catch_up(self) -> int:
+        """Record every queued change in order, then re-read the rooms concerned.
+        Raises StateUnavailable when Redis is still down; returns the number written."""
+        async with self._lock:
+            return await self._drain()
+
+    async def _drain(self) -> int:
+        done = 0
+        rooms: set[str] = set()
+        while (item := self.outbox.peek()) is not None:
+            try:
+                await self.store.apply(
+                    item.room, item.event_id, item.changes, fence=self.fence_for(item.room),
+                    what="record a queued change",
+                )  # fmt: skip
+            except Fenced as error:
+                log.error("state.queued_dropped", room=item.room, event_id=item.event_id,
+                          error=str(error))  # fmt: skip
+            self.outbox.pop()
+            rooms.add(item.room)
+            done += 1
+        for room in rooms:
+            await self.load(room)
+        if done:
+            log.info("state.caught_up", written=done, rooms=sorted(rooms))
+        return done
+
+    async def run_catch_up(self, stop: asyncio.Event, interval: float = 1.0) -> None:
+        """Background task: retry the outbox every ``interval`` until ``stop``."""
+        while not stop.is_set():
+            if len(self.outbox):
+                with contextlib.suppress(StateUnavailable):
+                    await self.catch_up()
+            try:
+                async with asyncio.timeout(interval):
+                    await stop.wait()
+            except TimeoutError:
+                pass
+
+
+def _with_version(state: RoomState, version: int) -> RoomState:
+    return replace(state, version=version)
+
+
+__all__ = ["MirrorEngine", "Outcome", "OutcomeStatus"]

@@ -1,0 +1,63 @@
+"""Build the state services of a node from its settings (one place for the wiring)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from bridge.config import Settings
+from bridge.state.lease import LeaseKeeper, LeaseManager
+from bridge.state.mirror import MirrorEngine
+from bridge.state.outbox import Outbox
+from bridge.state.store import StateStore
+
+
+def redirect_contact_for(settings: Settings) -> Callable[[str], str]:
+    """Room → the SIP contact other replicas put in their 302 for rooms this node owns."""
+    template = settings.state.redirect_contact or (
+        f"sip:{{room}}@{settings.sip.bind_host}:{settings.sip.port}"
+    )
+    if "{room}" not in template:
+        raise ValueError("state.redirect_contact must contain '{room}'")
+    return lambda room: template.replace("{room}", room)
+
+
+@dataclass
+class StateServices:
+    store: StateStore
+    leases: LeaseManager
+    engine: MirrorEngine
+    keepers: dict[str, LeaseKeeper] = field(default_factory=dict)
+
+    def fence(self, room: str) -> int | None:
+        """The token of our lease on ``room`` (writes are fenced with it)."""
+        keeper = self.keepers.get(room)
+        return keeper.token if keeper is not None else None
+
+
+def build_state(client: aioredis.Redis, settings: Settings) -> StateServices:
+    cfg = settings.state
+    store = StateStore(
+        client,
+        prefix=cfg.key_prefix,
+        op_timeout=cfg.op_timeout,
+        event_ttl=cfg.event_ttl,
+        change_log_length=cfg.change_log_length,
+    )
+    leases = LeaseManager(
+        client,
+        node_id=cfg.node_id,
+        contact_for=redirect_contact_for(settings),
+        ttl=cfg.lease_ttl,
+        prefix=cfg.key_prefix,
+        op_timeout=cfg.op_timeout,
+    )
+    outbox = Outbox(cfg.outbox_path, cfg.outbox_max)
+    services = StateServices(store, leases, MirrorEngine(store, outbox))
+    services.engine.fence_for = services.fence
+    return services
+
+
+__all__ = ["StateServices", "build_state", "redirect_contact_for"]

@@ -1,0 +1,73 @@
+"""A whole node (Redis, XMPP component, SIP worker pool, supervisor) against real servers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.app import open_node
+from bridge.config import Settings
+from bridge.core.node import Node
+from bridge.devstack.ports import free_port, free_udp_tcp_port
+from bridge.devstack.prosody import ProsodyServer
+from bridge.devstack.redis_server import RedisServer
+from tests.conftest import TEST_USERS
+
+ROOM = "standup"
+
+
+@pytest.fixture
+def moderated_prosody(tmp_path: Path) -> Any:
+    """Prosody with our module and alice as server admin (owner of every room)."""
+    server = ProsodyServer(
+        tmp_path / "prosody",
+        users=dict(TEST_USERS),
+        muc_modules=["muc_audio_video_uri"],
+        admins=["alice@localhost"],
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def node_settings(prosody: ProsodyServer, redis: RedisServer, **overrides: Any) -> Settings:
+    sip_port = free_udp_tcp_port()
+    data: dict[str, Any] = {
+        "rooms": [ROOM],
+        "xmpp": {
+            "component_jid": prosody.component_domain,
+            "secret": prosody.component_secret,
+            "port": prosody.component_port,
+            "muc_service": prosody.muc_domain,
+        },
+        "sip": {"domain": "127.0.0.1", "port": sip_port, "rtp_port_start": 40000 + sip_port % 20000},
+        "workers": {"pool_size": 1, "media_timeout": 0},
+        "redis": {"url": redis.url},
+        "http": {"port": free_port()},
+        "log": {"format": "json"},
+    }
+    data.update(overrides)
+    return Settings(**data)
+
+
+NodeFactory = Callable[..., AbstractAsyncContextManager[Node]]
+
+
+@pytest.fixture
+def make_node(moderated_prosody: ProsodyServer, redis_server: RedisServer) -> NodeFactory:
+    def factory(**overrides: Any) -> AbstractAsyncContextManager[Node]:
+        return open_node(node_settings(moderated_prosody, redis_server, **overrides))
+
+    return factory
+
+
+@pytest.fixture
+async def node(make_node: NodeFactory) -> AsyncIterator[Node]:
+    async with make_node() as running:
+        yield running

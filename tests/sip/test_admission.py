@@ -1,0 +1,109 @@
+"""Pure admission decisions, slot accounting and redirect target choice."""
+
+from __future__ import annotations
+
+from bridge.sip.admission import (
+    Accept,
+    PeerSlots,
+    Redirect,
+    Reject,
+    RoomDirectory,
+    SlotBook,
+    admit,
+    normalize_caller,
+    redirect_contact,
+    via_transport,
+)
+
+DIR = RoomDirectory.create(
+    ["Lobby", "ops"],
+    bans={"lobby": ["sip:Eve@evil.example"], "*": ["sips:mallory@x"]},
+    locked=["ops"],
+)
+
+
+def test_unknown_room_is_404_even_when_full() -> None:
+    d = admit(DIR, "nope", ["sip:a@b"], has_local_slot=False, is_front=True)
+    assert isinstance(d, Reject) and d.status == 404
+    assert isinstance(admit(DIR, "", ["sip:a@b"], has_local_slot=True), Reject)
+
+
+def test_banned_caller_403_by_from_or_asserted_identity() -> None:
+    d = admit(DIR, "lobby", ["sip:eve@evil.example;transport=tcp"], has_local_slot=True)
+    assert d == Reject(403, "Banned from this conference")
+    d = admit(DIR, "LOBBY", ["sip:other@x", "sip:eve@evil.example"], has_local_slot=True)
+    assert isinstance(d, Reject) and d.status == 403
+    d = admit(DIR, "lobby", ["sip:mallory@x"], has_local_slot=True)  # banned everywhere
+    assert isinstance(d, Reject) and d.status == 403
+
+
+def test_locked_room_403_and_open_room_accepted() -> None:
+    assert admit(DIR, "ops", ["sip:a@b"], has_local_slot=True) == Reject(
+        403, "Conference is locked"
+    )
+    assert admit(DIR, "lobby", ["sip:a@b"], has_local_slot=True) == Accept()
+
+
+def test_full_front_redirects_else_503_worker_486() -> None:
+    target = Redirect(2, "127.0.0.1", 5070)
+    assert admit(DIR, "lobby", ["sip:a@b"], has_local_slot=False, redirect=target) == target
+    front = admit(DIR, "lobby", ["sip:a@b"], has_local_slot=False, is_front=True, retry_after=7)
+    assert front == Reject(503, "Conference node is full", 7)
+    worker = admit(DIR, "lobby", ["sip:a@b"], has_local_slot=False, retry_after=7)
+    assert worker == Reject(486, "Busy Here", 7)
+
+
+def test_normalize_caller() -> None:
+    assert normalize_caller("<SIPS:Bob@X;transport=tls>") == "sip:bob@x"
+    assert normalize_caller("sip:bob@x:5062") == "sip:bob@x"
+    assert normalize_caller("sip:bob@[::1]:5062") == "sip:bob@[::1]"
+    assert normalize_caller("tel:+123") == "tel:+123"
+
+
+def _peers(*busy: int) -> list[PeerSlots]:
+    return [PeerSlots(i + 1, "127.0.0.1", 6000 + i, 4, b) for i, b in enumerate(busy)]
+
+
+def test_slot_book_prefers_most_free_and_holds_redirects() -> None:
+    book = SlotBook(hold_s=4.0)
+    book.update(_peers(3, 1, 4))
+    chosen = book.choose(now=0.0)
+    assert chosen is not None and chosen.worker == 2
+    for _ in range(3):
+        book.hold(2, now=0.0)
+    assert book.free(2, now=1.0) == 0
+    nxt = book.choose(now=1.0)
+    assert nxt is not None and nxt.worker == 1  # the only other free slot
+    book.hold(1, now=1.0)
+    assert book.choose(now=1.0) is None
+    assert book.total_free(now=1.0) == 0
+    # worker 2 reports two arrivals: two holds are consumed, one remains
+    book.update(_peers(3, 3, 4))
+    assert book.free(2, now=1.0) == 0
+    # holds expire if the caller never arrived
+    assert book.free(2, now=10.0) == 1
+
+
+def test_slot_book_ignores_dead_workers_and_excluded() -> None:
+    book = SlotBook()
+    peers = _peers(0, 0)
+    peers[0] = PeerSlots(1, "127.0.0.1", 6000, 4, 0, alive=False)
+    book.update(peers)
+    chosen = book.choose(now=0.0)
+    assert chosen is not None and chosen.worker == 2
+    assert book.choose(now=0.0, exclude=2) is None
+
+
+def test_redirect_contact_keeps_transport() -> None:
+    assert redirect_contact("lobby", "10.0.0.5", 5070, "udp") == "<sip:lobby@10.0.0.5:5070>"
+    assert (
+        redirect_contact("lobby", "10.0.0.5", 5070, "TCP")
+        == "<sip:lobby@10.0.0.5:5070;transport=tcp>"
+    )
+    assert redirect_contact("lobby", "::1", 5071, "tls") == "<sips:lobby@[::1]:5071>"
+
+
+def test_via_transport() -> None:
+    assert via_transport("SIP/2.0/TCP 10.0.0.1:5060;branch=z") == "tcp"
+    assert via_transport("garbage") == "udp"
+    assert via_transport("") == "udp"

@@ -1,0 +1,288 @@
+"""SIP behaviour of real pjsua2 workers, driven by a hand-written UDP user agent.
+
+Admission answers (404/403/503/302 with their headers), MESSAGE in and out of dialog,
+cleanup on BYE/CANCEL/media timeout, malformed SIP, worker crash and clean shutdown.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Hashable
+from pathlib import Path
+
+import pytest
+from conftest import PoolHarness
+from rawsip import SDP, RawUac
+
+from bridge.core.events import (
+    HangupLeg,
+    LegJoined,
+    LegLeft,
+    PlayTone,
+    SendSipMessage,
+    SipMessageReceived,
+)
+from bridge.sip.admission import RoomDirectory
+from mixer.node import MixerNode
+from mixer.rings import LegAttachment
+
+
+def _joined(room: str = "demo") -> Callable[[object], bool]:
+    return lambda ev: isinstance(ev, LegJoined) and ev.room == room
+
+
+def test_admission_answers(make_pool: Callable[..., PoolHarness]) -> None:
+    directory = RoomDirectory.create(["demo", "locked"], bans={"demo": ["sip:banned@127.0.0.1"]},
+                                     locked=["locked"])  # fmt: skip
+    h = make_pool(pool_size=1, calls_per_worker=1, retry_after=17, directory=directory)
+    uac = RawUac(h.port)
+    try:
+        r = uac.invite("nosuchroom")
+        assert (r.status, r.first_line.split(" ", 2)[2]) == (404, "Conference not found")
+        assert RawUac(h.port, user="banned").invite("demo").status == 403
+        assert RawUac(h.port).invite("locked").status == 403
+
+        first = RawUac(h.port, display="First")
+        ok = first.invite("demo")
+        assert ok.status == 200
+        assert ok.get("Contact").endswith(";isfocus")
+        h.wait_for(_joined(), label="first joined")
+
+        full = RawUac(h.port).invite("demo")  # the only slot is taken: node full
+        assert full.status == 503
+        assert full.get("Retry-After") == "17"
+
+        # the directory is the supervisor's: unlinking a room takes effect at once
+        h.pool.set_directory(RoomDirectory.create(["other"]))
+        h.drain(0.3)
+        assert RawUac(h.port).invite("demo").status == 404
+        assert first.bye().status == 200
+        left = h.wait_for(lambda e: isinstance(e, LegLeft), label="left")
+        assert isinstance(left, LegLeft) and left.reason == "bye"
+    finally:
+        uac.close()
+
+
+def test_front_redirects_to_a_worker_with_a_slot(make_pool: Callable[..., PoolHarness]) -> None:
+    h = make_pool(pool_size=2, calls_per_worker=2)  # front serves 1, worker 1 serves 2
+    here = RawUac(h.port)
+    assert here.invite("demo").status == 200
+    h.wait_for(_joined())
+    moved = RawUac(h.port).invite("demo")
+    assert moved.status == 302
+    worker1 = h.pool.slots()[1]
+    assert moved.get("Contact") == f"<sip:demo@127.0.0.1:{worker1.port}>"
+    callee = RawUac(worker1.port)
+    assert callee.invite("demo").status == 200
+    joined = h.wait_for(_joined())
+    assert isinstance(joined, LegJoined) and joined.worker == 1
+    assert h.pool.free_slots() == 1
+
+
+def test_messages_in_and_out_of_dialog(make_pool: Callable[..., PoolHarness]) -> None:
+    h = make_pool()
+    ood = RawUac(h.port, display="Bob")
+    ood.room = "demo"
+    ood.request(
+        "MESSAGE", f"sip:demo@127.0.0.1:{h.port}", body="hello room", ctype="text/plain",
+        headers=("Subject: greetings", "Content-Language: fr"),
+    )  # fmt: skip
+    assert ood.final_response("MESSAGE").status == 200
+    ev = h.wait_for(lambda e: isinstance(e, SipMessageReceived), label="ood message")
+    assert isinstance(ev, SipMessageReceived)
+    assert (ev.room, ev.body, ev.subject, ev.language, ev.leg_id) == (
+        "demo", "hello room", "greetings", "fr", "")  # fmt: skip
+    assert (ev.sender_uri, ev.sender_display, ev.call_id) == (
+        f"sip:raw@127.0.0.1:{ood.port}", "Bob", ood.call_id)  # fmt: skip
+
+    for ctype, body in (("text/html", "<b>x</b>"), ("application/json", "{}")):
+        other = RawUac(h.port)
+        other.room = "demo"
+        other.request("MESSAGE", f"sip:demo@127.0.0.1:{h.port}", body=body, ctype=ctype)
+        refused = other.final_response("MESSAGE")
+        assert refused.status == 415
+        assert refused.get("Accept") == "text/plain"
+    nowhere = RawUac(h.port)
+    nowhere.room = "nowhere"
+    nowhere.request("MESSAGE", f"sip:nowhere@127.0.0.1:{h.port}", body="x", ctype="text/plain")
+    assert nowhere.final_response("MESSAGE").status == 404
+
+    caller = RawUac(h.port, display="Carol")
+    assert caller.invite("demo").status == 200
+    joined = h.wait_for(_joined())
+    assert isinstance(joined, LegJoined)
+    r = caller.in_dialog("MESSAGE", body="in dialog", ctype="text/plain",
+                         headers=("Subject: s1",))  # fmt: skip
+    assert r.status == 200
+    ev = h.wait_for(lambda e: isinstance(e, SipMessageReceived) and e.leg_id != "")
+    assert isinstance(ev, SipMessageReceived)
+    assert (ev.leg_id, ev.body, ev.subject, ev.sender_display) == (
+        joined.leg_id, "in dialog", "s1", "Carol")  # fmt: skip
+    r = caller.in_dialog("MESSAGE", body="<i>x</i>", ctype="text/html")
+    assert r.status == 415
+
+    h.pool.send(SendSipMessage(joined.leg_id, "hi from chat", subject="topic",
+                               language="en", sender_display="alice"))  # fmt: skip
+    msg = caller.wait_request("MESSAGE")
+    assert msg.body == "alice: hi from chat"
+    assert msg.get("Subject") == "topic" and msg.get("Content-Language") == "en"
+    assert msg.get("Call-ID") == caller.call_id  # in-dialog
+    h.pool.send(PlayTone(joined.leg_id, "muted"))  # audible cue; must not disturb the call
+    h.pool.send(HangupLeg(joined.leg_id, "kicked"))
+    bye = caller.wait_request("BYE")
+    assert "kicked" in bye.get("Reason")
+    left = h.wait_for(lambda e: isinstance(e, LegLeft))
+    assert isinstance(left, LegLeft) and left.reason == "kicked"
+
+
+class GatedMixer:
+    """A real mixer whose add_leg waits for the test (to hold a call in 180 Ringing)."""
+
+    def __init__(self, node: MixerNode) -> None:
+        self.node = node
+        self.gate = threading.Event()
+        self.added: list[int] = []
+        self.removed: list[int] = []
+
+    def add_leg(
+        self, conference: Hashable, rate: int, gain: float = 1.0, *, muted: bool = False
+    ) -> LegAttachment:
+        self.gate.wait(10)
+        att = self.node.add_leg(conference, rate, gain, muted=muted)
+        self.added.append(att.slot)
+        return att
+
+    def remove_leg(self, leg: int) -> None:
+        self.removed.append(leg)
+        self.node.remove_leg(leg)
+
+    def set_mute(self, leg: int, muted: bool) -> None:
+        self.node.set_mute(leg, muted)
+
+
+def test_cancel_and_media_timeout_clean_up(make_pool: Callable[..., PoolHarness]) -> None:
+    node = MixerNode(f"sipmuc-test-{os.getpid()}", capacity=16)
+    node.start(realtime=False)
+    mixer = GatedMixer(node)
+    try:
+        h = make_pool(media_timeout=1.5, mixer=mixer)
+        # CANCEL while ringing: 487, no LegJoined, slot and mixer leg freed
+        uac = RawUac(h.port)
+        uac.room = "demo"
+        invite = uac.request(
+            "INVITE",
+            f"sip:demo@127.0.0.1:{h.port}",
+            body=SDP.format(port=uac.rtp_port),
+            ctype="application/sdp",
+        )
+        ringing = uac.recv(5)
+        while ringing is not None and ringing.status < 180:
+            ringing = uac.recv(5)
+        assert ringing is not None and ringing.status == 180
+        via = invite.split("\r\n")[1][5:]
+        uac.request("CANCEL", f"sip:demo@127.0.0.1:{h.port}", cseq=1, via=via)
+        final = uac.final_response("INVITE")
+        assert final.status == 487
+        mixer.gate.set()
+        h.until(lambda: h.pool.free_slots() == 4 and not h.pool.legs(), label="cancel cleanup")
+        assert mixer.added == mixer.removed
+        assert not any(isinstance(e, LegJoined) for _, e in h.seen)
+
+        # a caller that sends no RTP is hung up after media_timeout
+        silent = RawUac(h.port)
+        assert silent.invite("demo").status == 200
+        left = h.wait_for(lambda e: isinstance(e, LegLeft), timeout=15)
+        assert isinstance(left, LegLeft) and left.reason == "timeout"
+        silent.wait_request("BYE")
+        h.until(lambda: not h.pool.legs() and h.pool.free_slots() == 4, label="timeout cleanup")
+        assert sorted(mixer.added) == sorted(mixer.removed)
+    finally:
+        node.close()
+
+
+MALFORMED = [
+    # broken SDP
+    ("application/sdp", "v=0\r\nthis is not sdp\r\nm=audio notaport RTP/AVP 0\r\n"),
+    # SDP without an audio stream
+    ("application/sdp", "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
+     "t=0 0\r\nm=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"),
+]  # fmt: skip
+
+
+def test_malformed_sip_gets_errors_and_never_kills_a_worker(
+    make_pool: Callable[..., PoolHarness],
+) -> None:
+    h = make_pool()
+    pids = h.pool.worker_pids()
+    for ctype, body in MALFORMED:
+        r = RawUac(h.port).invite("demo", sdp=body, ctype=ctype)
+        assert 400 <= r.status < 500, r.first_line
+    huge = RawUac(h.port)
+    huge.room = "demo"
+    huge.request("INVITE", f"sip:demo@127.0.0.1:{h.port}",
+                 headers=(f"X-Huge: {'a' * 3000}", *[f"X-Many-{i}: {i}" for i in range(300)]),
+                 body=SDP.format(port=huge.rtp_port), ctype="application/sdp")  # fmt: skip
+    reply = huge.recv(2)  # pjsip may drop an oversized datagram or answer 4xx/5xx
+    assert reply is None or reply.status >= 400 or reply.status in (100, 180)
+    garbage = RawUac(h.port)
+    garbage.send("INVITE sip:demo@127.0.0.1 SIP/2.0\r\nVia: broken\r\n\r\n")
+    garbage.send("\x00\xff" * 500)
+    garbage.send("NOTAMETHOD\r\n\r\n")
+    bad_from = RawUac(h.port)
+    bad_from.send(
+        f"INVITE sip:demo@127.0.0.1:{h.port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{bad_from.port};branch=z9hG4bKbad\r\n"
+        "From: <<<sip:x\r\nTo: nobody\r\nCall-ID: c1\r\nCSeq: x INVITE\r\n"
+        "Content-Length: 99999\r\n\r\n"
+    )
+    # every worker is still the same process and still serves calls
+    ok = RawUac(h.port)
+    assert ok.invite("demo").status == 200
+    assert ok.bye().status == 200
+    assert h.pool.worker_pids() == pids
+    assert all(p.alive for p in h.pool.slots())
+
+
+def test_worker_crash_ends_its_calls_and_restarts(make_pool: Callable[..., PoolHarness]) -> None:
+    h = make_pool(pool_size=2, calls_per_worker=2)
+    a = RawUac(h.port)
+    assert a.invite("demo").status == 200
+    h.wait_for(_joined())
+    worker1 = h.pool.slots()[1]
+    b = RawUac(worker1.port)
+    assert b.invite("demo").status == 200
+    jb = h.wait_for(_joined())
+    assert isinstance(jb, LegJoined) and jb.worker == 1
+    old_pid = h.pool.worker_pids()[1]
+    h.pool.kill_worker(1)
+    left = h.wait_for(lambda e: isinstance(e, LegLeft), label="worker-died")
+    assert isinstance(left, LegLeft) and (left.leg_id, left.reason) == (jb.leg_id, "worker-died")
+    h.until(lambda: h.pool.slots()[1].alive and h.pool.worker_pids()[1] != old_pid,
+            timeout=30, label="restart")  # fmt: skip
+    # the front's call survived, the directory survived, the restarted worker serves again
+    assert set(h.pool.legs()) == {
+        e.leg_id for _, e in h.seen if isinstance(e, LegJoined) and e.worker == 0
+    }
+    c = RawUac(worker1.port)
+    assert c.invite("demo").status == 200
+    jc = h.wait_for(_joined())
+    assert isinstance(jc, LegJoined) and jc.worker == 1 and jc.leg_id != jb.leg_id
+
+    # clean shutdown: every caller gets a BYE, every leg leaves
+    h.pool.stop()
+    for uac in (a, c):
+        uac.wait_request("BYE")
+    reasons = {e.reason for _, e in h.seen if isinstance(e, LegLeft)} | {
+        e.reason for e in h.drain(0.5) if isinstance(e, LegLeft)
+    }
+    assert "shutdown" in reasons
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_segments() -> None:
+    before = set(os.listdir("/dev/shm")) if Path("/dev/shm").is_dir() else set()
+    yield  # type: ignore[misc]
+    after = set(os.listdir("/dev/shm")) if Path("/dev/shm").is_dir() else set()
+    leaked = {n for n in after - before if n.startswith("sipmuc-")}
+    assert not leaked, f"shared memory left behind: {leaked}"

@@ -1,0 +1,114 @@
+"""Pure parts of bridge.xmpp: config planning, rate limiting, MUC parsing, puppet JIDs."""
+
+from __future__ import annotations
+
+from xml.etree import ElementTree as ET
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridge.xmpp import muc
+from bridge.xmpp.forms import (
+    AUDIO_VIDEO_URI,
+    ROOM_DESCRIPTION,
+    Advertised,
+    merge_description,
+    plan_room_config,
+    strip_description,
+)
+from bridge.xmpp.jids import caller_identity, puppet_jid
+from bridge.xmpp.ratelimit import RateLimiter
+
+URI = "sip:weekly@sip.example"
+
+
+def test_plan_with_module() -> None:
+    plan = plan_room_config({AUDIO_VIDEO_URI: "", ROOM_DESCRIPTION: "Team"}, URI)
+    assert plan.advertised is Advertised.AUDIO_VIDEO_URI
+    assert plan.changes == {AUDIO_VIDEO_URI: URI}
+    # already set: nothing to submit; an old fallback line is cleaned up
+    plan = plan_room_config(
+        {AUDIO_VIDEO_URI: URI, ROOM_DESCRIPTION: f"Team · Join the call: {URI}"}, URI
+    )
+    assert plan.changes == {ROOM_DESCRIPTION: "Team"}
+
+
+def test_plan_fallback_and_unlink() -> None:
+    plan = plan_room_config({ROOM_DESCRIPTION: "Team"}, URI)
+    assert plan.advertised is Advertised.DESCRIPTION
+    assert plan.changes == {ROOM_DESCRIPTION: f"Team · Join the call: {URI}"}
+    assert plan_room_config({}, URI).advertised is Advertised.NONE
+    unlink = plan_room_config({ROOM_DESCRIPTION: f"Team · Join the call: {URI}"}, "")
+    assert unlink.changes == {ROOM_DESCRIPTION: "Team"}
+
+
+def test_description_merge_keeps_owner_text() -> None:
+    assert merge_description("", URI) == f"Join the call: {URI}"
+    assert merge_description(f"Call {URI} at 9", URI) == f"Call {URI} at 9"  # owner wrote it
+    old = "Team · Join the call: sip:old@x"
+    assert merge_description(old, URI) == f"Team · Join the call: {URI}"
+    multi = merge_description("Line one\nLine two", URI, multiline=True)
+    assert multi == f"Line one\nLine two\nJoin the call: {URI}"
+    assert strip_description(multi, multiline=True) == "Line one\nLine two"
+
+
+@given(st.text(max_size=60).filter(lambda t: "Join the call: " not in t))
+def test_merge_then_strip_round_trips(owner: str) -> None:
+    merged = merge_description(owner, URI)
+    assert merge_description(merged, URI) == merged  # idempotent
+    if URI not in owner:
+        assert strip_description(merged) == owner.rstrip()
+
+
+def test_rate_limiter() -> None:
+    limiter = RateLimiter(burst=2, per_minute=60)  # one per second sustained
+    assert limiter.allow("a", 0.0) == (True, False)
+    assert limiter.allow("a", 0.0) == (True, False)
+    assert limiter.allow("a", 0.0) == (False, True)  # told once
+    assert limiter.allow("a", 0.5) == (False, False)
+    assert limiter.allow("b", 0.5) == (True, False)  # per sender
+    assert limiter.allow("a", 1.6) == (True, False)  # refilled
+
+
+def _presence(xml: str) -> ET.Element:
+    return ET.fromstring(xml)
+
+
+def test_parse_muc_presence_kick() -> None:
+    element = _presence(
+        "<presence xmlns='jabber:component:accept' type='unavailable'>"
+        "<x xmlns='http://jabber.org/protocol/muc#user'>"
+        "<item affiliation='none' role='none' jid='a@b/c'><actor nick='Mod'/>"
+        "<reason>spam</reason></item><status code='307'/><status code='110'/></x></presence>"
+    )
+    info = muc.parse_muc_presence(element, "Ann")
+    assert not info.available and info.is_self
+    assert info.status_codes == {307, 110}
+    assert (info.actor, info.reason, info.jid) == ("Mod", "spam", "a@b/c")
+
+
+def test_parse_join_error_without_muc_child() -> None:
+    """Prosody's join error (DESIGN §5): no muc <x/>, error in the component namespace."""
+    element = _presence(
+        "<presence xmlns='jabber:component:accept' type='error'>"
+        "<error type='cancel' by='room@muc'><conflict "
+        "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>"
+    )
+    error = muc.parse_error(element)
+    assert (error.condition, error.type) == ("conflict", "cancel")
+    assert "taken" in muc.join_error_hint("conflict")
+
+
+def test_puppet_jids_are_stable_private_and_distinct() -> None:
+    key = b"k" * 32
+    a1 = puppet_jid(key, "bridge.example", "sip:+33612345612@pbx;user=phone", "leg-1")
+    a2 = puppet_jid(key, "bridge.example", "<sip:+33612345612@PBX>", "leg-2")
+    assert a1.split("/")[0] == a2.split("/")[0]  # same caller: same bare JID (bans stick)
+    assert a1 != a2  # two calls: two occupants
+    assert "612345612" not in a1
+    anon1 = puppet_jid(key, "bridge.example", "sip:anonymous@anonymous.invalid", "leg-3")
+    anon2 = puppet_jid(key, "bridge.example", "sip:anonymous@anonymous.invalid", "leg-4")
+    assert anon1.split("/")[0] != anon2.split("/")[0]
+    other_key = puppet_jid(b"x" * 32, "bridge.example", "sip:+33612345612@pbx", "leg-1")
+    assert other_key != a1
+    assert caller_identity("tel:+33612345612") == "+33612345612"
