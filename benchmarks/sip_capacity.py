@@ -1,24 +1,38 @@
 """SIP node capacity: N concurrent SIPp callers through the front, pool and mixer.
 
-Prints: calls up, CPU per call (workers + supervisor/mixer process), lost/late frames
-(mixer ring counters of every leg + mixer clock), and the added mouth-to-ear latency
-measured from the audio: a probe caller plays 100 ms tone bursts into a separate room,
-a second probe listens; a packet sniffer on ``lo`` (AF_PACKET, needs root) timestamps
-the bursts' onsets in the RTP going into the bridge and coming out to the listener.
+For each configuration (``--mode both``: the old unaligned design as the baseline, then the
+current settings, in the same invocation and conditions) it prints:
 
-    python benchmarks/sip_capacity.py --calls 60 --seconds 20
+* callers held (legs up when the window starts and still up when it ends);
+* lost/late frames in the measurement window: mixer ring counters of every leg, both
+  directions (under-runs, drops, torn reads, repeats), late/skipped ticks of the mixer clock
+  and of the workers' media clocks, pjmedia jitter buffer empty/lost/discarded frames;
+* CPU per call: workers + supervisor/mixer process, per leg (SIPp is reported apart);
+* added mouth-to-ear latency measured from the audio: a probe caller plays 100 ms
+  1 kHz bursts into a separate room, a second probe (on another worker) listens; a packet
+  capture on ``lo`` (AF_PACKET in a child process, kernel BPF filter, kernel timestamps,
+  needs root) finds each burst's onset in the RTP going into the bridge and in the RTP
+  coming out to the listener: p50/p90/max over the bursts;
+* load average before and after, and the CPU that *other* processes used during the
+  window (this machine is shared: compare runs only at similar foreign load).
+
+    PYTHONPATH=. python benchmarks/sip_capacity.py --calls 60 --seconds 20
+    PYTHONPATH=. python benchmarks/sip_capacity.py --mode new --calls 80
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import math
+import multiprocessing
 import os
 import socket
 import struct
 import tempfile
-import threading
 import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +43,17 @@ from bridge.devstack.ports import free_port, free_udp_tcp_port
 from bridge.sip import devpeers as dp
 from bridge.sip.admission import RoomDirectory
 from bridge.sip.pool import WorkerPool
+from bridge.sip.protocol import WorkerStats
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
+SO_ATTACH_FILTER = 26
+SO_TIMESTAMPNS = 35
+SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+
+# The previous design: pjmedia's null-device clock at an arbitrary phase, a 1-frame
+# cushion on each ring, the mixer on its own unaligned clock.
+BASELINE = {"media_clock": "pjmedia", "ring_reserve": 1}
 
 
 def _ulaw_decode(data: bytes) -> np.ndarray:
@@ -41,38 +63,61 @@ def _ulaw_decode(data: bytes) -> np.ndarray:
     return np.where(sign, 0x84 - mag, mag - 0x84)
 
 
-class Sniffer(threading.Thread):
-    """Timestamps RTP packets (PCMU) to or from given UDP ports on the loopback device."""
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                ("k", ctypes.c_uint32)]  # fmt: skip
 
-    def __init__(self, src_ports: set[int], dst_ports: set[int]) -> None:
-        super().__init__(daemon=True)
-        self.src_ports, self.dst_ports = src_ports, dst_ports
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(ETH_P_ALL))
-        self.sock.bind(("lo", 0))
-        self.sock.settimeout(0.2)
-        self.packets: list[tuple[float, int, int, float]] = []  # t, sport, dport, rms
-        self.stop_flag = False
 
-    def run(self) -> None:
-        while not self.stop_flag:
-            try:
-                data, addr = self.sock.recvfrom(2048)
-            except TimeoutError:
-                continue
-            t = time.perf_counter()
-            if addr[2] == PACKET_OUTGOING or len(data) < 14 + 20 + 8 + 12:
-                continue
-            if data[12:14] != b"\x08\x00" or data[14 + 9] != 17:
-                continue
-            ihl = (data[14] & 0x0F) * 4
-            sport, dport = struct.unpack("!HH", data[14 + ihl : 14 + ihl + 4])
-            if sport not in self.src_ports and dport not in self.dst_ports:
-                continue
-            rtp = data[14 + ihl + 8 :]
-            if len(rtp) < 12 + 160 or rtp[1] & 0x7F != 0:
-                continue
-            pcm = _ulaw_decode(rtp[12 : 12 + 160]).astype(np.float64)
-            self.packets.append((t, sport, dport, float(np.sqrt(np.mean(pcm * pcm)))))
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def _bpf(src_port: int, dst_port: int) -> tuple[bytes, object]:
+    """Classic BPF: IPv4/UDP with source port ``src_port`` or destination ``dst_port``."""
+    prog = [
+        (0x28, 0, 0, 12), (0x15, 0, 8, 0x0800),  # ethertype IPv4
+        (0x30, 0, 0, 23), (0x15, 0, 6, 17),  # UDP
+        (0xB1, 0, 0, 14),  # x = IP header length
+        (0x48, 0, 0, 14), (0x15, 2, 0, src_port),  # sport
+        (0x48, 0, 0, 16), (0x15, 0, 1, dst_port),  # dport
+        (0x06, 0, 0, 0xFFFF), (0x06, 0, 0, 0),
+    ]  # fmt: skip
+    arr = (_SockFilter * len(prog))(*[_SockFilter(*ins) for ins in prog])
+    fprog = _SockFprog(len(prog), ctypes.cast(arr, ctypes.POINTER(_SockFilter)))
+    return bytes(fprog), arr  # keep arr alive while the option is set
+
+
+def sniff(src_port: int, dst_port: int, conn: Connection) -> None:
+    """Child process: kernel-timestamped RTP levels of the probe streams until told to stop."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(ETH_P_ALL))
+    prog, keep = _bpf(src_port, dst_port)
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, prog)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    sock.bind(("lo", 0))
+    sock.settimeout(0.2)
+    packets: list[tuple[float, int, int, float]] = []
+    conn.send("ready")
+    while not conn.poll():
+        try:
+            data, anc, _flags, addr = sock.recvmsg(2048, 64)
+        except TimeoutError:
+            continue
+        if addr[2] == PACKET_OUTGOING or len(data) < 14 + 20 + 8 + 12 + 160:
+            continue
+        t = time.time()
+        for level, kind, cdata in anc:
+            if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS:
+                sec, nsec = struct.unpack("qq", cdata[:16])
+                t = sec + nsec / 1e9
+        ihl = (data[14] & 0x0F) * 4
+        sport, dport = struct.unpack("!HH", data[14 + ihl : 14 + ihl + 4])
+        rtp = data[14 + ihl + 8 :]
+        if rtp[1] & 0x7F != 0:
+            continue
+        pcm = _ulaw_decode(rtp[12 : 12 + 160]).astype(np.float64)
+        packets.append((t, sport, dport, float(np.sqrt(np.mean(pcm * pcm)))))
+    del keep
+    conn.send(packets)
 
 
 def onsets(times: list[float], levels: list[float], threshold: float = 1500.0) -> list[float]:
@@ -88,11 +133,246 @@ def onsets(times: list[float], levels: list[float], threshold: float = 1500.0) -
     return out
 
 
+RING_KEYS = ("in_underruns", "in_dropped", "in_torn", "out_underruns", "out_repeats",
+             "out_dropped", "out_torn")  # fmt: skip
+
+
+@dataclass
+class Result:
+    name: str
+    legs: int
+    up: int = 0
+    held: int = 0
+    cpu_bridge: float = 0.0  # fraction of one core
+    cpu_workers: float = 0.0
+    cpu_super: float = 0.0
+    cpu_sipp: float = 0.0
+    cpu_others: float = 0.0
+    ring: dict[str, int] = field(default_factory=dict)
+    frames: int = 0
+    mixer_late: int = 0
+    mixer_skipped: int = 0
+    mixer_max_late_ms: float = 0.0
+    worker_late: int = 0
+    worker_skipped: int = 0
+    worker_max_late_ms: float = 0.0
+    jb_empty: int = 0
+    jb_lost: int = 0
+    jb_discard: int = 0
+    jb_delay_ms: float = 0.0
+    lat: list[float] = field(default_factory=list)
+    onsets_in: int = 0
+    onsets_out: int = 0
+    probe_workers: tuple[int, ...] = ()
+    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    @property
+    def lost(self) -> int:
+        """Frames that did not reach the mix or the listener on time (window)."""
+        r = self.ring
+        return sum(r.get(k, 0) for k in RING_KEYS if k != "out_repeats") + self.mixer_skipped \
+            + self.worker_skipped  # fmt: skip
+
+    def pct(self, q: float) -> float:
+        return float(np.percentile(self.lat, q)) if self.lat else float("nan")
+
+
+def _busy(times: psutil._common.pcputimes | None) -> float:  # type: ignore[name-defined]
+    return 0.0 if times is None else times.user + times.system
+
+
+def _tree_cpu(pids: list[int]) -> dict[int, float]:
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = _busy(psutil.Process(pid).cpu_times())
+        except psutil.Error:
+            pass
+    return out
+
+
+def _stats_sum(stats: dict[int, WorkerStats]) -> tuple[int, int, int, int, int, float, float]:
+    late = sum(s.clock_late for s in stats.values())
+    skipped = sum(s.clock_skipped for s in stats.values())
+    empty = sum(s.jb_empty for s in stats.values())
+    lost = sum(s.jb_lost for s in stats.values())
+    discard = sum(s.jb_discard for s in stats.values())
+    max_late = max((s.clock_max_lateness_s for s in stats.values()), default=0.0)
+    calls = sum(s.calls for s in stats.values())
+    delay = sum(s.jb_avg_delay_ms * s.calls for s in stats.values()) / max(1, calls)
+    return late, skipped, empty, lost, discard, max_late, delay
+
+
+def run(name: str, args: argparse.Namespace, work: Path, overrides: dict[str, object]) -> Result:
+    cpw = args.calls_per_worker
+    legs = args.calls + 2
+    res = Result(name, legs)
+    pool_size = 1 + math.ceil(max(0, legs - (cpw - 1)) / cpw)
+    sip = SipSettings(
+        port=free_udp_tcp_port(), rtp_port_start=24000, rtp_port_count=8 * cpw * pool_size + 64
+    )
+    ws = WorkerSettings(pool_size=pool_size, calls_per_worker=cpw, media_timeout=0, **overrides)
+    print(f"\n=== {name}: {args.calls} load callers + 2 probes; {pool_size} workers; "
+          f"media_clock={ws.media_clock} ring_reserve={ws.ring_reserve} "
+          f"mixer_phase_ms={ws.mixer_phase_ms} jb=({ws.jb_init_ms},{ws.jb_min_pre_ms},"
+          f"{ws.jb_max_pre_ms},{ws.jb_max_ms})")  # fmt: skip
+    res.load_before = os.getloadavg()
+    pool = WorkerPool(
+        sip,
+        ws,
+        LogSettings(format="console", level="warning"),  # type: ignore[arg-type]
+        directory=RoomDirectory.create(["load", "probe"]),
+    )
+    t0 = time.monotonic()
+    pool.start()
+    print(f"pool started in {time.monotonic() - t0:.1f}s; load avg before {res.load_before}")
+    hold = args.seconds + 6
+    hold_ms = int(hold * 1000)
+    p1_port, p2_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
+    ctx = multiprocessing.get_context("spawn")
+    sniff_conn, child_conn = ctx.Pipe()
+    sniffer = ctx.Process(target=sniff, args=(p1_port, p2_port, child_conn), daemon=True)
+    sniffer.start()
+    sniff_conn.recv()
+    load = dp.Sipp(
+        dp.sipp_uac_scenario("load", pcap=work / "load.pcap", hold_ms=hold_ms),
+        pool.front_port, work / name / "load", calls=args.calls, rate=20, limit=args.calls,
+        timeout_s=int(hold + 60),
+    )  # fmt: skip
+    p2 = dp.Sipp(
+        dp.sipp_uac_scenario("probe", pcap=work / "silence.pcap", hold_ms=hold_ms + 1500),
+        pool.front_port, work / name / "p2", media_port=p2_port, timeout_s=int(hold + 60),
+    )  # fmt: skip
+    p1 = dp.Sipp(
+        dp.sipp_uac_scenario("probe", pcap=work / "bursts.pcap", hold_ms=hold_ms),
+        pool.front_port, work / name / "p1", media_port=p1_port, timeout_s=int(hold + 60),
+    )  # fmt: skip
+    p2.start()
+    time.sleep(0.3)
+    load.start()
+    time.sleep(0.5)
+    p1.start()
+    deadline = time.monotonic() + 60
+    while len(pool.legs()) < legs and time.monotonic() < deadline:
+        time.sleep(0.2)
+    res.up = len(pool.legs())
+    probes = [r.worker for r in pool.legs().values() if r.room == "probe"]
+    res.probe_workers = tuple(probes)
+    print(f"calls up: {res.up} of {legs}; probe legs on workers {probes}")
+    time.sleep(2.5)  # let the jitter buffers settle and a stats report arrive
+
+    node = pool._owned_mixer  # the benchmark reads the mixer's ring counters
+    assert node is not None
+    legs0 = pool.legs()
+    bridge_pids = [p for p in pool.worker_pids() if p] + [os.getpid()]
+    sipp_pids = [s.proc.pid for s in (load, p1, p2) if s.proc is not None]
+    ours = bridge_pids + sipp_pids + [sniffer.pid or 0]
+    c0 = {slot: node.counters(slot) for slot in (r.slot for r in legs0.values())}
+    clk0 = node.clock_stats()
+    st0 = _stats_sum(pool.worker_stats())
+    cpu0, sys0, w0 = _tree_cpu(ours), psutil.cpu_times(), time.monotonic()
+    time.sleep(args.seconds)
+    cpu1, sys1, wall = _tree_cpu(ours), psutil.cpu_times(), time.monotonic() - w0
+    clk1 = node.clock_stats()
+    legs1 = pool.legs()
+    res.held = len(set(legs0) & set(legs1))
+    totals = dict.fromkeys(RING_KEYS, 0)
+    for slot, a in c0.items():
+        b = node.counters(slot)
+        res.frames += b.in_frames - a.in_frames
+        for k in RING_KEYS:
+            totals[k] += getattr(b, k) - getattr(a, k)
+    res.ring = totals
+    if clk0 and clk1:
+        res.mixer_late = clk1.late - clk0.late
+        res.mixer_skipped = clk1.skipped - clk0.skipped
+        res.mixer_max_late_ms = clk1.max_lateness_s * 1000
+    time.sleep(2.2)  # one more worker stats report, covering the end of the window
+    st1 = _stats_sum(pool.worker_stats())
+    res.worker_late, res.worker_skipped = st1[0] - st0[0], st1[1] - st0[1]
+    res.jb_empty, res.jb_lost, res.jb_discard = st1[2] - st0[2], st1[3] - st0[3], st1[4] - st0[4]
+    res.worker_max_late_ms, res.jb_delay_ms = st1[5] * 1000, st1[6]
+
+    def delta(pids: list[int]) -> float:
+        return sum(cpu1.get(p, 0.0) - cpu0.get(p, 0.0) for p in pids if p in cpu0) / wall
+
+    res.cpu_workers = delta(bridge_pids[:-1])
+    res.cpu_super = delta(bridge_pids[-1:])
+    res.cpu_bridge = res.cpu_workers + res.cpu_super
+    res.cpu_sipp = delta(sipp_pids)
+    all_busy = (sys1.user + sys1.system + sys1.nice + sys1.irq + sys1.softirq
+                - sys0.user - sys0.system - sys0.nice - sys0.irq - sys0.softirq) / wall  # fmt: skip
+    res.cpu_others = max(0.0, all_busy - delta(ours))
+    res.load_after = os.getloadavg()
+
+    for s in (load, p1, p2):
+        s.wait(hold + 90)
+    sniff_conn.send("stop")
+    packets: list[tuple[float, int, int, float]] = sniff_conn.recv()
+    sniffer.join(5)
+    pool.stop()
+    inbound = [(t, lv) for t, sp, _dp, lv in packets if sp == p1_port]
+    outbound = [(t, lv) for t, _sp, dpt, lv in packets if dpt == p2_port]
+    a = onsets([t for t, _ in inbound], [lv for _, lv in inbound])
+    b = onsets([t for t, _ in outbound], [lv for _, lv in outbound])
+    res.onsets_in, res.onsets_out = len(a), len(b)
+    for ta in a:
+        later = [tb - ta for tb in b if 0 <= tb - ta < 0.5]
+        if later:
+            res.lat.append(later[0] * 1000)
+    report(res)
+    return res
+
+
+def report(r: Result) -> None:
+    print(f"callers held: {r.held} of {r.legs} legs ({r.up} up at the start of the window)")
+    print(f"CPU: workers {r.cpu_workers * 100:.0f}% of one core, supervisor+mixer "
+          f"{r.cpu_super * 100:.0f}%; bridge {r.cpu_bridge * 100:.0f}% = "
+          f"{r.cpu_bridge / 2 * 100:.0f}% of this 2-core box; "
+          f"{r.cpu_bridge / max(1, r.held) * 100:.2f}% of a core per call "
+          f"(SIPp {r.cpu_sipp * 100:.0f}%, other processes {r.cpu_others * 100:.0f}%)")  # fmt: skip
+    print(f"frames through rings: {r.frames}; ring counters (window): {r.ring}")
+    print(f"mixer clock: late={r.mixer_late} skipped={r.mixer_skipped} "
+          f"max lateness {r.mixer_max_late_ms:.1f} ms (whole run); worker media clocks: "
+          f"late={r.worker_late} skipped={r.worker_skipped} max lateness "
+          f"{r.worker_max_late_ms:.1f} ms")  # fmt: skip
+    print(f"pjmedia jitter buffers (window): empty={r.jb_empty} lost={r.jb_lost} "
+          f"discarded={r.jb_discard}, average delay {r.jb_delay_ms:.0f} ms")  # fmt: skip
+    if r.lat:
+        print(f"added latency wire→wire (probe RTP in → RTP out, {len(r.lat)} bursts): "
+              f"p50 {r.pct(50):.0f} ms, p90 {r.pct(90):.0f} ms, max {max(r.lat):.0f} ms")  # fmt: skip
+    else:
+        print(f"latency: no burst matched (in {r.onsets_in} onsets, out {r.onsets_out} onsets)")
+    print(f"load avg before {r.load_before}, after {r.load_after}")
+
+
+def summary(results: list[Result]) -> None:
+    print("\n" + "=" * 100)
+    print(f"{'config':<10} {'held':>9} {'lost':>5} {'late tk':>7} {'jb empty':>8} "
+          f"{'cpu/call':>8} {'bridge':>7} {'p50 ms':>6} {'p90 ms':>6} {'max ms':>6} "
+          f"{'others':>6} {'load before':>16}")  # fmt: skip
+    for r in results:
+        lb = "/".join(f"{x:.1f}" for x in r.load_before)
+        print(f"{r.name:<10} {f'{r.held}/{r.legs}':>9} {r.lost:>5} "
+              f"{r.mixer_late + r.worker_late:>7} {r.jb_empty:>8} "
+              f"{r.cpu_bridge / max(1, r.held) * 100:>7.2f}% {r.cpu_bridge * 100:>6.0f}% "
+              f"{r.pct(50):>6.0f} {r.pct(90):>6.0f} {max(r.lat, default=float('nan')):>6.0f} "
+              f"{r.cpu_others * 100:>5.0f}% {lb:>16}")  # fmt: skip
+    print("lost = ring under-runs + drops + torn reads (both directions) + skipped ticks in the "
+          "window;\nlate tk = mixer + worker clock ticks started > 5 ms late; others = CPU of "
+          "processes outside this benchmark (% of one core)")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=60)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--calls-per-worker", type=int, default=4)
+    ap.add_argument("--mode", choices=("both", "new", "baseline"), default="both",
+                    help="baseline = the old unaligned design (pjmedia clock, 1-frame cushions)")  # fmt: skip
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra WorkerSettings for the 'new' run, e.g. --set jb_max_pre_ms=60")  # fmt: skip
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sip-bench-"))
     speech = dp.speech("the quick brown fox jumps over the lazy dog. " * 2, 8000, work)
@@ -104,102 +384,16 @@ def main() -> None:
     period = np.concatenate([burst, np.zeros(8000 - 800, np.int16)])
     dp.write_rtp_pcap(work / "bursts.pcap", np.tile(period, int(hold) + 2))
     dp.write_rtp_pcap(work / "silence.pcap", np.zeros(int(8000 * (hold + 2)), np.int16))
-
-    cpw = args.calls_per_worker
-    legs = args.calls + 2
-    pool_size = 1 + math.ceil(max(0, legs - (cpw - 1)) / cpw)
-    sip = SipSettings(
-        port=free_udp_tcp_port(), rtp_port_start=24000, rtp_port_count=8 * cpw * pool_size + 64
-    )
-    ws = WorkerSettings(pool_size=pool_size, calls_per_worker=cpw, media_timeout=0)
-    pool = WorkerPool(
-        sip,
-        ws,
-        LogSettings(format="console", level="warning"),  # type: ignore[arg-type]
-        directory=RoomDirectory.create(["load", "probe"]),
-    )
-    t0 = time.monotonic()
-    pool.start()
-    print(f"pool: {pool_size} workers (front + {pool_size - 1}), started in "
-          f"{time.monotonic() - t0:.1f}s")  # fmt: skip
-    hold_ms = int(hold * 1000)
-    p1_port, p2_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
-    sniffer = Sniffer({p1_port}, {p2_port})
-    sniffer.start()
-    load = dp.Sipp(
-        dp.sipp_uac_scenario("load", pcap=work / "load.pcap", hold_ms=hold_ms),
-        pool.front_port, work / "load", calls=args.calls, rate=20, limit=args.calls,
-        timeout_s=int(hold + 60),
-    )  # fmt: skip
-    p2 = dp.Sipp(
-        dp.sipp_uac_scenario("probe", pcap=work / "silence.pcap", hold_ms=hold_ms + 1500),
-        pool.front_port, work / "p2", media_port=p2_port, timeout_s=int(hold + 60),
-    )  # fmt: skip
-    p1 = dp.Sipp(
-        dp.sipp_uac_scenario("probe", pcap=work / "bursts.pcap", hold_ms=hold_ms),
-        pool.front_port, work / "p1", media_port=p1_port, timeout_s=int(hold + 60),
-    )  # fmt: skip
-    load.start()
-    p2.start()
-    time.sleep(0.5)
-    p1.start()
-    deadline = time.monotonic() + 60
-    while len(pool.legs()) < legs and time.monotonic() < deadline:
-        time.sleep(0.2)
-    up = len(pool.legs())
-    print(f"calls up: {up} of {legs} ({args.calls} load + 2 probes)")
-    time.sleep(2.0)
-    procs = [psutil.Process(pid) for pid in pool.worker_pids()] + [psutil.Process(os.getpid())]
-    cpu0 = [p.cpu_times() for p in procs]
-    w0 = time.monotonic()
-    time.sleep(args.seconds)
-    wall = time.monotonic() - w0
-    cpu1 = [p.cpu_times() for p in procs]
-    busy = [(b.user + b.system - a.user - a.system) / wall for a, b in zip(cpu0, cpu1, strict=True)]
-    node = pool._owned_mixer  # the benchmark reads the mixer's ring counters
-    assert node is not None
-    totals = dict.fromkeys(("in_underruns", "in_dropped", "in_torn", "out_underruns",
-                            "out_repeats", "out_dropped", "out_torn"), 0)  # fmt: skip
-    frames = 0
-    for rec in pool.legs().values():
-        c = node.counters(rec.slot)
-        frames += c.in_frames
-        for k in totals:
-            totals[k] += getattr(c, k)
-    clock = node.clock_stats()
-    for s in (load, p1, p2):
-        s.wait(hold + 90)
-    sniffer.stop_flag = True
-    sniffer.join(2)
-    pool.stop()
-    workers_cpu = sum(busy[:-1])
-    print(f"CPU: workers {workers_cpu * 100:.0f}% of one core, supervisor+mixer "
-          f"{busy[-1] * 100:.0f}%; total {sum(busy) * 100:.0f}% = "
-          f"{sum(busy) / 2 * 100:.0f}% of this 2-core box; "
-          f"{sum(busy) / max(1, up) * 100:.2f}% of a core per call")  # fmt: skip
-    print(f"frames through rings: {frames}; ring counters: {totals}")
-    if clock:
-        late_ms = clock.max_lateness_s * 1000
-        print(f"mixer clock: ticks={clock.ticks} late={clock.late} skipped={clock.skipped} "
-              f"max_lateness={late_ms:.1f}ms realtime={clock.realtime}")  # fmt: skip
-    inbound = [(t, lv) for t, sp, _dp, lv in sniffer.packets if sp == p1_port]
-    outbound = [(t, lv) for t, _sp, dpt, lv in sniffer.packets if dpt == p2_port]
-    a = onsets([t for t, _ in inbound], [lv for _, lv in inbound])
-    b = onsets([t for t, _ in outbound], [lv for _, lv in outbound])
-    lat = []
-    for ta in a:
-        later = [tb - ta for tb in b if 0 <= tb - ta < 0.5]
-        if later:
-            lat.append(later[0] * 1000)
-    if lat:
-        arr = np.array(lat)
-        print(f"added latency wire→wire (probe RTP in → RTP out, {len(lat)} bursts): "
-              f"median {np.median(arr):.0f} ms, p90 {np.percentile(arr, 90):.0f} ms, "
-              f"max {arr.max():.0f} ms")  # fmt: skip
-    else:
-        print(f"latency: no burst matched (in {len(a)} onsets, out {len(b)} onsets)")
-    print(f"load sipp rc={load.proc.returncode if load.proc else None}, "
-          f"load avg now {os.getloadavg()}")  # fmt: skip
+    extra: dict[str, object] = {}
+    for kv in args.set:
+        key, _, value = kv.partition("=")
+        extra[key] = value
+    results = []
+    if args.mode in ("both", "baseline"):
+        results.append(run("baseline", args, work, BASELINE))
+    if args.mode in ("both", "new"):
+        results.append(run("new", args, work, extra))
+    summary(results)
 
 
 if __name__ == "__main__":

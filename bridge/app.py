@@ -9,14 +9,14 @@ from contextlib import asynccontextmanager
 
 from bridge import __version__
 from bridge.config import Settings, redacted
+from bridge.core.command_executor import CommandExecutor
 from bridge.core.node import Node, initial_directory
 from bridge.http import Readiness, serve_http
 from bridge.logs import get_logger
 from bridge.sip.pool import WorkerPool
 from bridge.state.connection import open_redis
-from bridge.state.mirror import MirrorEngine
-from bridge.state.outbox import Outbox
-from bridge.state.store import StateStore
+from bridge.state.setup import build_state
+from bridge.xmpp.adhoc import AdhocCommands
 from bridge.xmpp.component import BridgeComponent
 
 log = get_logger(__name__)
@@ -36,27 +36,23 @@ async def open_node(
     stop = asyncio.Event()
     async with open_redis(settings.redis) as redis:
         readiness.register("redis", redis.ping)
-        engine = MirrorEngine(
-            StateStore(
-                redis,
-                prefix=settings.state.key_prefix,
-                op_timeout=settings.state.op_timeout,
-                event_ttl=settings.state.event_ttl,
-                change_log_length=settings.state.change_log_length,
-            ),
-            Outbox(settings.state.outbox_path, settings.state.outbox_max),
-        )
+        services = build_state(redis, settings)
         component = BridgeComponent(settings.xmpp)
         xmpp_up = readiness.flag("xmpp")
         component.add_event_handler("session_start", lambda _: xmpp_up.set())
         component.add_event_handler("disconnected", lambda _: xmpp_up.clear("disconnected"))
         await component.start()
-        directory = await initial_directory(settings, engine)
+        directory = await initial_directory(settings, services)
         pool = WorkerPool(settings.sip, settings.workers, settings.log, directory=directory)
         try:
             await asyncio.to_thread(pool.start)
             readiness.register("workers", lambda: pool.free_slots() > 0)
-            node = Node(settings, component, pool, engine)
+            node = Node(settings, component, pool, services)
+            # owner commands: !commands in the rooms and XEP-0050 on the component (issue 8)
+            executor = CommandExecutor(node)
+            AdhocCommands(
+                component, executor.from_adhoc, muc_service=settings.xmpp.muc_service
+            ).register()
             try:
                 await node.start(stop)
                 yield node

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bridge import __version__
-from bridge.config import ConfigError, LogSettings, Settings, load_settings, redacted
+from bridge.config import ConfigError, Settings, load_settings, redacted
 from bridge.http import HttpUnavailable
 from bridge.logs import configure, get_logger
 from bridge.sip.pool import PoolError
@@ -34,8 +34,24 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument(
             "-c", "--config", type=Path, help="TOML settings file (default: $SIPMUC_CONFIG)"
         )
-    demo = sub.add_parser("demo", help="run the bridge with a local Prosody and Redis (loopback)")
-    demo.add_argument("--workdir", type=Path, default=Path("var/demo"), help="demo data folder")
+    demo = sub.add_parser(
+        "demo",
+        help="the whole product on loopback: Prosody, Redis, the bridge, two simulated phones "
+        "and a chat user, shown live",
+    )
+    demo.add_argument(
+        "--workdir", type=Path, default=Path("var/demo"),
+        help="demo data and logs (wiped at each start; default var/demo)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--duration", type=float, default=0.0, metavar="SECONDS",
+        help="stop this many seconds after start, once the script is done (default: Ctrl-C)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--plain", action="store_true",
+        help="plain progress lines instead of the live screen (automatic when not a terminal)",
+    )  # fmt: skip
+    demo.add_argument("--room", default="demo", help="conference/room name (default demo)")
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -76,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sipmuc-bridge {__version__}")
         return 0
     if args.command == "demo":
-        from bridge.demo import run_demo
+        from bridge.demo import DemoOptions, run_demo
 
-        return run_demo(args.workdir, LogSettings())
+        return run_demo(DemoOptions(args.workdir, args.duration, args.plain, args.room))
     settings = _load(args.config)
     if args.command == "check-config":
         print(json.dumps(redacted(settings), indent=2))

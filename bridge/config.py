@@ -10,7 +10,7 @@ import os
 import socket
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -165,6 +165,46 @@ class WorkerSettings(_Section):
         "after start-up (e.g. the conference event package)",
     )
     pjsip_log_level: int = Field(1, ge=0, le=6, description="PJSIP log level in workers")
+    media_clock: Literal["aligned", "pjmedia"] = Field(
+        "aligned",
+        description="'aligned': each worker drives its pjmedia conference bridge from its own "
+        "SCHED_FIFO thread on the node-wide 20 ms grid of CLOCK_MONOTONIC, and the mixer ticks "
+        "mixer_phase_ms later, so a frame crosses the rings in exactly one tick (docs/capacity.md)"
+        "; 'pjmedia': pjmedia's null sound device clock at an arbitrary phase (the old design)",
+    )
+    mixer_phase_ms: float = Field(
+        10.0,
+        gt=0,
+        lt=20,
+        description="With media_clock='aligned': the mixer ticks this long after the workers; "
+        "the margin on both sides for wake-up lateness",
+    )
+    ring_reserve: int = Field(
+        0,
+        ge=0,
+        le=4,
+        description="Cushion frames each ring waits for before it plays (+20 ms each, per "
+        "direction); 0 with aligned clocks, 1 for the old unaligned design",
+    )
+    main_thread_priority: int = Field(
+        5,
+        ge=0,
+        le=99,
+        description="SCHED_FIFO priority of each worker's pjsua2 thread when permitted (0 = "
+        "normal scheduling): a preempted GIL holder delays the media clock by a CFS slice",
+    )
+    jb_init_ms: int = Field(
+        -1, ge=-1, le=1000, description="pjmedia jitter buffer initial prefetch (-1 = PJSIP default)"
+    )
+    jb_min_pre_ms: int = Field(
+        -1, ge=-1, le=1000, description="pjmedia jitter buffer minimum prefetch (-1 = PJSIP default)"
+    )
+    jb_max_pre_ms: int = Field(
+        -1, ge=-1, le=1000, description="pjmedia jitter buffer maximum prefetch (-1 = PJSIP default)"
+    )
+    jb_max_ms: int = Field(
+        -1, ge=-1, le=5000, description="pjmedia jitter buffer size (-1 = PJSIP default, 500 ms)"
+    )
 
 
 class RedisSettings(_Section):

@@ -46,8 +46,23 @@ def try_realtime(priority: int) -> bool:
     return True
 
 
+def grid_deadline(now: float, period: float, phase: float) -> float:
+    """The first instant ``k·period + phase`` of CLOCK_MONOTONIC strictly after ``now``.
+
+    CLOCK_MONOTONIC is one clock for all processes of a machine: threads of different
+    processes that tick on the same grid keep a fixed phase between them, with no drift,
+    so a frame written at one's tick is read at the other's after a known delay.
+    """
+    k = (now - phase) // period + 1
+    return float(k * period + phase)
+
+
 class TickClock:
-    """Calls ``on_tick`` every ``period_s`` on its own thread until :meth:`stop`."""
+    """Calls ``on_tick`` every ``period_s`` on its own thread until :meth:`stop`.
+
+    ``phase_s=None`` starts one period from now (arbitrary phase); a number ticks at
+    ``k·period_s + phase_s`` of CLOCK_MONOTONIC (see :func:`grid_deadline`).
+    """
 
     def __init__(
         self,
@@ -59,6 +74,7 @@ class TickClock:
         late_after_s: float | None = None,
         max_catch_up: int = 2,
         name: str = "mixer-clock",
+        phase_s: float | None = None,
     ) -> None:
         self._on_tick = on_tick
         self.period_s = period_s
@@ -66,6 +82,7 @@ class TickClock:
         self._priority = priority
         self._late_after = period_s / 4 if late_after_s is None else late_after_s
         self._max_catch_up = max_catch_up
+        self._phase = phase_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._ticks = self._late = self._skipped = self._errors = 0
@@ -97,7 +114,11 @@ class TickClock:
         if self._want_realtime:
             self._realtime = try_realtime(self._priority)
         period = self.period_s
-        deadline = time.monotonic() + period
+        now = time.monotonic()
+        if self._phase is None:
+            deadline = now + period
+        else:
+            deadline = grid_deadline(now, period, self._phase)
         while not self._stop.is_set():
             now = time.monotonic()
             if now < deadline:

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from mixer.frames import INT16_MAX, INT16_MIN, MAX_FRAME, SUPPORTED_RATES, check_rate
 from mixer.frames import frame_samples as _frame
 from mixer.resample import BatchResampler
-from mixer.talker import TalkerConfig, TalkerDetector, segment_dominant
+from mixer.talker import FULL_SCALE_POWER, TalkerConfig, TalkerDetector, segment_dominant
 
 ConferenceKey: TypeAlias = Hashable
 IntArray: TypeAlias = NDArray[np.intp]
@@ -147,6 +147,7 @@ class Mixer:
         self._rate = np.zeros(capacity, dtype=np.int32)
         self._gain = np.ones(capacity, dtype=np.float32)
         self._muted = np.zeros(capacity, dtype=bool)
+        self._deaf: set[int] = set()  # listeners whose mix is replaced by silence
         self._eff_gain = np.zeros(capacity, dtype=np.float32)
         self._conf_of: list[_Conference | None] = [None] * capacity
         self._order_pos = np.zeros(capacity, dtype=np.intp)  # slot → position in leg order
@@ -210,6 +211,7 @@ class Mixer:
             conf.dominant = -1
             self._pending.append(DominantSpeakerEvent(conf.key, None))
         self._conf_of[leg] = None
+        self._deaf.discard(leg)
         self.outbuf[leg] = 0
         if conf.legs:
             self._set_conference_rate(conf, None)
@@ -223,6 +225,16 @@ class Mixer:
         self._conference_of(leg)
         self._muted[leg] = muted
         self._update_eff_gain(leg)
+
+    def set_deaf(self, leg: int, deaf: bool) -> None:
+        """Deaf legs get exact silence instead of their mix (e.g. a caller still entering a
+        dial-in PIN must not hear the conference); what they say is governed by mute."""
+        self._conference_of(leg)
+        (self._deaf.add if deaf else self._deaf.discard)(leg)
+
+    def is_deaf(self, leg: int) -> bool:
+        self._conference_of(leg)
+        return leg in self._deaf
 
     def set_gain(self, leg: int, gain: float) -> None:
         """Linear gain applied to what this leg says (1.0 = unchanged)."""
@@ -274,6 +286,18 @@ class Mixer:
         self._conference_of(leg)
         return bool(self.talker.talking[self._order_pos[leg]])
 
+    def levels(self) -> dict[int, tuple[float, float]]:
+        """Per slot: smoothed power of what the leg says and of what it adds to the mix
+        (× gain², so exactly 0 while muted), as fractions of full-scale power. For
+        dashboards and the demo; updated at the talker detector's pace."""
+        power = self.talker.level
+        out: dict[int, tuple[float, float]] = {}
+        for slot in self._active.tolist():
+            p = float(power[self._order_pos[slot]]) / FULL_SCALE_POWER
+            g = float(self._eff_gain[slot])
+            out[slot] = (p, p * g * g)
+        return out
+
     @property
     def active_slots(self) -> IntArray:
         """Slots of all legs, grouped by internal rate then conference (read-only use)."""
@@ -314,6 +338,8 @@ class Mixer:
         events, self._pending = self._pending, []
         for plane in self._planes:
             self._mix_plane(plane, sink)
+        for leg in self._deaf:  # few at a time: a loop beats a mask over every leg
+            sink.frames[sink.rows[self._order_pos[leg]], : _frame(int(self._rate[leg]))] = 0
         n = len(self._active)
         if n and self._measuring:
             changed = self.talker.update(n)

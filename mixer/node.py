@@ -74,6 +74,11 @@ class MixerNode:
         with self._lock:
             self.mixer.set_mute(leg, muted)
 
+    def set_deaf(self, leg: int, deaf: bool) -> None:
+        """Give a leg silence instead of its mix (it is still heard unless muted)."""
+        with self._lock:
+            self.mixer.set_deaf(leg, deaf)
+
     def set_gain(self, leg: int, gain: float) -> None:
         """Set the linear gain applied to a leg's voice."""
         with self._lock:
@@ -83,6 +88,11 @@ class MixerNode:
         """The conference's current dominant talker (slot), if anyone talks."""
         with self._lock:
             return self.mixer.dominant_speaker(conference)
+
+    def levels(self) -> dict[int, tuple[float, float]]:
+        """Per slot: (spoken, in-the-mix) smoothed power, full scale = 1.0 (see Mixer.levels)."""
+        with self._lock:
+            return self.mixer.levels()
 
     def counters(self, leg: int) -> RingCounters:
         """Under-run / drop / torn counters of a leg, both directions."""
@@ -102,11 +112,15 @@ class MixerNode:
             self._on_events(events)
         return events
 
-    def start(self, *, realtime: bool = True) -> None:
-        """Start the 20 ms clock thread (SCHED_FIFO when permitted)."""
+    def start(self, *, realtime: bool = True, phase_s: float | None = None) -> None:
+        """Start the 20 ms clock thread (SCHED_FIFO when permitted).
+
+        ``phase_s``: tick at ``k·20 ms + phase_s`` of CLOCK_MONOTONIC, the grid that
+        aligned SIP workers tick on at phase 0 (see :class:`~mixer.clock.TickClock`).
+        """
         if self._clock is not None:
             raise RuntimeError("already started")
-        self._clock = TickClock(self.tick, realtime=realtime)
+        self._clock = TickClock(self.tick, realtime=realtime, phase_s=phase_s)
         self._clock.start()
 
     def stop(self) -> None:

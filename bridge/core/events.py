@@ -53,6 +53,19 @@ class DtmfReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class DialProgress:
+    """How a dial-out (:class:`DialOutCall`) is going. ``status``: ``trying`` (INVITE sent),
+    ``ringing``, ``answered`` (``leg_id`` is now a normal leg: ``LegJoined`` follows) or
+    ``failed`` (``reason`` says why, e.g. ``486 Busy Here``)."""
+
+    request_id: str
+    room: str
+    status: str
+    reason: str = ""
+    leg_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class SipMessageReceived:
     """A SIP MESSAGE to the conference (in-dialog: ``leg_id`` set; out-of-dialog: empty)."""
 
@@ -104,12 +117,35 @@ class PlayTone:
     kind: str  # "muted", "unmuted", "beep"
 
 
-SipEvent = LegJoined | LegLeft | TalkingChanged | DtmfReceived | SipMessageReceived
-SipCommand = MuteLeg | HangupLeg | SendSipMessage | PlayTone
+@dataclass(frozen=True, slots=True)
+class HoldLeg:
+    """Keep a leg out of the mix (``held``: neither heard nor hearing; cues still play), e.g.
+    while its caller enters the dial-in PIN; ``held=False`` admits it. Applied by the pool."""
+
+    leg_id: str
+    held: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DialOutCall:
+    """Call ``target_uri`` into conference ``room``; progress comes back as
+    :class:`DialProgress` with the same ``request_id``. Sent with ``WorkerPool.dial``."""
+
+    room: str
+    target_uri: str
+    request_id: str
+    display_name: str = ""
+
+
+SipEvent = LegJoined | LegLeft | TalkingChanged | DtmfReceived | SipMessageReceived | DialProgress
+SipCommand = MuteLeg | HangupLeg | SendSipMessage | PlayTone | HoldLeg
 
 __all__ = [
+    "DialOutCall",
+    "DialProgress",
     "DtmfReceived",
     "HangupLeg",
+    "HoldLeg",
     "LegJoined",
     "LegLeft",
     "MuteLeg",

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from slixmpp.exceptions import IqError, IqTimeout
 
 from bridge.config import Settings
 from bridge.core.events import (
+    DialProgress,
     DtmfReceived,
     HangupLeg,
     LegJoined,
@@ -56,6 +57,7 @@ from bridge.core.mirror_events import (
     ShowOccupantInCall,
     SubjectChanged,
 )
+from bridge.core.pin_gate import PinGate
 from bridge.core.policy import parse_dtmf
 from bridge.logs import bound, get_logger
 from bridge.protocol.conference_info import (
@@ -69,8 +71,10 @@ from bridge.protocol.nicks import caller_nick
 from bridge.sip.admission import RoomDirectory
 from bridge.sip.evsub import ConferenceInfoUpdate
 from bridge.sip.pool import WorkerPool
-from bridge.state.errors import StateUnavailable
+from bridge.state.errors import Fenced, StateUnavailable
+from bridge.state.lease import Lease, LeaseKeeper
 from bridge.state.mirror import MirrorEngine, Outcome
+from bridge.state.setup import StateServices
 from bridge.xmpp import events as room_events
 from bridge.xmpp.component import BridgeComponent
 from bridge.xmpp.jids import puppet_jid
@@ -99,12 +103,17 @@ class Node:
         settings: Settings,
         component: BridgeComponent,
         pool: WorkerPool,
-        engine: MirrorEngine,
+        services: StateServices,
     ) -> None:
         self.settings = settings
         self.component = component
         self.pool = pool
-        self.engine = engine
+        self.services = services
+        self.engine = services.engine
+        self.leases = services.leases
+        #: linked rooms another replica owns → the SIP URI INVITEs are redirected to
+        self.remote: dict[str, str] = {}
+        self._keepers: dict[str, asyncio.Task[None]] = {}
         self.rooms: dict[str, _Room] = {}
         self.legs: dict[str, LegJoined] = {}
         self.talking: set[str] = set()
@@ -112,6 +121,10 @@ class Node:
         self._room_events: asyncio.Queue[room_events.RoomEvent] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._conference_info = EVSUB_HOOK in settings.workers.hooks
+        #: owner commands (set by bridge.core.command_executor; None = no commands)
+        self.command_hook: Callable[[room_events.CommandTyped], None] | None = None
+        self.dial_hook: Callable[[DialProgress], None] | None = None
+        self.pins = PinGate(self.pool.send, self._leg_joined)
 
     # ---- naming ------------------------------------------------------------------------
 
@@ -127,11 +140,8 @@ class Node:
     # ---- lifecycle ---------------------------------------------------------------------
 
     async def start(self, stop: asyncio.Event) -> None:
-        """Join and restore every linked room, then serve events."""
-        stored = await self.engine.store.linked_rooms()
-        for name, muc_jid in sorted(stored.items()):
-            if name not in self.rooms:
-                await self._open_room(name, muc_jid)
+        """Take (lease) and restore every linked room nobody else owns, then serve events."""
+        await self._claim_rooms()
         self._publish_directory()
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -142,22 +152,85 @@ class Node:
                 name="node.state-catch-up",
             ),
             loop.create_task(self._affiliation_loop(), name="node.affiliations"),
+            loop.create_task(self._lease_loop(), name="node.leases"),
         ]
 
     async def close(self) -> None:
-        for task in self._tasks:
+        """Stop serving; release our room leases so another replica takes them at once."""
+        tasks = [*self._tasks, *self._keepers.values()]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self._keepers = {}
+        self.pins.close()
+        for keeper in list(self.services.keepers.values()):
+            await keeper.release()
+        self.services.keepers.clear()
+
+    # ---- room ownership across replicas (Redis leases) -----------------------------------
+
+    async def _claim_rooms(self) -> None:
+        """Own every linked room that is free (start, takeover); note who owns the others."""
+        linked = await self.engine.store.linked_rooms()
+        for name, muc_jid in sorted(linked.items()):
+            if name in self.rooms:
+                continue
+            lease = await self.leases.acquire(name)
+            if not self.leases.owns(lease):
+                self.remote[name] = lease.contact
+                continue
+            if self.remote.pop(name, None) is not None:
+                log.warning("room.taken_over", room=name, token=lease.token)
+            self._keep(lease)
+            await self._open_room(name, muc_jid)
+        for name in set(self.remote) - set(linked):
+            del self.remote[name]
+
+    def _keep(self, lease: Lease) -> None:
+        keeper = LeaseKeeper(self.leases, lease, on_lost=self._lease_lost)
+        self.services.keepers[lease.room] = keeper
+        self._keepers[lease.room] = asyncio.get_running_loop().create_task(
+            keeper.run(), name=f"node.lease.{lease.room}"
+        )
+
+    async def _lease_lost(self, lease: Lease) -> None:
+        """Another replica owns the room now: our calls there end, its INVITEs go there."""
+        self.services.keepers.pop(lease.room, None)
+        self._keepers.pop(lease.room, None)
+        room = self.rooms.pop(lease.room, None)
+        if room is not None:
+            for leg in [leg for leg in self.legs.values() if leg.room.lower() == room.name]:
+                self.pool.send(HangupLeg(leg.leg_id, "conference moved to another node"))
+            self.component.rooms.pop(str(room.bridged.jid), None)
+            await room.bridged.close()
+        self.engine.forget(lease.room)
+        owner = await self.leases.owner(lease.room)
+        if owner is not None:
+            self.remote[lease.room] = owner.contact
+        self._publish_directory()
+
+    async def _lease_loop(self) -> None:
+        """Every ttl/3: take over rooms whose owner died, follow rooms linked elsewhere."""
+        while True:
+            await asyncio.sleep(self.settings.state.lease_ttl / 3)
+            try:
+                await self._claim_rooms()
+            except StateUnavailable as error:
+                log.warning("lease.claim_failed", error=str(error))
+                continue
+            except Exception:
+                log.exception("node.lease_loop_failed")
+                continue
+            self._publish_directory()
 
     async def link(self, name: str, *, actor: str) -> None:
         """Glue conference ``name`` to its MUC room (recorded in Redis, then joined)."""
         name = name.strip().lower()
-        muc_jid = await record_link(self.settings, self.engine, name, actor)
-        if name not in self.rooms:
-            await self._open_room(name, muc_jid)
+        await record_link(self.settings, self.engine, name, actor)
+        await self._claim_rooms()
         self._publish_directory()
 
     async def _open_room(self, name: str, muc_jid: str) -> None:
@@ -165,6 +238,7 @@ class Node:
         bridged = await self.component.link_room(
             muc_jid, self.sip_uri(name), legs=live, sink=self._room_events.put_nowait
         )
+        bridged.on_command = self.command_hook
         self.rooms[name] = _Room(name, muc_jid, bridged)
         outcome = await self.engine.restore(name, frozenset(leg.leg_id for leg in live))
         log.info("room.linked", room=name, muc=muc_jid, restored=outcome.status)
@@ -190,6 +264,8 @@ class Node:
             await self._sip_message(event)
         elif isinstance(event, TalkingChanged):
             (self.talking.add if event.talking else self.talking.discard)(event.leg_id)
+        elif isinstance(event, DialProgress) and self.dial_hook is not None:
+            self.dial_hook(event)
 
     async def _leg_joined(self, leg: LegJoined) -> None:
         room = self.rooms.get(leg.room.lower())
@@ -197,6 +273,8 @@ class Node:
             if room is None:  # admission said yes from an older directory
                 self.pool.send(HangupLeg(leg.leg_id, "conference not linked", 404))
                 return
+            if self._pin_hold(room, leg):
+                return  # out of the mix until its PIN is right (bridge.core.pin_gate)
             self.legs[leg.leg_id] = leg
             binding = verify_binding(
                 leg.from_uri,
@@ -225,7 +303,14 @@ class Node:
             log.info("leg.joined", nick=nick, codec=leg.codec)
             await self._handle(room, event)
 
+    def _pin_hold(self, room: _Room, leg: LegJoined) -> bool:
+        state = self.engine.cached(room.name)
+        pin_hash = state.conference.pin_hash if state and state.conference else ""
+        record = self.pool.legs().get(leg.leg_id)
+        return self.pins.hold(leg, pin_hash, held_by_pool=record is not None and record.held)
+
     async def _leg_left(self, event: LegLeft) -> None:
+        self.pins.forget(event.leg_id)
         self.legs.pop(event.leg_id, None)
         self.talking.discard(event.leg_id)
         room = self.rooms.get(event.room.lower())
@@ -244,7 +329,7 @@ class Node:
 
     async def _dtmf(self, event: DtmfReceived) -> None:
         room = self.rooms.get(event.room.lower())
-        if room is None:
+        if room is None or await self.pins.feed(event.leg_id, event.digit):
             return
         buffer, command = parse_dtmf(room.dtmf.get(event.leg_id, ""), event.digit)
         room.dtmf[event.leg_id] = buffer
@@ -381,6 +466,10 @@ class Node:
     async def _handle(self, room: _Room, event: MirrorEvent) -> None:
         try:
             outcome = await self.engine.handle(event)
+        except Fenced as error:  # the lease keeper will notice and hand the room over
+            log.error("state.fenced", room=room.name, kind=type(event).__name__,
+                      error=str(error))  # fmt: skip
+            return
         except StateUnavailable as error:  # e.g. the outbox is full: nothing was applied
             log.error("state.refused", room=room.name, kind=type(event).__name__,
                       error=str(error))  # fmt: skip
@@ -466,11 +555,20 @@ class Node:
 
     def _publish_directory(self) -> None:
         bans: dict[str, Iterable[str]] = {}
+        locked: list[str] = []
+        held: list[str] = []
         for name in self.rooms:
             state = self.engine.cached(name)
             if state is not None:
                 bans[name] = state.banned_callers()
-        self.pool.set_directory(RoomDirectory.create(self.rooms, bans=bans))
+                if state.conference is not None:
+                    locked += [name] if state.conference.locked else []
+                    held += [name] if state.conference.pin_hash else []
+        self.pool.set_directory(
+            RoomDirectory.create(
+                [*self.rooms, *self.remote], bans=bans, owners=self.remote, locked=locked, held=held
+            )
+        )
 
     def room_view(self, room: _Room) -> RoomView:
         """The conference as RFC 4575 subscribers see it, built from the stored truth."""
@@ -521,6 +619,39 @@ class Node:
             show_real_jids=False,
         )
 
+    # ---- for the owner commands (bridge.core.command_executor) ----------------------------
+
+    def room_of_muc(self, muc_jid: str) -> _Room | None:
+        return self._room_of_muc(muc_jid)
+
+    async def handle_event(self, room: _Room, event: MirrorEvent) -> None:
+        """Record a mirror event and perform its actions (as for events from either side)."""
+        await self._handle(room, event)
+
+    async def perform(self, room: _Room, actions: Iterable[Action]) -> None:
+        await self._perform(room, Outcome("unchanged", tuple(actions)))
+
+    def publish_directory(self) -> None:
+        self._publish_directory()
+
+    async def unlink(self, name: str, *, event_id: str) -> _Room | None:
+        """Detach conference ``name`` on this node: the link leaves Redis, the lease is
+        released, INVITEs get 404. The room occupant is the caller's to keep or close."""
+        room = self.rooms.get(name)
+        fence = self.services.fence(name)
+        await self.engine.store.unlink_room(name, event_id=event_id, fence=fence)
+        self.rooms.pop(name, None)
+        task = self._keepers.pop(name, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        keeper = self.services.keepers.pop(name, None)
+        if keeper is not None:
+            await keeper.release()
+        self._publish_directory()
+        return room
+
     def _refresh_conference(self, room: _Room) -> None:
         if self._conference_info:
             update = ConferenceInfoUpdate(room.name, conference_from_room(self.room_view(room)))
@@ -537,14 +668,22 @@ async def record_link(settings: Settings, engine: MirrorEngine, name: str, actor
     return muc_jid
 
 
-async def initial_directory(settings: Settings, engine: MirrorEngine) -> RoomDirectory:
-    """Link the configured rooms and read every linked room's bans before the SIP workers
-    start, so that no INVITE is ever judged against an empty directory."""
+async def initial_directory(settings: Settings, services: StateServices) -> RoomDirectory:
+    """Link the configured rooms and read every linked room's bans and owner before the SIP
+    workers start, so that no INVITE is ever judged against an empty directory."""
     for name in settings.rooms:
-        await record_link(settings, engine, name.strip().lower(), "config")
-    linked = await engine.store.linked_rooms()
-    bans = {name: (await engine.load(name)).banned_callers() for name in linked}
-    return RoomDirectory.create(linked, bans=bans)
+        await record_link(settings, services.engine, name.strip().lower(), "config")
+    linked = await services.engine.store.linked_rooms()
+    states = {name: await services.engine.load(name) for name in linked}
+    bans = {name: state.banned_callers() for name, state in states.items()}
+    locked = [n for n, s in states.items() if s.conference is not None and s.conference.locked]
+    held = [n for n, s in states.items() if s.conference is not None and s.conference.pin_hash]
+    owners: dict[str, str] = {}
+    for name in linked:
+        lease = await services.leases.owner(name)
+        if lease is not None and not services.leases.owns(lease):
+            owners[name] = lease.contact
+    return RoomDirectory.create(linked, bans=bans, owners=owners, locked=locked, held=held)
 
 
 def _privilege(role: str, affiliation: str) -> Privilege:

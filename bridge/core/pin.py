@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
@@ -46,6 +47,36 @@ def _digest(pin: str) -> bytes:
 def pin_matches(entered: str, expected: str) -> bool:
     """Constant-time comparison (time independent of where, or whether, they differ)."""
     return hmac.compare_digest(_digest(entered), _digest(expected))
+
+
+HASH_SCHEME = "pbkdf2-sha256"
+HASH_ITERATIONS = 20_000  # ~10 ms here: cheap per attempt, slows an offline guesser
+
+
+def hash_pin(pin: str, *, salt: bytes | None = None, iterations: int = HASH_ITERATIONS) -> str:
+    """The stored form of a PIN (Redis never holds the digits): ``scheme$n$salt$digest``."""
+    if not pin or not set(pin) <= DIGITS:
+        raise ValueError("a PIN is one or more digits 0-9")
+    salt = os.urandom(16) if salt is None else salt
+    digest = hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, iterations)
+    return f"{HASH_SCHEME}${iterations}${salt.hex()}${digest.hex()}"
+
+
+def is_pin_hash(value: str) -> bool:
+    return value.startswith(HASH_SCHEME + "$")
+
+
+def pin_hash_matches(entered: str, stored: str) -> bool:
+    """Does ``entered`` hash to ``stored``? A malformed ``stored`` matches nothing."""
+    try:
+        scheme, rounds, salt, digest = stored.split("$")
+        iterations, salt_bytes, expected = int(rounds), bytes.fromhex(salt), bytes.fromhex(digest)
+    except ValueError:
+        return False
+    if scheme != HASH_SCHEME or not 1 <= iterations <= 10_000_000:
+        return False
+    got = hashlib.pbkdf2_hmac("sha256", entered.encode(), salt_bytes, iterations)
+    return hmac.compare_digest(got, expected)
 
 
 class PinLimiter:
@@ -127,7 +158,7 @@ class PinEntry:
 
     leg_id: str
     caller: str  # limiter key
-    pin: str = field(repr=False)
+    pin: str = field(repr=False)  # the digits, or their stored form from hash_pin()
     limiter: PinLimiter
     max_attempts: int = 3
     timeout: float = 60.0  # seconds from start to a correct PIN
@@ -141,8 +172,8 @@ class PinEntry:
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
-        if not self.pin or not set(self.pin) <= DIGITS:
-            raise ValueError("a PIN is one or more digits 0-9")
+        if not self.pin or not (set(self.pin) <= DIGITS or is_pin_hash(self.pin)):
+            raise ValueError("a PIN is one or more digits 0-9 (or their hash_pin() form)")
         self.attempts_left = self.max_attempts
 
     def _tell(self, text: str) -> tuple[PinAction, ...]:
@@ -186,10 +217,15 @@ class PinEntry:
             return PinStep("collecting", self._tell(PROMPT))
         entered = "".join(self._typed)
         self._typed.clear()
-        if pin_matches(entered, self.pin):
+        if self._matches(entered):
             self.status = "admitted"
             return PinStep("admitted", (AdmitLeg(self.leg_id),))
         return self._wrong(now)
+
+    def _matches(self, entered: str) -> bool:
+        if is_pin_hash(self.pin):
+            return pin_hash_matches(entered, self.pin)
+        return pin_matches(entered, self.pin)
 
     def _wrong(self, now: float) -> PinStep:
         self._typed.clear()
@@ -207,5 +243,8 @@ __all__ = [
     "PinEntry",
     "PinLimiter",
     "PinStep",
+    "hash_pin",
+    "is_pin_hash",
+    "pin_hash_matches",
     "pin_matches",
 ]

@@ -261,7 +261,7 @@ def _kick(event: OccupantKicked, state: RoomState) -> _Out:
 
 
 def _ban(event: OccupantBanned, state: RoomState) -> _Out:
-    p, puppet_leg = _resolve(state, event.occupant_jid)
+    p, _ = _resolve(state, event.occupant_jid)
     if not p:
         return _none()
     legs = state.legs_of(p)

@@ -39,6 +39,8 @@ class ProsodyServer:
     users: dict[str, str] = field(default_factory=dict)
     muc_modules: list[str] = field(default_factory=list)
     admins: list[str] = field(default_factory=list)
+    #: more external components (domain → secret), e.g. the components of other replicas
+    extra_components: dict[str, str] = field(default_factory=dict)
     process: ServerProcess | None = None
 
     def __post_init__(self) -> None:
@@ -91,7 +93,10 @@ Component {q(self.muc_domain)} "muc"
 
 Component {q(self.component_domain)}
     component_secret = {q(self.component_secret)}
-"""
+""" + "".join(
+            f"\nComponent {q(domain)}\n    component_secret = {q(secret)}\n"
+            for domain, secret in self.extra_components.items()
+        )
 
     def _write_accounts(self) -> None:
         accounts = self.workdir / "data" / _storage_name(self.domain) / "accounts"

@@ -30,7 +30,8 @@ def normalize_caller(uri: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class RoomDirectory:
-    """Admission snapshot: linked rooms, bans (per room, or ``"*"`` for all), locked rooms.
+    """Admission snapshot: linked rooms, bans (per room, or ``"*"`` for all), locked rooms,
+    and ``held`` rooms (a dial-in PIN is set: new legs start out of the mix).
 
     Room names are SIP URI user parts, compared lower-cased. Build it with
     :meth:`create` so that names and caller URIs are normalised once.
@@ -40,6 +41,9 @@ class RoomDirectory:
     bans: Mapping[str, frozenset[str]] = field(default_factory=dict)
     locked: frozenset[str] = frozenset()
     version: int = 0
+    #: rooms another replica owns (room lease in Redis) → the SIP URI to redirect to
+    owners: Mapping[str, str] = field(default_factory=dict)
+    held: frozenset[str] = frozenset()
 
     @classmethod
     def create(
@@ -48,6 +52,9 @@ class RoomDirectory:
         bans: Mapping[str, Iterable[str]] | None = None,
         locked: Iterable[str] = (),
         version: int = 0,
+        *,
+        held: Iterable[str] = (),
+        owners: Mapping[str, str] | None = None,
     ) -> RoomDirectory:
         return cls(
             rooms=frozenset(r.lower() for r in rooms),
@@ -57,6 +64,8 @@ class RoomDirectory:
             },
             locked=frozenset(r.lower() for r in locked),
             version=version,
+            held=frozenset(r.lower() for r in held),
+            owners={room.lower(): uri for room, uri in (owners or {}).items()},
         )
 
     def is_banned(self, room: str, callers: Iterable[str]) -> bool:
@@ -81,6 +90,13 @@ class Redirect:
 
 
 @dataclass(frozen=True, slots=True)
+class Moved:
+    """``302`` to another replica that owns the room (``contact`` is its SIP URI)."""
+
+    contact: str
+
+
+@dataclass(frozen=True, slots=True)
 class Reject:
     """Final error response; ``retry_after`` seconds adds a Retry-After header when > 0."""
 
@@ -89,7 +105,7 @@ class Reject:
     retry_after: int = 0
 
 
-Decision = Accept | Redirect | Reject
+Decision = Accept | Redirect | Moved | Reject
 
 
 def admit(
@@ -117,6 +133,9 @@ def admit(
         return Reject(403, "Banned from this conference")
     if room.lower() in directory.locked:
         return Reject(403, "Conference is locked")
+    owner = directory.owners.get(room.lower())
+    if owner:
+        return Moved(owner)
     if has_local_slot:
         return Accept()
     if redirect is not None:

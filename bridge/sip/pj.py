@@ -12,8 +12,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +24,7 @@ import pjsua2 as _pjsua2
 from numpy.typing import NDArray
 
 from bridge.logs import get_logger
+from mixer.clock import grid_deadline
 from mixer.rings import LegPort
 
 pj: Any = _pjsua2
@@ -62,8 +66,14 @@ def vector_data(vec: Any) -> tuple[int, int]:
     return begin, end - begin
 
 
-def create_endpoint(*, calls: int, log_level: int, user_agent: str) -> Any:
-    """libCreate + libInit for a headless media worker (caller adds transports, starts)."""
+def create_endpoint(
+    *, calls: int, log_level: int, user_agent: str, jitter: tuple[int, int, int, int] | None = None
+) -> Any:
+    """libCreate + libInit for a headless media worker (caller adds transports, starts).
+
+    ``jitter`` = (init, min prefetch, max prefetch, size) of pjmedia's jitter buffer in ms,
+    -1 for PJSIP's default of each.
+    """
     ep = pj.Endpoint()
     ep.libCreate()
     cfg = pj.EpConfig()
@@ -80,6 +90,9 @@ def create_endpoint(*, calls: int, log_level: int, user_agent: str) -> Any:
     cfg.medConfig.noVad = True
     cfg.medConfig.ecTailLen = 0  # no echo canceller: we never play into a microphone
     cfg.medConfig.maxMediaPorts = 2 * calls + 8
+    if jitter is not None:
+        med = cfg.medConfig
+        med.jbInit, med.jbMinPre, med.jbMaxPre, med.jbMax = jitter
     ep.libInit(cfg)
     return ep
 
@@ -216,12 +229,125 @@ class FramePort(pj.AudioMediaPort):  # type: ignore[misc]
             self.errors += 1
 
 
-def _try_realtime(priority: int = 20) -> None:
-    """SCHED_FIFO for pjmedia's clock thread when permitted (DESIGN §5: p99 lateness)."""
+def _try_realtime(priority: int = 20) -> bool:
+    """SCHED_FIFO for the media clock thread when permitted (DESIGN §5: p99 lateness)."""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
     except (AttributeError, OSError):
-        return
+        return False
+    return True
+
+
+class _PjFrame(ctypes.Structure):
+    """``pjmedia_frame`` (pjmedia/frame.h, 2.15): type, buf, size, timestamp, bit_info."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("buf", ctypes.c_void_p),
+        ("size", ctypes.c_size_t),
+        ("timestamp", ctypes.c_uint64),
+        ("bit_info", ctypes.c_uint32),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class MediaClockStats:
+    """Counters of a worker's media clock (grid-aligned mode)."""
+
+    ticks: int
+    late: int  # started more than a quarter period after its grid instant
+    skipped: int  # grid instants given up because the thread was > 2 periods behind
+    max_lateness_s: float
+    realtime: bool
+
+
+class MediaClock:
+    """Drives the pjmedia conference bridge of this endpoint on the node-wide tick grid.
+
+    Replaces the null sound device's clock thread, whose phase is arbitrary: one Python
+    thread (SCHED_FIFO when permitted) calls ``pjmedia_port_get_frame`` on the bridge's
+    master port at ``k·20 ms + phase``. ctypes releases the GIL for the call; the
+    :class:`FramePort` callbacks retake it on this thread, exactly as on pjmedia's own.
+    """
+
+    def __init__(
+        self, master_port: int, samples: int, *, phase_s: float = 0.0, period_s: float = 0.02
+    ) -> None:
+        lib = shared_library()
+        self._get_frame = lib.pjmedia_port_get_frame
+        self._get_frame.argtypes = [ctypes.c_void_p, ctypes.POINTER(_PjFrame)]
+        self._get_frame.restype = ctypes.c_int
+        self._port = master_port
+        self._samples = samples
+        self._buf = ctypes.create_string_buffer(samples * 2)
+        self.period_s, self.phase_s = period_s, phase_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="media-clock", daemon=True)
+        self._ticks = self._late = self._skipped = 0
+        self._max_late = 0.0
+        self._realtime = False
+        self.errors = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def stats(self) -> MediaClockStats:
+        return MediaClockStats(
+            self._ticks, self._late, self._skipped, self._max_late, self._realtime
+        )
+
+    def _run(self) -> None:
+        register_thread("media-clock")
+        self._realtime = _try_realtime()
+        FramePort.realtime_tried = True
+        frame = _PjFrame()
+        addr = ctypes.addressof(self._buf)
+        period, late_after = self.period_s, self.period_s / 4
+        deadline = grid_deadline(time.monotonic(), period, self.phase_s)
+        ts = 0
+        get_frame, port, nbytes = self._get_frame, self._port, self._samples * 2
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now < deadline:
+                time.sleep(deadline - now)  # clock_nanosleep on CLOCK_MONOTONIC
+                continue
+            lateness = now - deadline
+            if lateness > self._max_late:
+                self._max_late = lateness
+            if lateness > late_after:
+                self._late += 1
+            if lateness > 2 * period:
+                missed = int(lateness // period)
+                self._skipped += missed
+                deadline += missed * period
+                ts += missed * self._samples
+            frame.type = FRAME_AUDIO
+            frame.buf = addr
+            frame.size = nbytes
+            frame.timestamp = ts
+            frame.bit_info = 0
+            if get_frame(port, ctypes.byref(frame)) != 0:
+                self.errors += 1
+            ts += self._samples
+            self._ticks += 1
+            deadline += period
+
+
+def use_aligned_clock(ep: Any, *, phase_s: float) -> MediaClock:
+    """No sound device; a :class:`MediaClock` drives the bridge (call on the pjsua2 thread)."""
+    ep.audDevManager().setNoDev()
+    fn = shared_library().pjsua_set_no_snd_dev
+    fn.argtypes = []
+    fn.restype = ctypes.c_void_p
+    master = fn()  # idempotent: returns the conference bridge's master port
+    if not master:
+        raise RuntimeError("pjsua_set_no_snd_dev returned no master port")
+    return MediaClock(int(master), CONF_RATE // 50, phase_s=phase_s)
 
 
 class BridgeAccount(pj.Account):  # type: ignore[misc]
@@ -283,6 +409,17 @@ def rx_packets(call: Any) -> int:
             if med.type == MEDIA_AUDIO:
                 return int(call.getStreamStat(med.index).rtcp.rxStat.pkt)
     return -1
+
+
+def jitter_stats(call: Any) -> tuple[int, int, int, float] | None:
+    """pjmedia jitter buffer (lost, discarded, empty gets, average delay ms) of a call."""
+    with contextlib.suppress(Exception):
+        info = call.getInfo()
+        for med in info.media:
+            if med.type == MEDIA_AUDIO:
+                jb = call.getStreamStat(med.index).jbuf
+                return int(jb.lost), int(jb.discard), int(jb.empty), float(jb.avgDelayMsec)
+    return None
 
 
 def codec_name(call: Any) -> str:

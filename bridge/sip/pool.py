@@ -37,8 +37,11 @@ from typing import Protocol, TypeAlias
 
 from bridge.config import LogSettings, SipSettings, Transport, WorkerSettings
 from bridge.core.events import (
+    DialOutCall,
+    DialProgress,
     DtmfReceived,
     HangupLeg,
+    HoldLeg,
     LegJoined,
     LegLeft,
     MuteLeg,
@@ -64,6 +67,7 @@ from bridge.sip.protocol import (
     SlotsBusy,
     WorkerReady,
     WorkerSpec,
+    WorkerStats,
 )
 from bridge.sip.sipmsg import CallerInfo
 from mixer.engine import MixerEvent, TalkerEvent
@@ -86,6 +90,8 @@ class MixerLike(Protocol):
 
     def set_mute(self, leg: int, muted: bool) -> None: ...
 
+    def set_deaf(self, leg: int, deaf: bool) -> None: ...
+
 
 class PoolError(RuntimeError):
     """A worker could not be started (the message carries the reason)."""
@@ -103,6 +109,7 @@ class LegRecord:
     rate: int
     joined: bool = False
     muted: bool = False
+    held: bool = False  # out of the mix until admitted (dial-in PIN)
 
 
 @dataclass(slots=True)
@@ -142,6 +149,7 @@ class WorkerPool:
             node = MixerNode(
                 f"sipmuc-{os.getpid()}-{secrets.token_hex(3)}",
                 capacity=max(16, workers.pool_size * workers.calls_per_worker + 8),
+                reserve=workers.ring_reserve,
                 on_events=self.handle_mixer_events,
             )
             self._owned_mixer = node
@@ -156,6 +164,7 @@ class WorkerPool:
         self._aqueue: asyncio.Queue[PoolEvent] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self._stats: dict[int, WorkerStats] = {}
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
         self._monitor: threading.Thread | None = None
         self._started = False
@@ -167,7 +176,9 @@ class WorkerPool:
             raise RuntimeError("pool already started")
         self._started = True
         if self._owned_mixer is not None:
-            self._owned_mixer.start()
+            aligned = self.settings.media_clock == "aligned"
+            phase = self.settings.mixer_phase_ms / 1000 if aligned else None
+            self._owned_mixer.start(phase_s=phase)
         specs = self._plan()
         for spec in specs:
             self._workers.append(_WorkerState(spec))
@@ -233,6 +244,11 @@ class WorkerPool:
     def worker_pids(self) -> list[int]:
         return [w.pid for w in self._workers]
 
+    def worker_stats(self) -> dict[int, WorkerStats]:
+        """Latest media health report of each worker (sent every ~2 s; cumulative)."""
+        with self._lock:
+            return dict(self._stats)
+
     def slots(self) -> list[PeerSlots]:
         """Every worker's address and occupancy (dead workers show ``alive=False``)."""
         with self._lock:
@@ -262,10 +278,28 @@ class WorkerPool:
                 return
             if isinstance(command, MuteLeg):
                 record.muted = command.muted
-                self.mixer.set_mute(record.slot, command.muted)
+                self.mixer.set_mute(record.slot, command.muted or record.held)
+                return
+            if isinstance(command, HoldLeg):
+                record.held = command.held
+                self.mixer.set_mute(record.slot, command.held or record.muted)
+                self.mixer.set_deaf(record.slot, command.held)
                 return
             if isinstance(command, HangupLeg | SendSipMessage | PlayTone):
                 self._send_to(self._workers[record.worker], command)
+
+    def dial(self, command: DialOutCall) -> bool:
+        """Hand a dial-out to the live worker with the most free call slots; False when
+        every slot is taken (the caller reports it; nothing was sent)."""
+        with self._lock:
+            peers = sorted(
+                (p for p in map(self._peer, self._workers) if p.free > 0),
+                key=lambda p: (-p.free, p.worker),
+            )
+            if not peers:
+                return False
+            self._send_to(self._workers[peers[0].worker], command)
+            return True
 
     def send_extension(self, payload: object, worker: int | None = None) -> None:
         """Deliver a hook's control message to one worker or (``None``) to all."""
@@ -352,6 +386,11 @@ class WorkerPool:
                     hooks=tuple(ws.hooks),
                     pjsip_log_level=ws.pjsip_log_level,
                     directory=self.directory,
+                    aligned_clock=ws.media_clock == "aligned",
+                    clock_phase_s=0.0,
+                    ring_reserve=ws.ring_reserve,
+                    main_priority=ws.main_thread_priority,
+                    jitter=(ws.jb_init_ms, ws.jb_min_pre_ms, ws.jb_max_pre_ms, ws.jb_max_ms),
                 )
             )
         return specs
@@ -470,6 +509,8 @@ class WorkerPool:
             if state.ready_event is not None:
                 state.ready_event.set()
             self._push_peers()
+        elif isinstance(message, WorkerStats):
+            self._stats[message.worker] = message
         elif isinstance(message, SlotsBusy):
             state.busy = message.busy
             self._push_peers()
@@ -497,19 +538,25 @@ class WorkerPool:
                 )
         elif isinstance(message, LegEnded):
             self._end_leg(message.leg_id, message.reason)
-        elif isinstance(message, DtmfReceived | SipMessageReceived | ExtensionMessage):
+        elif isinstance(
+            message, DtmfReceived | SipMessageReceived | ExtensionMessage | DialProgress
+        ):
             self._emit(message)
         else:
             log.warning("sip.pool.unknown_message", kind=type(message).__name__)
 
     def _on_offered(self, state: _WorkerState, msg: LegOffered) -> None:
+        held = msg.room.lower() in self.directory.held  # PIN room: out of the mix at once
         try:
-            att = self.mixer.add_leg(msg.room, msg.rate)
+            att = self.mixer.add_leg(msg.room, msg.rate, muted=held)
+            if held:
+                self.mixer.set_deaf(att.slot, True)
         except Exception as exc:
             log.warning("sip.leg.mixer_refused", leg=msg.leg_id, error=str(exc))
             self._send_to(state, AttachLeg(msg.leg_id, None, str(exc)))
             return
-        record = LegRecord(msg.leg_id, msg.worker, msg.room, msg.caller, att.slot, msg.rate)
+        record = LegRecord(msg.leg_id, msg.worker, msg.room, msg.caller, att.slot, msg.rate,
+                           held=held)  # fmt: skip
         self._legs[msg.leg_id] = record
         self._slot_leg[att.slot] = record
         self._send_to(state, AttachLeg(msg.leg_id, att))

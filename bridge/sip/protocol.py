@@ -37,6 +37,11 @@ class WorkerSpec:
     hooks: tuple[str, ...] = ()
     pjsip_log_level: int = 1
     directory: RoomDirectory = field(default_factory=RoomDirectory)
+    aligned_clock: bool = False  # drive pjmedia from our own thread on the node's tick grid
+    clock_phase_s: float = 0.0  # phase of that grid (the mixer ticks later)
+    ring_reserve: int = 1  # cushion frames of the worker side of each ring
+    main_priority: int = 0  # SCHED_FIFO priority of the pjsua2 thread (0 = normal)
+    jitter: tuple[int, int, int, int] = (-1, -1, -1, -1)  # jb init, min/max prefetch, size (ms)
 
 
 # ---- worker → pool --------------------------------------------------------------------
@@ -92,6 +97,28 @@ class ExtensionMessage:
 
     worker: int
     payload: object
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    """Media health of one worker, sent every couple of seconds (cumulative counters).
+
+    ``clock_*`` come from the grid-aligned media clock (zeros with pjmedia's own clock);
+    ``jb_*`` are pjmedia's jitter buffer counters summed over the calls up right now.
+    """
+
+    worker: int
+    clock_ticks: int
+    clock_late: int
+    clock_skipped: int
+    clock_max_lateness_s: float
+    clock_realtime: bool
+    frame_errors: int
+    calls: int
+    jb_lost: int
+    jb_discard: int
+    jb_empty: int
+    jb_avg_delay_ms: float  # mean over those calls
 
 
 # ---- pool → worker --------------------------------------------------------------------

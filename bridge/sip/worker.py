@@ -31,6 +31,7 @@ from typing import Any
 
 from bridge import __version__
 from bridge.core.events import (
+    DialOutCall,
     DtmfReceived,
     HangupLeg,
     MuteLeg,
@@ -39,9 +40,11 @@ from bridge.core.events import (
     SipMessageReceived,
 )
 from bridge.logs import bound, configure, get_logger
+from bridge.sip import dialout
 from bridge.sip import pj as pjw
 from bridge.sip.admission import (
     Accept,
+    Moved,
     Redirect,
     Reject,
     RoomDirectory,
@@ -63,6 +66,7 @@ from bridge.sip.protocol import (
     SlotsBusy,
     WorkerReady,
     WorkerSpec,
+    WorkerStats,
 )
 from bridge.sip.sipmsg import (
     CallerInfo,
@@ -157,6 +161,9 @@ class Worker:
         self._last_busy = -1
         self.ep: Any = None
         self.account: Any = None
+        self.clock: pjw.MediaClock | None = None
+        self._frame_errors_gone = 0  # errors of ports already released
+        self._next_stats = 0.0
 
     # ------------------------------------------------------------------ plumbing
     def send(self, message: object) -> None:
@@ -183,15 +190,21 @@ class Worker:
             calls=spec.calls + 1,
             log_level=spec.pjsip_log_level,
             user_agent=f"sipmuc-bridge/{__version__}",
+            jitter=spec.jitter,
         )
         cert = str(spec.sip.tls_certificate) if spec.sip.tls_certificate else None
         key = str(spec.sip.tls_private_key) if spec.sip.tls_private_key else None
         pjw.add_transports(
             self.ep, host=spec.host, port=spec.port, tls_port=spec.tls_port, cert=cert, key=key
         )
-        self.ep.audDevManager().setNullDev()
+        if spec.aligned_clock:
+            self.clock = pjw.use_aligned_clock(self.ep, phase_s=spec.clock_phase_s)
+        else:
+            self.ep.audDevManager().setNullDev()
         codecs = pjw.set_codec_priorities(self.ep)
         self.ep.libStart()
+        if self.clock is not None:
+            self.clock.start()
         self.account = pjw.BridgeAccount(self._on_incoming_call, self._on_ood_message)
         self.account.create(
             pjw.account_config(
@@ -246,6 +259,8 @@ class Worker:
         self.dead_calls.clear()
         self.account = None
         gc.collect()
+        if self.clock is not None:
+            self.clock.stop()  # the bridge must not tick while libDestroy tears it down
         with contextlib.suppress(Exception):
             self.ep.libDestroy()
         self.ep = None
@@ -282,7 +297,10 @@ class Worker:
         if callable(job) and not isinstance(job, type):
             job()
         elif isinstance(job, AttachLeg):
-            self._on_attach(job)
+            if not dialout.attached(self, job):  # a leg we dialled is not answered
+                self._on_attach(job)
+        elif isinstance(job, DialOutCall):
+            dialout.start(self, job)
         elif isinstance(job, DirectoryUpdate):
             self.directory = job.directory
         elif isinstance(job, PeersUpdate):
@@ -322,6 +340,9 @@ class Worker:
 
     def _periodic(self, now: float) -> None:
         self._close_ports(now)
+        if now >= self._next_stats:
+            self._next_stats = now + 2.0
+            self._send_stats()
         for leg in list(self.legs.values()):
             if leg.ended:
                 continue
@@ -335,6 +356,38 @@ class Worker:
                 elif now - leg.last_rx_change > self.spec.media_timeout_s:
                     log.info("sip.leg.media_timeout", leg=leg.leg_id)
                     self._hangup(leg, "timeout", 408)
+
+    def _send_stats(self) -> None:
+        c = self.clock.stats() if self.clock is not None else None
+        lost = discard = empty = calls = 0
+        delay = 0.0
+        errors = self._frame_errors_gone
+        for leg in self.legs.values():
+            if leg.port is not None:
+                errors += leg.port.errors
+            if not leg.confirmed or leg.ended:
+                continue
+            jb = pjw.jitter_stats(leg.call)
+            if jb is not None:
+                calls += 1
+                lost, discard, empty = lost + jb[0], discard + jb[1], empty + jb[2]
+                delay += jb[3]
+        self.send(
+            WorkerStats(
+                self.spec.index,
+                c.ticks if c else 0,
+                c.late if c else 0,
+                c.skipped if c else 0,
+                c.max_lateness_s if c else 0.0,
+                c.realtime if c else False,
+                errors,
+                calls,
+                lost,
+                discard,
+                empty,
+                delay / calls if calls else 0.0,
+            )
+        )
 
     def _close_ports(self, now: float) -> None:
         keep: list[tuple[float, LegPort]] = []
@@ -383,6 +436,11 @@ class Worker:
             if isinstance(decision, Reject):
                 log.info("sip.invite.rejected", status=decision.status, reason=decision.reason)
                 self._reject(call, decision)
+            elif isinstance(decision, Moved):
+                log.info("sip.invite.moved", contact=decision.contact)
+                op = pjw.call_op(302, "Moved Temporarily", {"Contact": f"<{decision.contact}>"})
+                self.pending_rejects[call.getId()] = call
+                call.answer(op)
             elif isinstance(decision, Redirect):
                 self.slot_book.hold(decision.worker, now)
                 transport = via_transport(request.get("via"))
@@ -419,7 +477,7 @@ class Worker:
             self._hangup(leg, "error", 503)
             return
         try:
-            leg.port.leg_port = LegPort(msg.attachment)
+            leg.port.leg_port = LegPort(msg.attachment, reserve=self.spec.ring_reserve)
         except (StaleAttachmentError, FileNotFoundError, OSError) as exc:
             log.warning("sip.leg.attach_failed", leg=leg.leg_id, error=str(exc))
             self._hangup(leg, "error", 503)
@@ -506,6 +564,7 @@ class Worker:
                 aud.stopTransmit(port)
                 port.stopTransmit(aud)
         leg.port = None
+        self._frame_errors_gone += port.errors
         self.graveyard.append(port)
 
     def leg_media(self, leg: _Leg, call: Any) -> None:
@@ -641,6 +700,12 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     """Process entry point (spawned by the pool)."""
     configure(spec.log)
     sys.setswitchinterval(0.0005)  # DESIGN §5: keeps pjmedia ticks on time under load
+    if spec.main_priority:
+        # The media clock waits for the GIL whenever this thread holds it: if a busy core
+        # preempts us meanwhile (CFS slices are several ms), the tick is late. SCHED_FIFO
+        # (below the clock's) keeps the GIL holder running; it mostly sleeps in poll().
+        with contextlib.suppress(AttributeError, OSError):
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(spec.main_priority))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pool decides when we stop
     with bound(worker=spec.index):
         try:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from bridge.core.mirror_events import Action, MirrorEvent, Restore, is_durable
+from bridge.core.mirror_events import Action, DtmfCommand, MirrorEvent, Restore, is_durable
 from bridge.core.policy import InviteVerdict, admit_invite, decide, refusal
 from bridge.logs import get_logger
 from bridge.state.errors import Fenced, StateUnavailable
@@ -118,8 +118,9 @@ class MirrorEngine:
             if len(self.outbox):
                 await self._drain()
             result = await self.store.apply(
-                room, event.event_id, decision.changes, fence=self.fence_for(room)
-            )
+                room, event.event_id, decision.changes, fence=self.fence_for(room),
+                what=describe_event(event),
+            )  # fmt: skip
         except StateUnavailable as error:
             if not is_durable(event):
                 return self._refuse(event, error)
@@ -131,6 +132,26 @@ class MirrorEngine:
         self._rooms[room] = _with_version(new_state, result.version)
         self._remember(event.event_id)
         return Outcome(result.status, decision.actions, result.version)
+
+    async def record(
+        self, room: str, event_id: str, changes: tuple[Change, ...], *, what: str
+    ) -> Outcome:
+        """Record changes no mirror event describes (an owner's lock or PIN, issue 8) with
+        the same idempotence, fencing and cache update as :meth:`handle`. A request, not a
+        fact: while Redis is down it raises StateUnavailable and nothing changes."""
+        async with self._lock:
+            key = check_room(room)
+            state = self._rooms.get(key) or await self.load(key)
+            result = await self.store.apply(
+                key, event_id, changes, fence=self.fence_for(key), what=what
+            )
+            if result.status == "duplicate":
+                await self.load(key)
+                return Outcome("duplicate", version=result.version)
+            new_state, _ = state.apply(changes)
+            self._rooms[key] = _with_version(new_state, result.version)
+            self._remember(event_id)
+            return Outcome(result.status, (), result.version)
 
     def _refuse(self, event: MirrorEvent, error: StateUnavailable) -> Outcome:
         log.warning("state.refused", room=event.room, kind=type(event).__name__, error=str(error))
@@ -199,6 +220,32 @@ class MirrorEngine:
                     await stop.wait()
             except TimeoutError:
                 pass
+
+
+_WHAT = {
+    "OccupantVoiceChanged": "record the voice change",
+    "OccupantKicked": "record the kick",
+    "OccupantBanned": "record the ban",
+    "OccupantUnbanned": "record the unban",
+    "OccupantPrivilegeChanged": "record the role change",
+    "SubjectChanged": "record the subject",
+    "RoomDestroyed": "record the end of the room",
+    "CallerJoined": "record the new caller",
+    "CallerLeft": "record the caller leaving",
+    "CallerPrivilegeChanged": "make this caller a moderator",
+    "CallerBanned": "ban this caller",
+    "ConferenceSubjectChanged": "change the subject",
+    "ConferenceEnded": "record the end of the conference",
+    "Restore": "restore the room",
+}
+
+
+def describe_event(event: MirrorEvent) -> str:
+    """What the change is, in words, for refusal messages."""
+    if isinstance(event, DtmfCommand):
+        return {"self-mute": "mute or unmute you", "mute-all": "mute everyone",
+                "unmute-all": "unmute everyone"}[event.command]  # fmt: skip
+    return _WHAT.get(type(event).__name__, "record the change")
 
 
 def _with_version(state: RoomState, version: int) -> RoomState:

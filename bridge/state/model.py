@@ -70,6 +70,25 @@ class SubjectRecord(Record):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ConferenceRecord(Record):
+    """meta field ``conference``: the owner's settings of the conference (issue 8).
+
+    ``locked``: new INVITEs get 403; ``pin_hash``: callers must enter the PIN first (a salted
+    hash from :func:`bridge.core.pin.hash_pin`, never the digits); ``external_uri``: the room
+    is bound to a conference elsewhere that the bridge dials into. Absent = all off, so
+    rooms stored before this record existed read exactly as before.
+    """
+
+    TABLE: ClassVar[Table] = "meta"
+    locked: bool = False
+    pin_hash: str = ""
+    external_uri: str = ""
+
+    def token(self) -> str:
+        return f"{int(self.locked)}|{self.pin_hash}|{self.external_uri}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LegRecord(Record):
     """One SIP call in the room and the occupant that shows it."""
 
@@ -152,7 +171,11 @@ class Delete:
 
 Change = Put | Delete
 
-META_FIELDS: Mapping[str, type[Record]] = {"link": LinkRecord, "subject": SubjectRecord}
+META_FIELDS: Mapping[str, type[Record]] = {
+    "link": LinkRecord,
+    "subject": SubjectRecord,
+    "conference": ConferenceRecord,
+}
 ROW_TYPES: Mapping[Table, type[Record]] = {
     "legs": LegRecord,
     "mutes": MuteRecord,
@@ -200,6 +223,7 @@ class RoomState:
     version: int = 0
     link: LinkRecord | None = None
     subject: SubjectRecord | None = None
+    conference: ConferenceRecord | None = None
     legs: Mapping[str, LegRecord] = field(default_factory=dict)
     mutes: Mapping[str, MuteRecord] = field(default_factory=dict)
     bans: Mapping[str, BanRecord] = field(default_factory=dict)
@@ -238,7 +262,11 @@ class RoomState:
     def apply(self, changes: Iterable[Change]) -> tuple[RoomState, bool]:
         """Return the new state and whether anything changed (then the version rose by 1)."""
         tables: dict[Table, dict[str, Any]] = {}
-        meta: dict[str, Record | None] = {"link": self.link, "subject": self.subject}
+        meta: dict[str, Record | None] = {
+            "link": self.link,
+            "subject": self.subject,
+            "conference": self.conference,
+        }
         changed = False
         for change in changes:
             if change.table == "meta":
@@ -266,9 +294,12 @@ class RoomState:
             return self, False
         link = meta["link"]
         subject = meta["subject"]
+        conference = meta["conference"]
         assert link is None or isinstance(link, LinkRecord)
         assert subject is None or isinstance(subject, SubjectRecord)
-        new = replace(self, version=self.version + 1, link=link, subject=subject, **tables)  # type: ignore[arg-type]
+        assert conference is None or isinstance(conference, ConferenceRecord)
+        new = replace(self, version=self.version + 1, link=link, subject=subject,
+                      conference=conference, **tables)  # type: ignore[arg-type]  # fmt: skip
         return new, True
 
 
@@ -277,6 +308,7 @@ __all__ = [
     "BanRecord",
     "BindingRecord",
     "Change",
+    "ConferenceRecord",
     "Delete",
     "LegRecord",
     "LinkRecord",

@@ -29,6 +29,7 @@ from bridge.state.model import (
     BanRecord,
     BindingRecord,
     Change,
+    ConferenceRecord,
     Delete,
     LegRecord,
     LinkRecord,
@@ -253,11 +254,15 @@ class StateStore:
             rows[table] = {key: kind.from_json(text) for key, text in data.items()}
         link = LinkRecord.from_json(meta["link"]) if "link" in meta else None
         subject = SubjectRecord.from_json(meta["subject"]) if "subject" in meta else None
+        conference = (
+            ConferenceRecord.from_json(meta["conference"]) if "conference" in meta else None
+        )
         return RoomState(
             room=room_key,
             version=int(meta.get("version", 0)),
             link=link,
             subject=subject,
+            conference=conference,
             legs=_typed(rows["legs"], LegRecord),
             mutes=_typed(rows["mutes"], MuteRecord),
             bans=_typed(rows["bans"], BanRecord),

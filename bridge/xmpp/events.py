@@ -136,6 +136,21 @@ class RoomLost:
     will_rejoin: bool
 
 
+@dataclass(frozen=True, slots=True)
+class CommandTyped:
+    """An occupant typed a ``!command`` in the room (given to ``BridgedRoom.on_command``,
+    never relayed to callers). ``jid``/``role``/``affiliation``: what the MUC service last
+    said about that occupant (``jid`` empty when the room hides real JIDs from the bridge)."""
+
+    room: str
+    nick: str
+    body: str
+    stanza_id: str = ""
+    jid: str = ""
+    role: str = "none"
+    affiliation: str = "none"
+
+
 RoomEvent = (
     SendSipMessage
     | PuppetJoined
@@ -151,6 +166,7 @@ RoomEvent = (
 )
 
 __all__ = [
+    "CommandTyped",
     "OccupantRoleChanged",
     "PuppetBanned",
     "PuppetJoinFailed",

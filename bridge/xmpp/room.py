@@ -26,12 +26,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from slixmpp import JID
 from slixmpp.exceptions import IqError, IqTimeout
 
+from bridge.core.commands import is_command
 from bridge.core.events import LegJoined, LegLeft, SendSipMessage, SipMessageReceived
 from bridge.logs import bound, get_logger
 from bridge.protocol.nicks import caller_nick, unique_nick
 from bridge.protocol.stox import ChatText, UnsupportedContent, sip_to_xmpp, xmpp_to_sip
 from bridge.xmpp import muc
 from bridge.xmpp.events import (
+    CommandTyped,
     OccupantRoleChanged,
     PuppetBanned,
     PuppetJoined,
@@ -130,6 +132,9 @@ class BridgedRoom:
             raise ValueError(f"room JID must be a bare room@service JID: {room_jid!r}")
         self.sip_uri = sip_uri
         self._sink = sink
+        #: ``!commands`` typed in the room go here instead of to the callers (issue 8)
+        self.on_command: Callable[[CommandTyped], None] | None = None
+        self.command_prefix = "!"
         self._queue: asyncio.Queue[RoomEvent] = asyncio.Queue()
         self.puppets: dict[str, _Puppet] = {}
         self.occupants: dict[str, Occupant] = {}
@@ -275,6 +280,16 @@ class BridgedRoom:
         await self.xmpp.plugin["xep_0045"].set_role(
             self.jid, puppet.nick, role, reason=reason, ifrom=self.xmpp.control_jid
         )
+
+    async def withdraw_sip_uri(self) -> None:
+        """Stop advertising the conference but stay in the room (``!unlink``: the control
+        occupant keeps listening for ``!link``)."""
+        self.sip_uri = ""
+        if self.joined and self.xmpp.online:
+            try:
+                self.advertised = await self._configure(created=False, sip_uri="")
+            except (IqError, IqTimeout) as error:
+                log.warning("room.unadvertise_failed", room=str(self.jid), error=str(error))
 
     async def close(self, *, unlink: bool = False) -> None:
         """Leave: puppets first, then the control occupant (``unlink`` also un-advertises)."""
@@ -798,6 +813,17 @@ class BridgedRoom:
             return
         if nick in self._own_nicks() or message["id"] in self._sent_ids:
             return  # our own puppets and control: never echo, never loop
+        if self.on_command is not None and is_command(body, self.command_prefix):
+            occupant = self.occupants.get(nick)
+            self.on_command(
+                CommandTyped(
+                    room=str(self.jid), nick=nick, body=body, stanza_id=message["id"] or "",
+                    jid=occupant.jid if occupant else "",
+                    role=occupant.role if occupant else "none",
+                    affiliation=occupant.affiliation if occupant else "none",
+                )
+            )  # fmt: skip
+            return  # addressed to the bridge: not relayed to the callers
         self._relay_to_sip(
             nick,
             ChatText(

@@ -42,17 +42,31 @@ def run(state: RoomState, event: MirrorEvent) -> RoomState:
 def bob_joins(state: RoomState, leg_id: str = "leg-bob") -> RoomState:
     return run(
         state,
-        ev(CallerJoined, "sip", leg_id=leg_id, caller_uri=f"Bob <{BOB_URI};user=phone>",
-           nick="Bob", puppet_jid=BOB_PUPPET if leg_id == "leg-bob" else f"{leg_id}@bridge.localhost"),
-    )  # fmt: skip
+        ev(
+            CallerJoined,
+            "sip",
+            leg_id=leg_id,
+            caller_uri=f"Bob <{BOB_URI};user=phone>",
+            nick="Bob",
+            puppet_jid=BOB_PUPPET if leg_id == "leg-bob" else f"{leg_id}@bridge.localhost",
+        ),
+    )
 
 
 def alice_joins(state: RoomState, leg_id: str = "leg-alice") -> RoomState:
     return run(
         state,
-        ev(CallerJoined, "sip", leg_id=leg_id, caller_uri=ALICE_URI, nick="alice",
-           puppet_jid=f"{leg_id}@bridge.localhost", bound_jid=ALICE_JID, verified_by="config"),
-    )  # fmt: skip
+        ev(
+            CallerJoined,
+            "sip",
+            leg_id=leg_id,
+            caller_uri=ALICE_URI,
+            nick="alice",
+            puppet_jid=f"{leg_id}@bridge.localhost",
+            bound_jid=ALICE_JID,
+            verified_by="config",
+        ),
+    )
 
 
 def full_room() -> RoomState:

@@ -19,16 +19,23 @@ TRUSTED = normalize_trusted({"sip:Alice@PBX.example": "Alice@Localhost"})
 
 
 def test_header_alone_never_binds() -> None:
-    d = verify_binding("sip:mallory@evil.example", trusted=TRUSTED,
-                       impp_uris=["<xmpp:alice@localhost>"], xmpp_contacts=["xmpp:alice@localhost"])  # fmt: skip
+    d = verify_binding(
+        "sip:mallory@evil.example",
+        trusted=TRUSTED,
+        impp_uris=["<xmpp:alice@localhost>"],
+        xmpp_contacts=["xmpp:alice@localhost"],
+    )
     assert not d.bound
     assert d.hints == ("alice@localhost",)
     assert "never binds" in d.reason
 
 
 def test_hint_confirmed_by_trusted_mapping_binds() -> None:
-    d = verify_binding("<sips:alice@pbx.example;transport=tls>", trusted=TRUSTED,
-                       impp_uris=["xmpp:alice@localhost"])  # fmt: skip
+    d = verify_binding(
+        "<sips:alice@pbx.example;transport=tls>",
+        trusted=TRUSTED,
+        impp_uris=["xmpp:alice@localhost"],
+    )
     assert (d.jid, d.verified_by) == ("alice@localhost", "config")
 
 
@@ -43,8 +50,11 @@ def test_contradicting_hint_loses_to_the_mapping() -> None:
 
 
 def test_asserted_identity_only_when_trusted() -> None:
-    kw = dict(trusted=TRUSTED, asserted_identity="<sip:alice@pbx.example>",
-              impp_uris=["xmpp:alice@localhost"])  # fmt: skip
+    kw = dict(
+        trusted=TRUSTED,
+        asserted_identity="<sip:alice@pbx.example>",
+        impp_uris=["xmpp:alice@localhost"],
+    )
     assert not verify_binding("sip:anonymous@anonymous.invalid", **kw).bound  # type: ignore[arg-type]
     d = verify_binding("sip:anonymous@anonymous.invalid", trust_asserted_identity=True, **kw)  # type: ignore[arg-type]
     assert (d.jid, d.verified_by) == ("alice@localhost", "asserted-identity")
@@ -79,6 +89,7 @@ _HINT = st.one_of(st.text(max_size=40), st.builds("xmpp:{}@localhost".format, _U
 
 @given(_USER, st.lists(_HINT, max_size=3))
 def test_no_header_ever_binds_an_unlisted_caller(user: str, hints: list[str]) -> None:
-    d = verify_binding(f"sip:{user}@elsewhere.example", trusted=TRUSTED,
-                       impp_uris=hints, xmpp_contacts=hints)  # fmt: skip
+    d = verify_binding(
+        f"sip:{user}@elsewhere.example", trusted=TRUSTED, impp_uris=hints, xmpp_contacts=hints
+    )
     assert not d.bound

@@ -59,8 +59,12 @@ OBSERVATIONS = (CallerJoined, CallerLeft, SipMessageIn, ConferenceEnded)
 
 def _e(cls: type[Any], origin: str, **kw: Any) -> st.SearchStrategy[Any]:
     fixed = {"room": ROOM, "origin": origin, "actor": "x", "at": 1.0}
-    return st.builds(cls, event_id=st.builds(lambda: f"p{next(_ids)}"),
-                     **{k: st.just(v) for k, v in fixed.items()}, **kw)  # fmt: skip
+    return st.builds(
+        cls,
+        event_id=st.builds(lambda: f"p{next(_ids)}"),
+        **{k: st.just(v) for k, v in fixed.items()},
+        **kw,
+    )
 
 
 leg = st.sampled_from(LEGS)
@@ -69,24 +73,37 @@ privilege = st.sampled_from(["owner", "moderator", "participant"])
 
 joined = leg.flatmap(
     lambda leg_id: _e(
-        CallerJoined, "sip", leg_id=st.just(leg_id), caller_uri=st.sampled_from(CALLERS),
-        nick=st.just("n"), puppet_jid=st.just(f"{leg_id}@bridge.localhost"),
-        bound_jid=st.sampled_from(["", "", *JIDS]), verified_by=st.just("config"),
+        CallerJoined,
+        "sip",
+        leg_id=st.just(leg_id),
+        caller_uri=st.sampled_from(CALLERS),
+        nick=st.just("n"),
+        puppet_jid=st.just(f"{leg_id}@bridge.localhost"),
+        bound_jid=st.sampled_from(["", "", *JIDS]),
+        verified_by=st.just("config"),
         accepts_messages=st.booleans(),
     )
-)  # fmt: skip
+)
 
 events: st.SearchStrategy[MirrorEvent] = st.one_of(
     joined,
     joined,
     _e(CallerLeft, "sip", leg_id=leg),
-    _e(DtmfCommand, "sip", leg_id=leg,
-       command=st.sampled_from(["self-mute", "mute-all", "unmute-all"])),
+    _e(
+        DtmfCommand,
+        "sip",
+        leg_id=leg,
+        command=st.sampled_from(["self-mute", "mute-all", "unmute-all"]),
+    ),
     _e(DtmfCommand, "sip", leg_id=leg, command=st.just("self-mute")),
     _e(OccupantVoiceChanged, "muc", occupant_jid=occupant, voiced=st.booleans()),
     _e(SipMessageIn, "sip", leg_id=leg, body=st.just("hi")),
-    _e(CallerPrivilegeChanged, "sip", leg_id=leg,
-       privilege=st.sampled_from(["moderator", "participant"])),
+    _e(
+        CallerPrivilegeChanged,
+        "sip",
+        leg_id=leg,
+        privilege=st.sampled_from(["moderator", "participant"]),
+    ),
     _e(CallerBanned, "sip", leg_id=leg),
     _e(ConferenceSubjectChanged, "sip", subject=st.sampled_from(SUBJECTS)),
     _e(ConferenceEnded, "sip"),
@@ -96,11 +113,17 @@ events: st.SearchStrategy[MirrorEvent] = st.one_of(
     _e(OccupantUnbanned, "muc", occupant_jid=occupant),
     _e(OccupantPrivilegeChanged, "muc", occupant_jid=occupant, privilege=privilege),
     _e(SubjectChanged, "muc", subject=st.sampled_from(SUBJECTS)),
-    _e(GroupchatReceived, "muc", sender_jid=occupant, sender_nick=st.just("n"),
-       body=st.just("hi"), from_bridge=st.booleans()),
+    _e(
+        GroupchatReceived,
+        "muc",
+        sender_jid=occupant,
+        sender_nick=st.just("n"),
+        body=st.just("hi"),
+        from_bridge=st.booleans(),
+    ),
     _e(RoomDestroyed, "muc"),
     _e(Restore, "restore", live_legs=st.one_of(st.none(), st.frozensets(leg))),
-)  # fmt: skip
+)
 
 
 #: a few callers first, then anything (most events then hit live legs and stored state)
@@ -117,23 +140,38 @@ def echoes(action: Action) -> list[MirrorEvent]:
     match action:
         case SetOccupantRole(occupant_jid=jid, role=role) | JoinPuppet(puppet_jid=jid, role=role):
             out: list[MirrorEvent] = [
-                OccupantVoiceChanged(origin="muc", occupant_jid=jid, voiced=role != "visitor",
-                                     **base)  # fmt: skip
+                OccupantVoiceChanged(
+                    origin="muc", occupant_jid=jid, voiced=role != "visitor", **base
+                )
             ]
             if role == "moderator":
-                out.append(OccupantPrivilegeChanged(origin="muc", occupant_jid=jid,
-                                                    privilege="moderator", **base))  # fmt: skip
+                out.append(
+                    OccupantPrivilegeChanged(
+                        origin="muc", occupant_jid=jid, privilege="moderator", **base
+                    )
+                )
             elif isinstance(action, SetOccupantRole) and role == "participant":
-                out.append(OccupantPrivilegeChanged(origin="muc", occupant_jid=jid,
-                                                    privilege="participant", **base))  # fmt: skip
+                out.append(
+                    OccupantPrivilegeChanged(
+                        origin="muc", occupant_jid=jid, privilege="participant", **base
+                    )
+                )
             return out
         case BanJid(jid=jid):
             return [OccupantBanned(origin="muc", occupant_jid=jid, **base)]
         case SetRoomSubject(subject=subject):
             return [SubjectChanged(origin="muc", subject=subject, **base)]
         case SendGroupchat(as_jid=jid, nick=nick, body=body):
-            return [GroupchatReceived(origin="muc", sender_jid=jid, sender_nick=nick, body=body,
-                                      from_bridge=not jid, **base)]  # fmt: skip
+            return [
+                GroupchatReceived(
+                    origin="muc",
+                    sender_jid=jid,
+                    sender_nick=nick,
+                    body=body,
+                    from_bridge=not jid,
+                    **base,
+                )
+            ]
         case HangupLeg(leg_id=leg_id):
             return [CallerLeft(origin="sip", leg_id=leg_id, **base)]
     return []  # MuteLeg, PlayTone, SendSipMessage, conference-info, Leave/ShowOccupantInCall

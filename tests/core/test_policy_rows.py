@@ -69,8 +69,8 @@ def _muted(state: RoomState, who: str, kind: str = "moderator", origin: str = ""
 
 
 def _mod(state: RoomState) -> RoomState:
-    return run(state, ev(OccupantPrivilegeChanged, "muc", occupant_jid=ALICE_JID,
-                         privilege="moderator"))  # fmt: skip
+    event = ev(OccupantPrivilegeChanged, "muc", occupant_jid=ALICE_JID, privilege="moderator")
+    return run(state, event)
 
 
 def _bob_muted(state: RoomState) -> RoomState:
@@ -296,7 +296,8 @@ ROWS = [
            puppet_jid="leg-bob2@bridge.localhost"),
         [JoinPuppet("leg-bob2", "leg-bob2@bridge.localhost", "Bob", "visitor"),
          MuteLeg("leg-bob2", True), SetConferenceMediaStatus("leg-bob2", True),
-         PlayTone("leg-bob2", "muted"), SendSipMessage("leg-bob2", "You are muted (by a moderator).")]),
+         PlayTone("leg-bob2", "muted"),
+         SendSipMessage("leg-bob2", "You are muted (by a moderator).")]),
     Row("a banned caller who gets through admission is hung up with 403",
         lambda: _bob_banned(full_room()),
         ev(CallerJoined, "sip", leg_id="leg-bob2", caller_uri=BOB_URI, nick="Bob",
@@ -309,7 +310,8 @@ ROWS = [
         ev(Restore, "restore", live_legs=frozenset({"leg-bob"})),
         [BanJid("mallory@localhost", ""),
          ShowOccupantInCall(ALICE_JID, "leg-alice", False),
-         JoinPuppet("leg-bob", BOB_PUPPET, "Bob", "visitor"), SetOccupantRole(BOB_PUPPET, "visitor"),
+         JoinPuppet("leg-bob", BOB_PUPPET, "Bob", "visitor"),
+         SetOccupantRole(BOB_PUPPET, "visitor"),
          MuteLeg("leg-bob", True), SetConferenceMediaStatus("leg-bob", True),
          SetConferenceRoles("leg-bob", ("participant",))],
         recorded=lambda s: set(s.legs) == {"leg-bob"}),

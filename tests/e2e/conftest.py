@@ -46,7 +46,11 @@ def node_settings(prosody: ProsodyServer, redis: RedisServer, **overrides: Any) 
             "port": prosody.component_port,
             "muc_service": prosody.muc_domain,
         },
-        "sip": {"domain": "127.0.0.1", "port": sip_port, "rtp_port_start": 40000 + sip_port % 20000},
+        "sip": {
+            "domain": "127.0.0.1",
+            "port": sip_port,
+            "rtp_port_start": 10000 + sip_port % 20000,  # below the ephemeral range: never the SIP port
+        },
         "workers": {"pool_size": 1, "media_timeout": 0},
         "redis": {"url": redis.url},
         "http": {"port": free_port()},

@@ -29,7 +29,9 @@ async def until(predicate: Callable[[], object], what: str, within: float = WAIT
 
 
 @asynccontextmanager
-async def caller(node: Node, user: str = "carl", display: str = "Carl Caller") -> AsyncIterator[RawUac]:
+async def caller(
+    node: Node, user: str = "carl", display: str = "Carl Caller"
+) -> AsyncIterator[RawUac]:
     uac = RawUac(node.pool.front_port, user=user, display=display)
     try:
         yield uac
@@ -153,9 +155,7 @@ async def test_caller_self_mute_shows_as_visitor_in_the_room(
                 uac.in_dialog, "INFO", body=f"Signal={digit}\r\nDuration=160",
                 ctype="application/dtmf-relay",
             )  # fmt: skip
-        await alice.wait_for(
-            lambda: alice.occupants(MUC)["Carl Caller"].role == "visitor", WAIT
-        )
+        await alice.wait_for(lambda: alice.occupants(MUC)["Carl Caller"].role == "visitor", WAIT)
         await until(lambda: node.pool.legs()[leg].muted, "leg muted after *6")
 
 
@@ -185,12 +185,8 @@ async def test_text_relay_both_ways_exactly_once(
         await alice.say(MUC, "hello phone")
         message = await next_request(uac, "MESSAGE")
         assert "hello phone" in message.body and "Alice" in message.body
-        await asyncio.to_thread(
-            uac.in_dialog, "MESSAGE", body="hello chat", ctype="text/plain"
-        )
-        await alice.wait_for(
-            lambda: any(m.body == "hello chat" for m in alice.messages), WAIT
-        )
+        await asyncio.to_thread(uac.in_dialog, "MESSAGE", body="hello chat", ctype="text/plain")
+        await alice.wait_for(lambda: any(m.body == "hello chat" for m in alice.messages), WAIT)
         await asyncio.sleep(0.5)  # anything duplicated would have arrived by now
         assert [m.nick for m in alice.messages if m.body == "hello chat"] == ["Carl Caller"]
         assert not [m for m in uac.received if m.method == "MESSAGE" and "hello chat" in m.body]

@@ -46,8 +46,9 @@ async def test_duplicate_event_id_changes_nothing(store: StateStore) -> None:
     assert state.version == first.version
 
 
-async def test_concurrent_duplicates_apply_exactly_once(make_store: Callable[..., StateStore],
-                                                        store: StateStore) -> None:  # fmt: skip
+async def test_concurrent_duplicates_apply_exactly_once(
+    make_store: Callable[..., StateStore], store: StateStore
+) -> None:
     replicas = [make_store() for _ in range(4)]
     toggle = [put(BOB, MuteRecord(kind="self"))]
     results = await asyncio.gather(
@@ -96,11 +97,19 @@ async def test_redis_state_equals_the_pure_model(engine: MirrorEngine, store: St
     assert stored.version == 1 + len(events)  # the link, then one per changing event
 
 
-async def test_change_log_says_who_when_and_from_where(engine: MirrorEngine,
-                                                       store: StateStore) -> None:  # fmt: skip
+async def test_change_log_says_who_when_and_from_where(
+    engine: MirrorEngine, store: StateStore
+) -> None:
     await engine.handle(joined("leg-bob", BOB))
-    await engine.handle(ev(OccupantVoiceChanged, "muc", occupant_jid="leg-bob@bridge.localhost",
-                           voiced=False, actor="carol@localhost"))  # fmt: skip
+    await engine.handle(
+        ev(
+            OccupantVoiceChanged,
+            "muc",
+            occupant_jid="leg-bob@bridge.localhost",
+            voiced=False,
+            actor="carol@localhost",
+        )
+    )
     latest = (await store.change_log(ROOM, 1))[0]
     record = MuteRecord.from_json(latest["ops"][0]["r"])
     assert (record.actor, record.origin, record.at) == ("carol@localhost", "muc", 1700000000.0)
@@ -132,12 +141,15 @@ async def test_restart_restores_and_reapplies(
 ) -> None:
     """Links, mutes, bans and roles survive a Redis restart (AOF) and a bridge restart."""
     await engine.handle(joined("leg-bob", BOB))
-    await engine.handle(joined("leg-alice", "sip:alice@pbx", bound_jid="alice@localhost",
-                               verified_by="config"))  # fmt: skip
-    await engine.handle(ev(OccupantVoiceChanged, "muc", occupant_jid="leg-bob@bridge.localhost",
-                           voiced=False))  # fmt: skip
-    await engine.handle(ev(OccupantPrivilegeChanged, "muc", occupant_jid="alice@localhost",
-                           privilege="moderator"))  # fmt: skip
+    await engine.handle(
+        joined("leg-alice", "sip:alice@pbx", bound_jid="alice@localhost", verified_by="config")
+    )
+    await engine.handle(
+        ev(OccupantVoiceChanged, "muc", occupant_jid="leg-bob@bridge.localhost", voiced=False)
+    )
+    await engine.handle(
+        ev(OccupantPrivilegeChanged, "muc", occupant_jid="alice@localhost", privilege="moderator")
+    )
     await engine.handle(ev(OccupantBanned, "muc", occupant_jid="mallory@localhost"))
     await engine.handle(joined("leg-eve", "sip:eve@pbx"))
     await engine.handle(ev(OccupantBanned, "muc", occupant_jid="leg-eve@bridge.localhost"))
@@ -150,9 +162,15 @@ async def test_restart_restores_and_reapplies(
     after = fresh.cached(ROOM)
     assert after is not None and before is not None
     assert (after.mutes, after.bans, after.roles, after.legs) == (
-        before.mutes, before.bans, before.roles, before.legs)  # fmt: skip
+        before.mutes,
+        before.bans,
+        before.roles,
+        before.legs,
+    )
     assert MuteLeg("leg-bob", True) in outcome.actions
-    assert JoinPuppet("leg-bob", "leg-bob@bridge.localhost", "leg-bob", "visitor") in outcome.actions
+    assert (
+        JoinPuppet("leg-bob", "leg-bob@bridge.localhost", "leg-bob", "visitor") in outcome.actions
+    )
     assert SetConferenceRoles("leg-alice", ("moderator",)) in outcome.actions
     # a banned caller still gets 403; a muted caller who calls again is muted
     assert (await fresh.admit_invite(ROOM, "<sip:eve@PBX;transport=tcp>")).status == 403

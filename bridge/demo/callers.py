@@ -1,0 +1,203 @@
+"""The demo's simulated phones: SIPp callers that speak espeak-ng sentences over real RTP.
+
+Each caller is one SIPp process running a scenario built here: INVITE the room (following the
+front's 302), play a pcap of G.711 RTP made from espeak-ng speech, optionally send one
+in-dialog MESSAGE after a delay, answer every MESSAGE the bridge sends (mute notices, chat
+text) with 200, and stay in the call until the demo kills it. The two callers take turns
+(one talks in the first half of each cycle, the other in the second) so that "who is
+talking" visibly moves between them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bridge.sip.devpeers import Sipp, sipp_uac_scenario, speech, write_rtp_pcap
+
+RATE = 8000
+CYCLE_S = 8.0  # one caller talks in each half of this cycle
+
+
+@dataclass(frozen=True)
+class CallerScript:
+    """Who the caller is, what they say, and the chat line they send from the phone."""
+
+    user: str  # SIP user part of the caller's From URI
+    display: str  # display name: becomes the caller's nick in the room
+    sentences: tuple[str, ...]
+    first_half: bool  # talks in the first (True) or second half of each cycle
+    message: str = ""  # in-dialog SIP MESSAGE sent ``message_after_ms`` after the answer
+    message_after_ms: int = 0
+
+
+CALLERS = (
+    CallerScript(
+        user="carol",
+        display="Carol",
+        sentences=(
+            "Good morning everyone, this is Carol calling from the train.",
+            "The release notes are ready, I will send them after the call.",
+        ),
+        first_half=True,
+    ),
+    CallerScript(
+        user="dave",
+        display="Dave",
+        sentences=(
+            "Hi, Dave here. I can hear you all clearly.",
+            "The new build passed every test last night.",
+        ),
+        first_half=False,
+        message="Dave here: I am on my phone, sending this line from the call.",
+        message_after_ms=4000,
+    ),
+)
+
+
+def speech_track(script: CallerScript, seconds: float, workdir: Path) -> NDArray[np.int16]:
+    """``seconds`` of 8 kHz audio: the caller's sentences in its half of every cycle."""
+    clips = []
+    for i, text in enumerate(script.sentences):
+        (workdir / f"s{i}").mkdir(parents=True, exist_ok=True)
+        clips.append(speech(text, RATE, workdir / f"s{i}"))
+    total = int(seconds * RATE)
+    track = np.zeros(total, dtype=np.int16)
+    half = int(CYCLE_S / 2 * RATE)
+    start = 0 if script.first_half else half
+    i = 0
+    while start < total:
+        clip = clips[i % len(clips)][:half]
+        end = min(total, start + len(clip))
+        track[start:end] = clip[: end - start]
+        start += 2 * half
+        i += 1
+    return track
+
+
+def demo_scenario(room: str, script: CallerScript, pcap: Path) -> str:
+    """SIPp scenario of one demo caller (see the module docstring)."""
+    base = sipp_uac_scenario(room, pcap=pcap, hold_ms=0)
+    head = base[: base.index('  <pause milliseconds="0"/>')]
+    head = head.replace('"SIPp caller [call_number]"', f'"{script.display}"')
+    head = head.replace("caller[call_number]", script.user)
+    contact = f"<sip:{script.user}@[local_ip]:[local_port]>"
+    parts = [head]
+    if script.message:
+        parts.append(f"""  <label id="before_message"/>
+  <pause milliseconds="{script.message_after_ms}"/>
+  <nop>
+    <action>
+      <assign assign_to="k" value="1"/>
+      <test assign_to="sent" variable="k" compare="equal" value="1"/>
+    </action>
+  </nop>
+  <send retrans="500">
+    <![CDATA[
+      MESSAGE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [last_From:]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: [cseq] MESSAGE
+      Contact: {contact}
+      Max-Forwards: 70
+      Content-Type: text/plain
+      Content-Length: [len]
+
+{script.message}
+    ]]>
+  </send>
+  <recv response="200"/>
+""")
+    parts.append("""  <label id="idle"/>
+  <pause milliseconds="500"/>
+  <nop next="idle"/>
+  <recv request="MESSAGE" optional="global"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+""")
+    if script.message:
+        # a MESSAGE that arrived before ours was sent must not skip it
+        parts.append('  <nop next="idle" test="sent"/>\n  <nop next="before_message"/>\n')
+    else:
+        parts.append('  <nop next="idle"/>\n')
+    parts.append("""  <recv request="BYE" optional="global"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+</scenario>
+""")
+    return "".join(parts)
+
+
+@dataclass
+class DemoCaller:
+    """One running SIPp caller."""
+
+    script: CallerScript
+    sipp: Sipp
+    track_seconds: float
+    workdir: Path = field(default_factory=Path)
+
+    @property
+    def alive(self) -> bool:
+        proc = self.sipp.proc
+        return proc is not None and proc.poll() is None
+
+    def problem(self) -> str:
+        """Why SIPp stopped (its error log), for a failed demo step."""
+        result = self.sipp.wait(timeout=1)
+        return (result.errors or result.stderr or result.stdout)[-1500:]
+
+    def stop(self) -> None:
+        self.sipp.kill()
+
+
+def require_tools() -> None:
+    """Fail with the Debian package names when a tool of the simulated callers is missing."""
+    missing = [
+        f"{tool} (Debian package {pkg})"
+        for tool, pkg in (("sipp", "sip-tester"), ("espeak-ng", "espeak-ng"), ("sox", "sox"))
+        if shutil.which(tool) is None
+    ]
+    if missing:
+        raise RuntimeError("missing for the simulated callers: " + ", ".join(missing)
+                           + " — run scripts/bootstrap")  # fmt: skip
+
+
+def prepare(script: CallerScript, room: str, sip_port: int, seconds: float,
+            workdir: Path) -> DemoCaller:  # fmt: skip
+    """Make the caller's speech pcap and scenario (espeak-ng + sox take about a second)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    pcap = workdir / "speech.pcap"
+    write_rtp_pcap(pcap, speech_track(script, seconds, workdir))
+    sipp = Sipp(
+        demo_scenario(room, script, pcap),
+        sip_port,
+        workdir,
+        timeout_s=int(seconds) + 600,
+        extra_args=["-default_behaviors", "all,-abortunexp"],
+    )
+    return DemoCaller(script, sipp, seconds, workdir)

@@ -1,0 +1,136 @@
+"""Dial-out inside a SIP worker (issue 8, ``!dial``): the bridge calls someone into a room.
+
+Runs on the worker's pjsua2 thread (the worker dispatches :class:`DialOutCall` and the
+dialled leg's ``AttachLeg`` here). The call becomes an ordinary leg of the worker, so
+everything else (media port, mute, BYE, DTMF, MESSAGE, ``LegLeft``) is shared with callers:
+
+``DialOutCall`` → INVITE (``Call.makeCall``) + ``DialProgress(trying)`` + ``LegOffered``
+(a mixer slot) → ``AttachLeg`` connects the port (no answer: we are the caller) → 180/183
+``DialProgress(ringing)`` → 200 ``DialProgress(answered)``, then ``LegConfirmed`` (the
+supervisor sees ``LegJoined``) — or, before an answer, ``DialProgress(failed, "486 Busy
+Here")`` and ``LegEnded`` (the pool frees the slot; no ``LegLeft`` for a leg never joined).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from bridge.core.events import DialOutCall, DialProgress
+from bridge.logs import get_logger
+from bridge.sip import pj as pjw
+from bridge.sip.protocol import AttachLeg, LegOffered
+from bridge.sip.sipmsg import CallerInfo, strip_uri_params
+from mixer.rings import LegPort, StaleAttachmentError
+
+if TYPE_CHECKING:
+    from bridge.sip.worker import Worker, _Leg
+
+log = get_logger(__name__)
+
+DIAL_KEY = "dial"  # _Leg.extra key marking a leg the bridge dialled
+
+
+def start(worker: Worker, cmd: DialOutCall) -> None:
+    """Place the call (pjsua2 thread)."""
+    from bridge.sip.worker import _Leg
+
+    def failed(reason: str) -> None:
+        worker.send(DialProgress(cmd.request_id, cmd.room, "failed", reason))
+
+    if worker._stopping or len(worker.legs) >= worker.spec.calls:
+        failed("no free call slot on this worker")
+        return
+    spec = worker.spec
+    leg_id = f"w{spec.index}.{spec.incarnation}.{next(worker._ids)}"
+    call = pjw.BridgeCall(worker.account, pjw.pj.PJSUA_INVALID_ID, None)
+    caller = CallerInfo(strip_uri_params(cmd.target_uri), cmd.display_name, "", (), (), "")
+    leg = _Leg(leg_id, cmd.room, call, caller, time.monotonic())
+    leg.answered = True  # a hang-up before the answer is a CANCEL, never a final response
+    leg.extra[DIAL_KEY] = cmd
+    call.handler = _DialHandler(worker, leg, cmd)
+    leg.port = pjw.FramePort(leg_id)
+    worker.legs[leg_id] = leg
+    try:
+        call.makeCall(cmd.target_uri, pjw.call_op())
+    except Exception as exc:
+        worker.legs.pop(leg_id, None)
+        worker.graveyard.append(leg.port)
+        worker.dead_calls.append(call)
+        reason = getattr(exc, "reason", "") or str(exc)
+        log.info("sip.dial.failed", leg=leg_id, target=cmd.target_uri, error=str(reason)[:200])
+        failed(f"cannot call {cmd.target_uri}: {str(reason)[:120]}")
+        return
+    if leg.ended:  # failed inside makeCall: LegEnded went out already
+        return
+    try:
+        call_id = str(call.getInfo().callIdString)
+    except Exception:
+        call_id = ""
+    leg.caller = CallerInfo(caller.from_uri, caller.display_name, "", (), (), call_id)
+    log.info("sip.dial.started", leg=leg_id, room=cmd.room, target=cmd.target_uri)
+    worker.send(DialProgress(cmd.request_id, cmd.room, "trying", leg_id=leg_id))
+    worker.send(LegOffered(leg_id, spec.index, cmd.room, leg.caller, pjw.CONF_RATE))
+    worker._report_busy()
+
+
+def attached(worker: Worker, msg: AttachLeg) -> bool:
+    """The mixer slot of a dialled leg: connect it (no answer). False: not a dialled leg."""
+    leg = worker.legs.get(msg.leg_id)
+    if leg is None or DIAL_KEY not in leg.extra:
+        return False
+    if leg.ended:
+        return True
+    if msg.attachment is None:
+        worker._hangup(leg, "error", 503)
+        return True
+    try:
+        leg.port.leg_port = LegPort(msg.attachment, reserve=worker.spec.ring_reserve)
+    except (StaleAttachmentError, FileNotFoundError, OSError) as exc:
+        log.warning("sip.leg.attach_failed", leg=leg.leg_id, error=str(exc))
+        worker._hangup(leg, "error", 503)
+        return True
+    leg.attached = True
+    return True
+
+
+class _DialHandler:
+    """Callbacks of a dialled call: progress to the supervisor, then the usual leg logic."""
+
+    def __init__(self, worker: Worker, leg: _Leg, cmd: DialOutCall) -> None:
+        self.worker = worker
+        self.leg = leg
+        self.cmd = cmd
+        self.rang = False
+
+    def _progress(self, status: str, reason: str = "") -> None:
+        self.worker.send(
+            DialProgress(self.cmd.request_id, self.cmd.room, status, reason, self.leg.leg_id)
+        )
+
+    def on_call_state(self, call: Any) -> None:
+        leg = self.leg
+        if not (leg.confirmed or leg.ended):
+            info = call.getInfo()
+            code = int(info.lastStatusCode)
+            if info.state == pjw.STATE_EARLY and not self.rang and code in (180, 183):
+                self.rang = True
+                self._progress("ringing")
+            elif info.state == pjw.STATE_CONFIRMED:
+                self._progress("answered")  # before LegConfirmed: the supervisor trusts it
+            elif info.state == pjw.STATE_DISCONNECTED:
+                why = leg.hangup_reason or f"{code} {info.lastReason}".strip()
+                self._progress("failed", why)
+        self.worker.leg_state(leg, call)
+
+    def on_media_state(self, call: Any) -> None:
+        self.worker.leg_media(self.leg, call)
+
+    def on_dtmf(self, call: Any, digit: str, method: int) -> None:
+        self.worker.leg_dtmf(self.leg, digit, method)
+
+    def on_dialog_message(self, call: Any, prm: Any) -> None:
+        self.worker.leg_message(self.leg, prm)
+
+
+__all__ = ["DIAL_KEY", "attached", "start"]

@@ -1,0 +1,146 @@
+"""Two replicas on one Redis and one Prosody: the lease owner serves the room, the other
+redirects (302) to it, and takes the room over when the owner is killed (SIGKILL)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.app import open_node
+from bridge.config import Settings
+from bridge.devstack.ports import free_port, free_udp_tcp_port
+from bridge.devstack.prosody import ProsodyServer
+from bridge.devstack.redis_server import RedisServer
+from tests.conftest import TEST_USERS
+from tests.e2e.conftest import ROOM
+from tests.e2e.test_mirroring import MUC, WAIT, dial, until
+from tests.sip.rawsip import RawUac
+from tests.xmpp.clients import chat_user
+
+LEASE_TTL = 2.0
+SECOND = "bridge2.localhost"
+
+
+@pytest.fixture
+def two_component_prosody(tmp_path: Path) -> Iterator[ProsodyServer]:
+    # Each replica has its own component JID (XEP-0114 allows one connection per JID);
+    # both must be able to own the rooms, here as server admins (see docs/operations.md).
+    server = ProsodyServer(
+        tmp_path / "prosody",
+        users=dict(TEST_USERS),
+        muc_modules=["muc_audio_video_uri"],
+        extra_components={SECOND: "second-secret"},
+        admins=["alice@localhost", "bridge.localhost", SECOND],
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _replica_a_env(prosody: ProsodyServer, redis: RedisServer, sip_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIPMUC_")}
+    env.update(
+        SIPMUC_ROOMS=json.dumps([ROOM]),
+        SIPMUC_XMPP__COMPONENT_JID=prosody.component_domain,
+        SIPMUC_XMPP__SECRET=prosody.component_secret,
+        SIPMUC_XMPP__PORT=str(prosody.component_port),
+        SIPMUC_XMPP__MUC_SERVICE=prosody.muc_domain,
+        SIPMUC_SIP__DOMAIN="127.0.0.1",
+        SIPMUC_SIP__PORT=str(sip_port),
+        SIPMUC_SIP__RTP_PORT_START=str(30000 + sip_port % 10000),
+        SIPMUC_WORKERS__POOL_SIZE="1",
+        SIPMUC_WORKERS__MEDIA_TIMEOUT="0",
+        SIPMUC_REDIS__URL=redis.url,
+        SIPMUC_STATE__NODE_ID="replica-a",
+        SIPMUC_STATE__LEASE_TTL=str(LEASE_TTL),
+        SIPMUC_HTTP__PORT=str(free_port()),
+        SIPMUC_LOG__FORMAT="json",
+    )
+    return env
+
+
+def _settings_b(prosody: ProsodyServer, redis: RedisServer) -> Settings:
+    sip_port = free_udp_tcp_port()
+    data: dict[str, Any] = {
+        "rooms": [ROOM],
+        "xmpp": {
+            "component_jid": SECOND,
+            "secret": "second-secret",
+            "port": prosody.component_port,
+            "muc_service": prosody.muc_domain,
+        },
+        "sip": {"domain": "127.0.0.1", "port": sip_port, "rtp_port_start": 50000},
+        "workers": {"pool_size": 1, "media_timeout": 0},
+        "redis": {"url": redis.url},
+        "state": {"node_id": "replica-b", "lease_ttl": LEASE_TTL},
+        "http": {"port": free_port()},
+    }
+    return Settings(**data)
+
+
+async def _wait_ready(proc: subprocess.Popen[str]) -> None:
+    assert proc.stderr is not None
+    stderr = proc.stderr
+
+    def read() -> None:
+        for line in stderr:
+            if '"bridge.ready"' in line:
+                return
+        raise AssertionError("replica A exited before it was ready")
+
+    await asyncio.wait_for(asyncio.to_thread(read), 60)
+
+
+async def test_owner_serves_other_redirects_and_takes_over_after_sigkill(
+    two_component_prosody: ProsodyServer, redis_server: RedisServer
+) -> None:
+    port_a = free_udp_tcp_port()
+    replica_a = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "run"],
+        env=_replica_a_env(two_component_prosody, redis_server, port_a),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        await _wait_ready(replica_a)
+        async with open_node(_settings_b(two_component_prosody, redis_server)) as node_b:
+            assert ROOM not in node_b.rooms  # A holds the lease
+            uac = RawUac(node_b.pool.front_port, user="carl", display="Carl Caller")
+            try:
+                moved = await dial(uac)
+            finally:
+                uac.close()
+            assert moved.status == 302, moved.first_line
+            assert f"127.0.0.1:{port_a}" in moved.get("Contact")
+
+            replica_a.kill()  # SIGKILL: no lease release, no goodbye to the room
+            replica_a.wait()
+            await until(lambda: ROOM in node_b.rooms, "replica B took the room", LEASE_TTL * 5)
+
+            async with chat_user(two_component_prosody, "alice") as alice:
+                await alice.join(MUC, "Alice")
+                uac = RawUac(node_b.pool.front_port, user="carl", display="Carl Caller")
+                try:
+                    answered = await dial(uac)
+                    assert answered.status == 200, answered.first_line
+                    await alice.wait_for(lambda: "Carl Caller" in alice.occupants(MUC), WAIT)
+                    jid = alice.occupants(MUC)["Carl Caller"].jid
+                    assert jid.split("/")[0].endswith("@" + SECOND)
+                finally:
+                    await asyncio.to_thread(uac.bye)
+                    uac.close()
+    finally:
+        if replica_a.poll() is None:
+            replica_a.kill()
+        replica_a.wait()
