@@ -571,3 +571,13 @@ def test_kamailio_accepts_the_rendered_configuration(tmp_path: Path) -> None:
         )
         assert run.returncode == 0, run.stdout + run.stderr
         assert "config file ok" in run.stdout + run.stderr
+
+
+def test_each_replica_is_its_own_xmpp_component() -> None:
+    """XEP-0114 servers accept one connection per component JID (Prosody answers conflict)."""
+    single = bridge_environment(render({}))
+    assert not single["SIPMUC_XMPP__COMPONENT_JID"].startswith(FULLNAME)
+    many = bridge_environment(render({"replicaCount": 3}))
+    jid = many["SIPMUC_XMPP__COMPONENT_JID"]
+    assert jid.startswith(f"{FULLNAME}-0.")
+    assert jid.endswith(single["SIPMUC_XMPP__COMPONENT_JID"])
