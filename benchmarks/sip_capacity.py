@@ -23,10 +23,12 @@ current settings, in the same invocation and conditions) it prints:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import math
 import multiprocessing
 import os
+import random
 import socket
 import struct
 import tempfile
@@ -52,8 +54,23 @@ SO_TIMESTAMPNS = 35
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 
 # The previous design: pjmedia's null-device clock at an arbitrary phase, a 1-frame
-# cushion on each ring, the mixer on its own unaligned clock.
-BASELINE = {"media_clock": "pjmedia", "ring_reserve": 1}
+# cushion on each ring, the mixer on its own unaligned clock, PJSIP's default media
+# quality (large resampling filter), the pjsua2 thread at normal priority.
+BASELINE = {"media_clock": "pjmedia", "ring_reserve": 1, "media_quality": 8,
+            "main_thread_priority": 0}  # fmt: skip
+
+
+def _realtime(pid: int, priority: int) -> None:
+    """SCHED_FIFO for every thread of ``pid`` (SIPp: callers must not starve on a shared box)."""
+    if not priority:
+        return
+    try:
+        tids = [t.id for t in psutil.Process(pid).threads()]
+    except psutil.Error:
+        return
+    for tid in tids:
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
 
 
 def _ulaw_decode(data: bytes) -> np.ndarray:
@@ -185,10 +202,8 @@ def _busy(times: psutil._common.pcputimes | None) -> float:  # type: ignore[name
 def _tree_cpu(pids: list[int]) -> dict[int, float]:
     out = {}
     for pid in pids:
-        try:
+        with contextlib.suppress(psutil.Error):
             out[pid] = _busy(psutil.Process(pid).cpu_times())
-        except psutil.Error:
-            pass
     return out
 
 
@@ -209,9 +224,9 @@ def run(name: str, args: argparse.Namespace, work: Path, overrides: dict[str, ob
     legs = args.calls + 2
     res = Result(name, legs)
     pool_size = 1 + math.ceil(max(0, legs - (cpw - 1)) / cpw)
-    sip = SipSettings(
-        port=free_udp_tcp_port(), rtp_port_start=24000, rtp_port_count=8 * cpw * pool_size + 64
-    )
+    rtp_count = 8 * cpw * pool_size + 64
+    rtp_start = random.randrange(20000, 60000 - rtp_count, 2)  # others benchmark here too
+    sip = SipSettings(port=free_udp_tcp_port(), rtp_port_start=rtp_start, rtp_port_count=rtp_count)
     ws = WorkerSettings(pool_size=pool_size, calls_per_worker=cpw, media_timeout=0, **overrides)
     print(f"\n=== {name}: {args.calls} load callers + 2 probes; {pool_size} workers; "
           f"media_clock={ws.media_clock} ring_reserve={ws.ring_reserve} "
@@ -248,13 +263,16 @@ def run(name: str, args: argparse.Namespace, work: Path, overrides: dict[str, ob
         dp.sipp_uac_scenario("probe", pcap=work / "bursts.pcap", hold_ms=hold_ms),
         pool.front_port, work / name / "p1", media_port=p1_port, timeout_s=int(hold + 60),
     )  # fmt: skip
-    p2.start()
-    time.sleep(0.3)
-    load.start()
-    time.sleep(0.5)
-    p1.start()
+    for sp, pause in ((p2, 0.3), (load, 0.5), (p1, 0.0)):
+        sp.start()
+        assert sp.proc is not None
+        _realtime(sp.proc.pid, args.sipp_priority)  # threads started later inherit it
+        time.sleep(pause)
     deadline = time.monotonic() + 60
     while len(pool.legs()) < legs and time.monotonic() < deadline:
+        for sp in (load, p1, p2):
+            if sp.proc is not None:
+                _realtime(sp.proc.pid, args.sipp_priority)
         time.sleep(0.2)
     res.up = len(pool.legs())
     probes = [r.worker for r in pool.legs().values() if r.room == "probe"]
@@ -341,7 +359,8 @@ def report(r: Result) -> None:
           f"discarded={r.jb_discard}, average delay {r.jb_delay_ms:.0f} ms")  # fmt: skip
     if r.lat:
         print(f"added latency wire→wire (probe RTP in → RTP out, {len(r.lat)} bursts): "
-              f"p50 {r.pct(50):.0f} ms, p90 {r.pct(90):.0f} ms, max {max(r.lat):.0f} ms")  # fmt: skip
+              f"p50 {r.pct(50):.0f} ms, p90 {r.pct(90):.0f} ms, "
+              f"max {max(r.lat):.0f} ms")  # fmt: skip
     else:
         print(f"latency: no burst matched (in {r.onsets_in} onsets, out {r.onsets_out} onsets)")
     print(f"load avg before {r.load_before}, after {r.load_after}")
@@ -370,9 +389,28 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--calls-per-worker", type=int, default=4)
     ap.add_argument("--mode", choices=("both", "new", "baseline"), default="both",
-                    help="baseline = the old unaligned design (pjmedia clock, 1-frame cushions)")  # fmt: skip
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="extra WorkerSettings for the 'new' run, e.g. --set jb_max_pre_ms=60")  # fmt: skip
+                    help="baseline = the old design (pjmedia clock, 1-frame cushions, large "
+                    "resampling filter); new = current WorkerSettings")  # fmt: skip
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="alternate the configurations this many times (a noisy shared box)",
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra WorkerSettings for the 'new' run, e.g. --set jb_max_pre_ms=60",
+    )
+    ap.add_argument(
+        "--sipp-priority",
+        type=int,
+        default=1,
+        help="SCHED_FIFO priority of the SIPp callers (0 = normal): keeps the load "
+        "generator's RTP pacing out of other users' load; below the bridge's threads",
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sip-bench-"))
     speech = dp.speech("the quick brown fox jumps over the lazy dog. " * 2, 8000, work)
@@ -389,11 +427,12 @@ def main() -> None:
         key, _, value = kv.partition("=")
         extra[key] = value
     results = []
-    if args.mode in ("both", "baseline"):
-        results.append(run("baseline", args, work, BASELINE))
-    if args.mode in ("both", "new"):
-        results.append(run("new", args, work, extra))
-    summary(results)
+    for _ in range(args.repeat):
+        if args.mode in ("both", "baseline"):
+            results.append(run("baseline", args, work, BASELINE))
+        if args.mode in ("both", "new"):
+            results.append(run("new", args, work, extra))
+        summary(results)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
         help="plain progress lines instead of the live screen (automatic when not a terminal)",
     )  # fmt: skip
     demo.add_argument("--room", default="demo", help="conference/room name (default demo)")
+    demo.add_argument(
+        "--sip-port", type=int, default=0, metavar="PORT",
+        help="SIP port callers dial (default 5060 when free, else any free port)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--xmpp-port", type=int, default=0, metavar="PORT",
+        help="XMPP client (c2s) port (default 5222 when free, else any free port)",
+    )  # fmt: skip
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -94,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from bridge.demo import DemoOptions, run_demo
 
-        return run_demo(DemoOptions(args.workdir, args.duration, args.plain, args.room))
+        return run_demo(
+            DemoOptions(
+                args.workdir, args.duration, args.plain, args.room, args.sip_port, args.xmpp_port
+            )
+        )
     settings = _load(args.config)
     if args.command == "check-config":
         print(json.dumps(redacted(settings), indent=2))

@@ -11,6 +11,7 @@ import socket
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -32,6 +33,7 @@ ENV_PREFIX = "SIPMUC_"
 CONFIG_FILE_ENV = "SIPMUC_CONFIG"
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+_LOOPBACK = frozenset({"localhost", "::1", "ip6-localhost"})
 
 
 class ConfigError(Exception):
@@ -160,7 +162,10 @@ class WorkerSettings(_Section):
         30, ge=0, description="Retry-After seconds on 486/503 when the node is full"
     )
     hooks: list[str] = Field(
-        default_factory=lambda: ["bridge.sip.evsub:worker_hook"],
+        default_factory=lambda: [
+            "bridge.sip.evsub:worker_hook",
+            "bridge.sip.unhandled:worker_hook",  # 481/405/501 instead of silence
+        ],
         description="'package.module:function' called in each worker on the pjsua2 thread "
         "after start-up (e.g. the conference event package)",
     )
@@ -193,14 +198,31 @@ class WorkerSettings(_Section):
         description="SCHED_FIFO priority of each worker's pjsua2 thread when permitted (0 = "
         "normal scheduling): a preempted GIL holder delays the media clock by a CFS slice",
     )
+    media_quality: int = Field(
+        4,
+        ge=1,
+        le=10,
+        description="pjsua media quality; it selects the resampler between 8 kHz codecs and "
+        "the 16 kHz bridge, which is most of a worker's CPU: 3-4 small sinc filter, 5-10 "
+        "large one (PJSIP's default 8, about 2x the CPU per call), 1-2 linear",
+    )
     jb_init_ms: int = Field(
-        -1, ge=-1, le=1000, description="pjmedia jitter buffer initial prefetch (-1 = PJSIP default)"
+        -1,
+        ge=-1,
+        le=1000,
+        description="pjmedia jitter buffer initial prefetch (-1 = PJSIP default)",
     )
     jb_min_pre_ms: int = Field(
-        -1, ge=-1, le=1000, description="pjmedia jitter buffer minimum prefetch (-1 = PJSIP default)"
+        -1,
+        ge=-1,
+        le=1000,
+        description="pjmedia jitter buffer minimum prefetch (-1 = PJSIP default)",
     )
     jb_max_pre_ms: int = Field(
-        -1, ge=-1, le=1000, description="pjmedia jitter buffer maximum prefetch (-1 = PJSIP default)"
+        -1,
+        ge=-1,
+        le=1000,
+        description="pjmedia jitter buffer maximum prefetch (-1 = PJSIP default)",
     )
     jb_max_ms: int = Field(
         -1, ge=-1, le=5000, description="pjmedia jitter buffer size (-1 = PJSIP default, 500 ms)"
@@ -313,7 +335,11 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    demo: bool = Field(False, description="Demo profile: allows an empty component secret")
+    demo: bool = Field(
+        False,
+        description="Demo profile: allows an empty component secret and a remote Redis "
+        "without password",
+    )
     rooms: list[str] = Field(
         default_factory=list,
         description="Conferences linked at start-up: name → sip:<name>@<sip.domain> and "
@@ -333,6 +359,22 @@ class Settings(BaseSettings):
         if not self.demo and not self.xmpp.secret.get_secret_value():
             raise ValueError("xmpp.secret is required (set SIPMUC_XMPP__SECRET) unless demo = true")
         return self
+
+    @model_validator(mode="after")
+    def _redis_password_required(self) -> Self:
+        """Redis holds the moderation truth: whoever can write it can lift their own ban. A
+        Redis other hosts can reach must ask for a password (outside the demo); one on
+        loopback or a unix socket is reachable from this host only (docs/security.md)."""
+        if self.demo or self.redis.url is None:
+            return self
+        url = urlsplit(self.redis.url.get_secret_value())
+        host = (url.hostname or "").lower()
+        if url.scheme == "unix" or url.password or host in _LOOPBACK or host.startswith("127."):
+            return self
+        raise ValueError(
+            "redis.url must carry a password (redis://:PASSWORD@host:6379/0, better rediss://) "
+            "when Redis is not on loopback, unless demo = true"
+        )
 
     @classmethod
     def settings_customise_sources(

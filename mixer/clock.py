@@ -115,10 +115,8 @@ class TickClock:
             self._realtime = try_realtime(self._priority)
         period = self.period_s
         now = time.monotonic()
-        if self._phase is None:
-            deadline = now + period
-        else:
-            deadline = grid_deadline(now, period, self._phase)
+        phase = self._phase
+        deadline = now + period if phase is None else grid_deadline(now, period, phase)
         while not self._stop.is_set():
             now = time.monotonic()
             if now < deadline:

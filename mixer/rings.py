@@ -57,7 +57,14 @@ C_IN_W, C_OUT_R, C_WORKER_PID, C_OUT_UNDERRUNS, C_OUT_REPEATS, C_OUT_DROPPED, C_
     8, 15
 )
 
+QUIET_PEAK: Final = 328  # ≈ −40 dBFS: a backlog frame this quiet may be skipped unheard
+
 _barrier_lock = threading.Lock()
+
+
+def _quiet(frame: NDArray[np.int16]) -> bool:
+    """Whether a frame is silence or near it (both signs: abs(-32768) wraps in int16)."""
+    return bool(frame.max() < QUIET_PEAK and frame.min() > -QUIET_PEAK)
 
 
 def memory_barrier() -> None:
@@ -203,6 +210,8 @@ class MixerRings:
         self._zero_row = np.intp(slots * depth)
         self._keep = np.int64(reserve + 2)  # beyond this backlog the oldest frames are dropped
         self._reserve = np.int64(reserve)
+        self.trimmed = 0
+        """Quiet frames skipped to shrink a standing backlog (latency given back unheard)."""
         self._zero = np.int64(0)
         # Per-slot reader/writer positions, authoritative between ticks ...
         self._slot_r_in = np.zeros(slots, dtype=np.int64)
@@ -269,12 +278,15 @@ class MixerRings:
         w = ctrl[self._slots, C_IN_W]
         r, avail = self._r_in[:n], self._i2[:n]
         np.subtract(w, r, out=avail)
-        if int(avail.max(initial=0)) > self._keep:
+        most = int(avail.max(initial=0))
+        if most > self._keep:
             # Too far behind (stalled mixer, bursty writer, lapped ring): drop the oldest.
             dropped = np.maximum(avail - self._keep, 0)
             ctrl[self._slots, C_IN_DROPPED] += dropped
             r += dropped
             avail -= dropped
+        if most > self._reserve + 1:
+            self._trim_quiet(r, avail)
         primed, take, flag = self._primed[:n], self._take[:n], self._flag[:n]
         np.greater(avail, self._reserve, out=flag)
         np.logical_or(primed, flag, out=primed)  # the cushion has filled up once
@@ -293,6 +305,23 @@ class MixerRings:
         out_rows = self._out_rows[:n]
         np.bitwise_and(self._w_out[:n], self._mask, out=out_rows)
         np.add(out_rows, self._base[:n], out=out_rows)
+
+    def _trim_quiet(self, r: NDArray[np.int64], avail: NDArray[np.int64]) -> None:
+        """Skip the oldest frame of legs with a standing backlog when that frame is quiet.
+
+        A writer that was late once leaves one extra frame queued for good (it is never
+        dropped: nothing was lost); skipping it during a pause gives the 20 ms back without
+        an audible cut. Rare path: only legs with ``avail > reserve + 1`` are looked at.
+        """
+        legs = np.flatnonzero(avail > self._reserve + 1)
+        rows = self._base[legs] + (r[legs] & self._mask)
+        frames = self._seg.inp[rows]
+        quiet = (frames.max(axis=1) < QUIET_PEAK) & (frames.min(axis=1) > -QUIET_PEAK)
+        skip = legs[quiet]
+        if len(skip):
+            r[skip] += 1
+            avail[skip] -= 1
+            self.trimmed += len(skip)
 
     def torn_after_read(self) -> NDArray[np.intp]:
         """Legs (positions in leg order) whose input was overwritten while it was copied."""
@@ -406,6 +435,8 @@ class LegPort:
         self._primed = False
         self._repeated = False
         self._have_last = False
+        self.trimmed = 0
+        """Quiet frames skipped to shrink a standing backlog (see MixerRings._trim_quiet)."""
         self._last = np.zeros(self.frame, dtype=np.int16)
         self._scratch = np.zeros(self.frame, dtype=np.int16)
         self._ctrl[C_WORKER_PID] = os.getpid()
@@ -443,6 +474,15 @@ class LegPort:
             ctrl[C_OUT_DROPPED] += w - (self.reserve + 1) - self._r
             self._r = w - (self.reserve + 1)
         avail = w - self._r
+        # A standing backlog (the mixer was late once): skip its oldest frame if quiet.
+        if (
+            avail > self.reserve + 1
+            and self._primed
+            and _quiet(self._out[self._r % self._depth, : self.frame])
+        ):
+            self._r += 1
+            avail -= 1
+            self.trimmed += 1
         if not self._primed and avail > self.reserve:
             self._primed = True
         if self._primed and avail > 0:

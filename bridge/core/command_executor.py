@@ -22,6 +22,7 @@ there again; across a restart an unlinked room is forgotten and is linked with t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -242,8 +243,14 @@ class CommandExecutor:
                                 f"{self.node.settings.xmpp.muc_service} only.")  # fmt: skip
         parked = self.parked.pop(str(room_jid.bare), None)
         if parked is not None:  # rejoin as a linked room (fresh puppets, advertised URI)
-            self.component.rooms.pop(str(parked.jid), None)
             await parked.close()
+            # Our leave must come back before the new join goes out: its self-presence
+            # would otherwise read as the new control occupant being removed.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.node.settings.xmpp.join_timeout):
+                    while parked.occupants:  # noqa: ASYNC110 (cleared by that presence)
+                        await asyncio.sleep(0.02)
+            self.component.rooms.pop(str(parked.jid), None)
         await self.node.link(name, actor=action.actor)
         room = self.node.rooms.get(name)
         if room is None:

@@ -22,7 +22,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -51,6 +51,8 @@ class DemoOptions:
     duration: float = 0.0  # 0 = until Ctrl-C
     plain: bool = False
     room: str = DEFAULT_ROOM
+    sip_port: int = 0  # 0 = 5060 when free, else any free port
+    xmpp_port: int = 0  # 0 = 5222 when free, else any free port
 
 
 def _tcp_free(port: int) -> bool:
@@ -69,6 +71,10 @@ def _sip_free(port: int) -> bool:
         except OSError:
             return False
     return _tcp_free(port)
+
+
+def _preferred(port: int, is_free: Callable[[int], bool], any_free: Callable[[], int]) -> int:
+    return port if is_free(port) else any_free()
 
 
 @contextlib.contextmanager
@@ -102,9 +108,7 @@ def run_demo(options: DemoOptions) -> int:
     plain = options.plain or not sys.stdout.isatty()
     log_path = workdir / "bridge.log"
     with _output_to(log_path) as screen:
-        view: View = (
-            PlainView(board, screen) if plain else LiveView(board, Console(file=screen))
-        )
+        view: View = PlainView(board, screen) if plain else LiveView(board, Console(file=screen))
         with view:
             code = _run_logged(options, workdir, board, view)
     if code != 0:
@@ -136,7 +140,7 @@ async def _main(options: DemoOptions, workdir: Path, board: Board, view: View) -
         prosody = ProsodyServer(
             workdir / "prosody",
             users=dict(DEMO_USERS),
-            c2s_port=PREFERRED_C2S_PORT if _tcp_free(PREFERRED_C2S_PORT) else free_port(),
+            c2s_port=options.xmpp_port or _preferred(PREFERRED_C2S_PORT, _tcp_free, free_port),
             muc_modules=["muc_audio_video_uri"],
             admins=["alice@localhost"],
             component_secret="demo-secret",
@@ -151,7 +155,7 @@ async def _main(options: DemoOptions, workdir: Path, board: Board, view: View) -
     log.info("demo.xmpp_server", c2s=f"127.0.0.1:{prosody.c2s_port}", muc=prosody.muc_domain)
     callers: list[DemoCaller] = []
     try:
-        sip_port = PREFERRED_SIP_PORT if _sip_free(PREFERRED_SIP_PORT) else free_udp_tcp_port()
+        sip_port = options.sip_port or _preferred(PREFERRED_SIP_PORT, _sip_free, free_udp_tcp_port)
         domain = "127.0.0.1" if sip_port == 5060 else f"127.0.0.1:{sip_port}"
         endpoints = Endpoints(
             room=options.room, muc_jid=f"{options.room}@{prosody.muc_domain}",
@@ -196,7 +200,13 @@ async def _main(options: DemoOptions, workdir: Path, board: Board, view: View) -
             alice = ChatUser(prosody.jid("alice"), DEMO_USERS["alice"], prosody.c2s_port,
                              endpoints.muc_jid, "Alice")  # fmt: skip
             scenario = Scenario(
-                node, alice=alice, callers=callers, endpoints=endpoints, board=board, view=view
+                node,
+                alice=alice,
+                callers=callers,
+                endpoints=endpoints,
+                board=board,
+                view=view,
+                notify_dir=workdir / "notifies",
             )
             try:
                 return await _play(scenario, stop, options.duration, started)
@@ -233,8 +243,9 @@ async def _play(scenario: Scenario, stop: asyncio.Event, duration: float, starte
     stopped.cancel()
     if script.exception() is not None:
         raise script.exception()  # type: ignore[misc]
-    scenario.say("every step happened; the meeting goes on — try it with your own clients:")
-    scenario.say(scenario.ep.how_to_connect())
+    scenario.say("every step happened; the meeting goes on")
+    if isinstance(scenario.view, PlainView):
+        scenario.say(scenario.ep.how_to_connect())
     monitor = loop.create_task(scenario.monitor(), name="demo.monitor")
     try:
         remaining = duration - (loop.time() - started) if duration else None

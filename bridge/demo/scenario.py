@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.core.node import Node
-from bridge.demo.callers import CALLERS, DemoCaller
+from bridge.demo.callers import DemoCaller
 from bridge.demo.chat import ChatUser
 from bridge.demo.view import Board, Person, Step, View, db
 from bridge.demo.watcher import ConferenceWatcher, Notify, open_watcher
@@ -25,6 +25,7 @@ from bridge.protocol.conference_info import GROUPTEXTCHAT, EndpointStatus
 log = get_logger(__name__)
 
 STEP_TIMEOUT = 30.0  # safety net for a stuck step on a busy machine, not a speed target
+SPEAKING = 1e-4  # -40 dBFS: clearly speech, far above line silence
 
 
 class DemoFailed(RuntimeError):
@@ -45,17 +46,12 @@ class Endpoints:
 
     def how_to_connect(self) -> str:
         return "\n".join((
-            "Connect your own clients while the demo runs (without --duration it runs until "
-            "Ctrl-C):",
-            f"  SIP softphone   dial {self.sip_uri}",
-            f"                  baresip:   baresip, then type  /dial {self.sip_uri}",
-            f"                  linphone:  linphonec, then type  call {self.sip_uri}",
-            f"  XMPP client     log in as {self.guest_user} (password {self.guest_password!r}) "
-            f"on 127.0.0.1:{self.c2s_port}, plaintext on loopback,",
-            f"                  e.g. profanity: /connect {self.guest_user} server 127.0.0.1 "
-            f"port {self.c2s_port} tls disable; then join {self.muc_jid}",
-            f"  Conference events  SUBSCRIBE {self.sip_uri} with Event: conference "
-            "(RFC 4575)",
+            "Try it with your own clients (without --duration the demo runs until Ctrl-C):",
+            f"  phone   dial {self.sip_uri}   (baresip: /dial {self.sip_uri} · "
+            f"linphonec: call {self.sip_uri})",
+            f"  chat    {self.guest_user} / {self.guest_password} on 127.0.0.1:{self.c2s_port} "
+            f"(plaintext on loopback), room {self.muc_jid}",
+            f"  events  SUBSCRIBE {self.sip_uri} with Event: conference (RFC 4575)",
         ))  # fmt: skip
 
 
@@ -71,6 +67,7 @@ class Scenario:
         endpoints: Endpoints,
         board: Board,
         view: View,
+        notify_dir: Path,
     ) -> None:
         self.node = node
         self.alice = alice
@@ -79,6 +76,8 @@ class Scenario:
         self.board = board
         self.view = view
         self.watcher: ConferenceWatcher | None = None
+        self.notify_dir = notify_dir
+        notify_dir.mkdir(parents=True, exist_ok=True)
         self._talking: set[str] = set()
         self._ever_talked: set[str] = set()
 
@@ -108,7 +107,7 @@ class Scenario:
         deadline = time.monotonic() + within
         while not predicate():
             for caller in self.callers:
-                if not caller.alive:
+                if caller.stopped:
                     raise DemoFailed(f"caller {caller.script.display} stopped: "
                                      f"{caller.problem()}")  # fmt: skip
             if time.monotonic() > deadline:
@@ -175,11 +174,23 @@ class Scenario:
 
     def on_notify(self, notify: Notify) -> None:
         self.board.notify_count += 1
-        self.board.notify_xml = notify.raw.decode("utf-8", errors="replace").strip()
+        n = self.board.notify_count
+        (self.notify_dir / f"notify-{n:03d}.xml").write_bytes(notify.raw)
         state = notify.state
-        users = len(state.users or ()) if state is not None else 0
-        self.say(f"NOTIFY #{self.board.notify_count} ({notify.subscription_state}): "
-                 f"{users} users in the conference")  # fmt: skip
+        people = []
+        for user in (state.users or ()) if state is not None else ():
+            muted = any(e.status == EndpointStatus.MUTED_VIA_FOCUS for e in user.endpoints)
+            people.append((user.display_text or user.entity) + (" (muted-via-focus)" if muted
+                                                                 else ""))  # fmt: skip
+        chat = ""
+        if state is not None and state.description is not None:
+            chat = next((u.uri for u in state.description.service_uris
+                         if u.purpose == GROUPTEXTCHAT), "")  # fmt: skip
+        self.board.notify_summary = (f"version {state.version if state else '?'}, "
+                                     f"grouptextchat {chat or '(none)'}\n"
+                                     f"users: {', '.join(people) or '(none)'}")  # fmt: skip
+        self.say(f"NOTIFY #{n} ({notify.subscription_state}): {len(people)} users in the "
+                 f"conference; saved as {self.notify_dir.name}/notify-{n:03d}.xml")  # fmt: skip
 
     # ---- the script ----------------------------------------------------------------------
 
@@ -216,11 +227,13 @@ class Scenario:
                              "the first NOTIFY")  # fmt: skip
             state = self.watcher.state
             description = state.description if state is not None else None
-            chat = [u.uri for u in description.service_uris if u.purpose == GROUPTEXTCHAT] \
-                if description is not None else []
+            chat = (
+                [u.uri for u in description.service_uris if u.purpose == GROUPTEXTCHAT]
+                if description is not None
+                else []
+            )
             if not chat:
-                raise DemoFailed("the conference-info document has no grouptextchat entry: "
-                                 + self.board.notify_xml[:400])
+                raise DemoFailed("the conference-info document has no grouptextchat entry")
             s.detail = f"grouptextchat: {chat[0]}"
 
         async with self.step("two phone callers dial in (SIPp, espeak-ng speech)") as s:
@@ -231,8 +244,9 @@ class Scenario:
             names = [c.script.display for c in self.callers]
             await self.until(lambda: all(self.leg_of(n) for n in names), "callers' puppets")
             await self.alice.wait_for(lambda: all(n in self.alice.occupants for n in names))
-            s.detail = " and ".join(names) + f" dialled {ep.sip_uri}; they sit in the room " \
-                "as occupants"
+            s.detail = (
+                " and ".join(names) + f" dialled {ep.sip_uri}; they sit in the room as occupants"
+            )
 
         async with self.step("who is talking (the mixer's talker detection)") as s:
             await self.until(lambda: set(names) <= self._ever_talked, "both callers talking")
@@ -259,21 +273,28 @@ class Scenario:
             leg = self.leg_of(carol)
             assert leg is not None
             slot = self.node.pool.legs()[leg].slot
-            await self.until(lambda: self.levels().get(slot, (0.0, 0.0))[1] > 0.0,
-                             f"{carol}'s voice in the mix")  # fmt: skip
-            before = self.levels()[slot][1]
+            # mute her mid-sentence, so that the drop in the mix is plain to see
+            await self.until(lambda: leg in self.node.talking, f"{carol} talking")
+            before = self.levels().get(slot, (0.0, 0.0))[1]
             await self.alice.set_role(carol, "visitor", "muted by Alice from the chat room")
             await self.until(lambda: self.node.pool.legs()[leg].muted, "the leg muted")
             await self.until(lambda: self.levels().get(slot, (1.0, 1.0))[1] == 0.0,
                              "silence in the mix")  # fmt: skip
-            await self.until(lambda: self.caller_heard(self.callers[0], "mute")
-                             or self.caller_heard(self.callers[0], "Mute"),
+            await self.until(lambda: self.levels().get(slot, (0.0, 0.0))[0] > SPEAKING,
+                             f"{carol} speaking while muted")  # fmt: skip
+            spoken = self.levels()[slot][0]
+            self.say(f"mute effect: {carol} speaks at {db(spoken)}, in the mix: silent")
+            await self.until(lambda: leg not in self.node.talking, f"{carol} no longer talking")
+            await self.alice.wait_for(
+                lambda: getattr(self.alice.occupants.get(carol), "role", "") == "visitor"
+            )
+            await self.until(lambda: self.caller_heard(self.callers[0], "mute"),
                              f"{carol}'s phone told")  # fmt: skip
             await self.until(lambda: self._muted_in_notify(carol), "muted-via-focus in a NOTIFY")
-            spoken = self.levels().get(slot, (0.0, 0.0))[0]
-            s.detail = (f"muted: {carol}'s leg muted in the mixer; in the mix: {db(before)} → "
-                        f"silent (she still speaks at {db(spoken)}); room role visitor; "
-                        "NOTIFY says muted-via-focus; her phone got a SIP MESSAGE")  # fmt: skip
+            s.detail = (f"muted: {carol}'s leg is muted in the mixer; her voice in the mix went "
+                        f"from {db(before)} to silent while she still speaks ({db(spoken)}); "
+                        "room role visitor; NOTIFY: muted-via-focus; her phone got a SIP "
+                        "MESSAGE saying so")  # fmt: skip
 
     def _muted_in_notify(self, nick: str) -> bool:
         state = self.watcher.state if self.watcher else None
@@ -281,13 +302,3 @@ class Scenario:
             if user.display_text == nick:
                 return any(e.status == EndpointStatus.MUTED_VIA_FOCUS for e in user.endpoints)
         return False
-
-
-def caller_names() -> list[str]:
-    return [c.display for c in CALLERS]
-
-
-def demo_dir(workdir: Path, *parts: str) -> Path:
-    path = workdir.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
-    return path

@@ -68,8 +68,7 @@ class ConferenceWatcher(asyncio.DatagramProtocol):
     _seen: set[str] = field(default_factory=set)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self._transport = transport
+        self._transport = transport  # type: ignore[assignment]  # a datagram endpoint's
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         msg = _parse(data)

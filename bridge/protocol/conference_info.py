@@ -20,6 +20,7 @@ Pure code, no I/O. Three layers:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -300,9 +301,29 @@ def _participant_user(room: RoomView, person: Participant) -> User:
                 roles=tuple(xml_text(r) for r in person.roles), endpoints=tuple(endpoints))
 
 
+def _merge_same_person(users: Iterable[User]) -> tuple[User, ...]:
+    """One ``<user>`` per entity: a person in the room from two clients (same real JID) is
+    one user with two endpoints, not two users (RFC 4575 §5.6 keys users by entity)."""
+    merged: dict[str, User] = {}
+    for user in users:
+        seen = merged.get(user.entity)
+        if seen is None:
+            merged[user.entity] = user
+            continue
+        known = {e.entity for e in seen.endpoints}
+        roles = tuple(dict.fromkeys((*(seen.roles or ()), *(user.roles or ()))))
+        merged[user.entity] = replace(
+            seen,
+            display_text=seen.display_text or user.display_text,
+            roles=roles,
+            endpoints=seen.endpoints + tuple(e for e in user.endpoints if e.entity not in known),
+        )
+    return tuple(merged.values())
+
+
 def conference_from_room(room: RoomView) -> ConferenceInfo:
     """The full conference-info model of ``room`` (no version: a stream adds it)."""
-    users = tuple(_participant_user(room, p) for p in room.participants)
+    users = _merge_same_person(_participant_user(room, p) for p in room.participants)
     return ConferenceInfo(
         entity=room.focus_uri,
         description=Description(

@@ -121,18 +121,28 @@ def sip_text(body: str, content_type: str) -> str | None:
     raise UnsupportedContent(kind)
 
 
+# XML 1.0 Char production: a SIP body may carry NUL, BEL, ESC …; sent raw they make the
+# component's stream not well-formed and the XMPP server closes it (every room of the node).
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_safe(text: str) -> str:
+    """``text`` without the characters XML 1.0 cannot carry."""
+    return _NOT_XML_CHAR.sub("", text)
+
+
 def sip_to_xmpp(message: SipMessageReceived) -> ChatText | None:
     """Table 2: a SIP MESSAGE as the fields of a groupchat message (None: nothing to send)."""
     text = sip_text(message.body, message.content_type)
     if text is None:
         return None
-    text = text.replace("\r\n", "\n").strip()
+    text = xml_safe(text.replace("\r\n", "\n")).strip()
     if not text:
         return None
     return ChatText(
         body=text,
-        subject=message.subject.strip(),
-        thread=thread_for_call_id(message.call_id),
+        subject=xml_safe(message.subject).strip(),
+        thread=xml_safe(thread_for_call_id(message.call_id)),
         lang=clean_language(message.language),
     )
 

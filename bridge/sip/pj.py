@@ -67,12 +67,18 @@ def vector_data(vec: Any) -> tuple[int, int]:
 
 
 def create_endpoint(
-    *, calls: int, log_level: int, user_agent: str, jitter: tuple[int, int, int, int] | None = None
+    *,
+    calls: int,
+    log_level: int,
+    user_agent: str,
+    jitter: tuple[int, int, int, int] | None = None,
+    quality: int = 0,
 ) -> Any:
     """libCreate + libInit for a headless media worker (caller adds transports, starts).
 
     ``jitter`` = (init, min prefetch, max prefetch, size) of pjmedia's jitter buffer in ms,
-    -1 for PJSIP's default of each.
+    -1 for PJSIP's default of each. ``quality`` (1–10, 0 = PJSIP's default 8) picks the
+    conference bridge's resampler: 3–4 the small sinc filter, < 3 linear, else the large one.
     """
     ep = pj.Endpoint()
     ep.libCreate()
@@ -90,6 +96,8 @@ def create_endpoint(
     cfg.medConfig.noVad = True
     cfg.medConfig.ecTailLen = 0  # no echo canceller: we never play into a microphone
     cfg.medConfig.maxMediaPorts = 2 * calls + 8
+    if quality:
+        cfg.medConfig.quality = quality
     if jitter is not None:
         med = cfg.medConfig
         med.jbInit, med.jbMinPre, med.jbMaxPre, med.jbMax = jitter
@@ -317,8 +325,7 @@ class MediaClock:
                 time.sleep(deadline - now)  # clock_nanosleep on CLOCK_MONOTONIC
                 continue
             lateness = now - deadline
-            if lateness > self._max_late:
-                self._max_late = lateness
+            self._max_late = max(self._max_late, lateness)
             if lateness > late_after:
                 self._late += 1
             if lateness > 2 * period:
@@ -363,6 +370,12 @@ class BridgeAccount(pj.Account):  # type: ignore[misc]
 
     def onInstantMessage(self, prm: Any) -> None:  # noqa: N802
         self._on_message(prm)
+
+    def onIncomingSubscribe(self, prm: Any) -> None:  # noqa: N802
+        """pjsua would accept any presence SUBSCRIBE and send NOTIFYs to whoever asks (an
+        amplifier on UDP); a conference serves only ``Event: conference`` (bridge.sip.evsub)."""
+        prm.code = 489
+        prm.reason = "Bad Event"
 
 
 class BridgeCall(pj.Call):  # type: ignore[misc]

@@ -77,6 +77,21 @@ log = get_logger(__name__)
 
 PoolEvent: TypeAlias = SipEvent | ExtensionMessage
 ATTACH_TIMEOUT_S = 5.0
+PHASE_MARGIN_S = 0.004  # aligned clocks: no worker ticks within this of the mixer's tick
+
+
+def worker_phase(index: int, workers: int, mixer_phase_s: float, period_s: float = 0.02) -> float:
+    """Phase of worker ``index`` on the node's tick grid (aligned media clocks).
+
+    A frame written at a worker's tick is mixed at the mixer's next tick and read back at
+    the worker's next tick, so it crosses the rings in exactly one period whatever the
+    worker's phase — as long as no worker ticks within :data:`PHASE_MARGIN_S` of the mixer
+    (that margin absorbs wake-up lateness on either side). Spreading the workers evenly
+    over the rest of the period keeps them from all waking at once on a 2-core box.
+    """
+    span = period_s - 2 * PHASE_MARGIN_S
+    offset = span * (index + 0.5) / max(1, workers)
+    return (mixer_phase_s + PHASE_MARGIN_S + offset) % period_s
 
 
 class MixerLike(Protocol):
@@ -387,9 +402,10 @@ class WorkerPool:
                     pjsip_log_level=ws.pjsip_log_level,
                     directory=self.directory,
                     aligned_clock=ws.media_clock == "aligned",
-                    clock_phase_s=0.0,
+                    clock_phase_s=worker_phase(i, n, ws.mixer_phase_ms / 1000),
                     ring_reserve=ws.ring_reserve,
                     main_priority=ws.main_thread_priority,
+                    media_quality=ws.media_quality,
                     jitter=(ws.jb_init_ms, ws.jb_min_pre_ms, ws.jb_max_pre_ms, ws.jb_max_ms),
                 )
             )

@@ -41,6 +41,7 @@ class WorkerSpec:
     clock_phase_s: float = 0.0  # phase of that grid (the mixer ticks later)
     ring_reserve: int = 1  # cushion frames of the worker side of each ring
     main_priority: int = 0  # SCHED_FIFO priority of the pjsua2 thread (0 = normal)
+    media_quality: int = 0  # pjsua media quality (0 = PJSIP default): picks the resampler
     jitter: tuple[int, int, int, int] = (-1, -1, -1, -1)  # jb init, min/max prefetch, size (ms)
 
 

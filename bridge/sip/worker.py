@@ -180,6 +180,8 @@ class Worker:
             except (EOFError, OSError):
                 self.jobs.put(Shutdown("supervisor-gone"))
                 return
+            if isinstance(message, DirectoryUpdate):  # at once (one reference swap): an
+                self.directory = message.directory  # INVITE may come before the queue drains
             self.jobs.put(message)
             if isinstance(message, Shutdown):
                 return
@@ -191,6 +193,7 @@ class Worker:
             log_level=spec.pjsip_log_level,
             user_agent=f"sipmuc-bridge/{__version__}",
             jitter=spec.jitter,
+            quality=spec.media_quality,
         )
         cert = str(spec.sip.tls_certificate) if spec.sip.tls_certificate else None
         key = str(spec.sip.tls_private_key) if spec.sip.tls_private_key else None
@@ -650,7 +653,9 @@ class Worker:
             headers["Subject"] = _one_line(cmd.subject)
         if cmd.language:
             headers["Content-Language"] = _one_line(cmd.language)
-        body = f"{cmd.sender_display}: {cmd.body}" if cmd.sender_display else cmd.body
+        # the room relay (bridge.protocol.stox) already writes "nick: text": never twice
+        named = cmd.body.startswith((f"{cmd.sender_display}: ", f"{cmd.sender_display} ("))
+        body = f"{cmd.sender_display}: {cmd.body}" if cmd.sender_display and not named else cmd.body
         try:
             pjw.send_message(leg.call, body, cmd.content_type or "text/plain", headers)
         except Exception as exc:

@@ -105,6 +105,13 @@ class OccupantRoleChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class OccupantsChanged:
+    """Someone entered or left the room (the conference-info shows chat-only occupants)."""
+
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
 class SubjectChanged:
     """The room subject (``initial`` when received on (re)joining, not a change)."""
 
@@ -160,6 +167,7 @@ RoomEvent = (
     | PuppetKicked
     | PuppetBanned
     | OccupantRoleChanged
+    | OccupantsChanged
     | SubjectChanged
     | RoomJoined
     | RoomLost
@@ -168,6 +176,7 @@ RoomEvent = (
 __all__ = [
     "CommandTyped",
     "OccupantRoleChanged",
+    "OccupantsChanged",
     "PuppetBanned",
     "PuppetJoinFailed",
     "PuppetJoined",

@@ -35,6 +35,7 @@ from bridge.xmpp import muc
 from bridge.xmpp.events import (
     CommandTyped,
     OccupantRoleChanged,
+    OccupantsChanged,
     PuppetBanned,
     PuppetJoined,
     PuppetJoinFailed,
@@ -661,10 +662,13 @@ class BridgedRoom:
             return
         old = self.occupants.get(info.nick)
         if not info.available:
-            self.occupants.pop(info.nick, None)
+            if self.occupants.pop(info.nick, None) is not None:
+                self._emit(OccupantsChanged(str(self.jid)))
             return
         occupant = Occupant(info.nick, info.role, info.affiliation, info.jid)
         self.occupants[info.nick] = occupant
+        if old is None:
+            self._emit(OccupantsChanged(str(self.jid)))
         if old is None or not self.joined:
             return
         if (old.role, old.affiliation) == (occupant.role, occupant.affiliation):

@@ -103,14 +103,19 @@ async def test_hostile_in_dialog_messages_get_clear_answers(
         ctrl = await alice.next_message(lambda m: m.body.startswith("ring"), WAIT)
         assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f]", ctrl.body)
         # an oversize message is refused with a notice to the caller, not cut silently
-        assert await send("x" * 5000) == 200
+        # (3000: pjsip truncates UDP datagrams over 4000 bytes, see docs/reliability.md)
+        assert await send("x" * 3000) == 200
         notice = await asyncio.to_thread(carl.wait_request, "MESSAGE", WAIT)
-        assert "not delivered" in notice.body and "5000" in notice.body
+        assert "not delivered" in notice.body and "3000" in notice.body
         # a flood: the rate limit applies and the caller is told once
         for i in range(12):
             await send(f"flood {i}")
-        told = await asyncio.to_thread(carl.wait_request, "MESSAGE", WAIT)
-        assert "too fast" in told.body
+
+        def told() -> bool:
+            return any("too fast" in m.body for m in carl.received if m.method == "MESSAGE")
+
+        while not told():  # the notice may arrive while a send waits for its 200
+            await asyncio.to_thread(carl.recv, 0.5)
         await alice.next_message(lambda m: m.body.startswith("flood"), WAIT)
         flood = [m for m in alice.messages if m.body.startswith("flood")]
         assert 0 < len(flood) < 12

@@ -129,8 +129,6 @@ def test_bad_model_values_raise_clear_errors() -> None:
         conference_from_room(room(Participant("ghost")))
     with pytest.raises(ConferenceInfoError, match="explicit entity"):
         conference_from_room(room(Participant("x", audio=AudioLeg("sip:x@h"))))
-    with pytest.raises(ConferenceInfoError, match="duplicate user"):
-        conference_from_room(room(alice(), alice()))
     with pytest.raises(ConferenceInfoError, match="URI"):
         User(entity="sip:has space@h")
     with pytest.raises(ConferenceInfoError, match="JID"):
@@ -279,8 +277,25 @@ def rooms(draw: st.DrawFn, text: st.SearchStrategy[str] = any_text) -> RoomView:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rooms())
 def test_any_model_renders_valid_xml(view: RoomView) -> None:
-    root = valid(ConferenceInfoStream().full(conference_from_room(view)))
-    assert len(by_entity(root)) == len(view.participants)
+    conference = conference_from_room(view)
+    root = valid(ConferenceInfoStream().full(conference))
+    entities = [user.entity for user in conference.users]
+    assert len(by_entity(root)) == len(set(entities)) == len(entities)
+    endpoints = {e.entity for user in conference.users for e in user.endpoints}
+    for person in view.participants:  # nobody is lost when two sessions merge
+        if person.audio is not None:
+            assert person.audio.endpoint_uri in endpoints
+
+
+def test_one_person_in_the_chat_twice_is_one_user_with_two_endpoints() -> None:
+    laptop = Participant("Bob", chat=ChatPresence("bob", "bob@example.com/laptop"))
+    phone = Participant("Bob", chat=ChatPresence("bob-phone", "bob@example.com/phone"))
+    view = RoomView("sip:room@bridge.example", "room@muc.example", (laptop, phone),
+                    show_real_jids=True)
+    (user,) = conference_from_room(view).users
+    assert user.entity == "xmpp:bob@example.com"
+    assert len(user.endpoints) == 2
+    assert len(conference_from_room(room(alice(), alice())).users) == 1
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
