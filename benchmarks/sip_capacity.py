@@ -227,7 +227,9 @@ def run(name: str, args: argparse.Namespace, work: Path, overrides: dict[str, ob
     rtp_count = 8 * cpw * pool_size + 64
     rtp_start = random.randrange(20000, 60000 - rtp_count, 2)  # others benchmark here too
     sip = SipSettings(port=free_udp_tcp_port(), rtp_port_start=rtp_start, rtp_port_count=rtp_count)
-    ws = WorkerSettings(pool_size=pool_size, calls_per_worker=cpw, media_timeout=0, **overrides)
+    ws = WorkerSettings(
+        pool_size=pool_size, calls_per_worker=cpw, media_timeout=0, stats_interval=2.0, **overrides
+    )
     print(f"\n=== {name}: {args.calls} load callers + 2 probes; {pool_size} workers; "
           f"media_clock={ws.media_clock} ring_reserve={ws.ring_reserve} "
           f"mixer_phase_ms={ws.mixer_phase_ms} jb=({ws.jb_init_ms},{ws.jb_min_pre_ms},"
@@ -242,7 +244,7 @@ def run(name: str, args: argparse.Namespace, work: Path, overrides: dict[str, ob
     t0 = time.monotonic()
     pool.start()
     print(f"pool started in {time.monotonic() - t0:.1f}s; load avg before {res.load_before}")
-    hold = args.seconds + 6
+    hold = args.seconds + 30  # call set-up is slow on a loaded box: all must outlive the window
     hold_ms = int(hold * 1000)
     p1_port, p2_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
     ctx = multiprocessing.get_context("spawn")
@@ -324,12 +326,12 @@ def run(name: str, args: argparse.Namespace, work: Path, overrides: dict[str, ob
     res.cpu_others = max(0.0, all_busy - delta(ours))
     res.load_after = os.getloadavg()
 
-    for s in (load, p1, p2):
-        s.wait(hold + 90)
     sniff_conn.send("stop")
     packets: list[tuple[float, int, int, float]] = sniff_conn.recv()
     sniffer.join(5)
-    pool.stop()
+    pool.stop()  # BYE to every caller; the callers' own BYE would come ~30 s later
+    for sp in (load, p1, p2):
+        sp.kill()
     inbound = [(t, lv) for t, sp, _dp, lv in packets if sp == p1_port]
     outbound = [(t, lv) for t, _sp, dpt, lv in packets if dpt == p2_port]
     a = onsets([t for t, _ in inbound], [lv for _, lv in inbound])
@@ -414,7 +416,7 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sip-bench-"))
     speech = dp.speech("the quick brown fox jumps over the lazy dog. " * 2, 8000, work)
-    hold = args.seconds + 6
+    hold = args.seconds + 30
     reps = math.ceil(hold / (len(speech) / 8000)) + 1
     dp.write_rtp_pcap(work / "load.pcap", np.tile(speech, reps))
     t = np.arange(800) / 8000

@@ -206,6 +206,12 @@ class WorkerSettings(_Section):
         "the 16 kHz bridge, which is most of a worker's CPU: 3-4 small sinc filter, 5-10 "
         "large one (PJSIP's default 8, about 2x the CPU per call), 1-2 linear",
     )
+    stats_interval: float = Field(
+        0.0,
+        ge=0,
+        description="Seconds between each worker's media health reports to the pool (clock "
+        "lateness, pjmedia jitter buffer counters; benchmarks/sip_capacity.py); 0 = off",
+    )
     jb_init_ms: int = Field(
         -1,
         ge=-1,
@@ -258,9 +264,9 @@ class StateSettings(_Section):
         description="Prefix of every Redis key (several deployments may share one Redis)",
     )
     node_id: str = Field(
-        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
-        min_length=1,
-        description="This replica's name in room leases (default: hostname-pid)",
+        "",
+        description="This replica's name in room leases; empty = <hostname>-<sip.port>, stable "
+        "across restarts so that a restarted node takes its own rooms back at once",
     )
     redirect_contact: str | None = Field(
         None,
@@ -353,6 +359,14 @@ class Settings(BaseSettings):
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
     log: LogSettings = Field(default_factory=LogSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+
+    @model_validator(mode="after")
+    def _stable_node_id(self) -> Self:
+        # Not hostname-pid: a restarted node would see its own old leases as another
+        # replica's and redirect callers to itself until they expire.
+        if not self.state.node_id:
+            self.state.node_id = f"{socket.gethostname()}-{self.sip.port}"
+        return self
 
     @model_validator(mode="after")
     def _secret_required(self) -> Self:

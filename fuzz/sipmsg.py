@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import _harness
 import atheris
 
@@ -31,10 +33,8 @@ def test_one_input(data: bytes) -> None:
     assert len(info.display_name) <= 128
     message_info(request)
     for _, value in request.headers:
-        try:
+        with contextlib.suppress(SipParseError):
             parse_name_addr(value)
-        except SipParseError:
-            pass
 
 
 if __name__ == "__main__":

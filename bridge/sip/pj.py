@@ -199,6 +199,12 @@ class FramePort(pj.AudioMediaPort):  # type: ignore[misc]
         """Overlay a cue on what this caller hears (called from any thread)."""
         self._cue.extend(frames)
 
+    def _failed(self) -> None:
+        # pjmedia may still call a port whose Python half is being torn down (its
+        # attributes are gone): count what can be counted, never raise into SWIG.
+        if "errors" in self.__dict__:
+            self.errors += 1
+
     def onFrameReceived(self, frame: Any) -> None:  # noqa: N802
         try:
             lp = self.leg_port
@@ -212,7 +218,7 @@ class FramePort(pj.AudioMediaPort):  # type: ignore[misc]
                 lp.write_received(self._silence)
             self.frames_in += 1
         except Exception:
-            self.errors += 1
+            self._failed()
 
     def onFrameRequested(self, frame: Any) -> None:  # noqa: N802
         try:
@@ -234,7 +240,7 @@ class FramePort(pj.AudioMediaPort):  # type: ignore[misc]
             frame.type = FRAME_AUDIO
             self.frames_out += 1
         except Exception:
-            self.errors += 1
+            self._failed()
 
 
 def _try_realtime(priority: int = 20) -> bool:

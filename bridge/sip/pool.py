@@ -260,7 +260,7 @@ class WorkerPool:
         return [w.pid for w in self._workers]
 
     def worker_stats(self) -> dict[int, WorkerStats]:
-        """Latest media health report of each worker (sent every ~2 s; cumulative)."""
+        """Latest media health report of each worker (every ``stats_interval``; cumulative)."""
         with self._lock:
             return dict(self._stats)
 
@@ -406,6 +406,7 @@ class WorkerPool:
                     ring_reserve=ws.ring_reserve,
                     main_priority=ws.main_thread_priority,
                     media_quality=ws.media_quality,
+                    stats_interval_s=ws.stats_interval,
                     jitter=(ws.jb_init_ms, ws.jb_min_pre_ms, ws.jb_max_pre_ms, ws.jb_max_ms),
                 )
             )

@@ -42,6 +42,7 @@ class WorkerSpec:
     ring_reserve: int = 1  # cushion frames of the worker side of each ring
     main_priority: int = 0  # SCHED_FIFO priority of the pjsua2 thread (0 = normal)
     media_quality: int = 0  # pjsua media quality (0 = PJSIP default): picks the resampler
+    stats_interval_s: float = 0.0  # WorkerStats reports (0 = none)
     jitter: tuple[int, int, int, int] = (-1, -1, -1, -1)  # jb init, min/max prefetch, size (ms)
 
 
@@ -102,7 +103,7 @@ class ExtensionMessage:
 
 @dataclass(frozen=True, slots=True)
 class WorkerStats:
-    """Media health of one worker, sent every couple of seconds (cumulative counters).
+    """Media health of one worker, sent every ``stats_interval`` (cumulative counters).
 
     ``clock_*`` come from the grid-aligned media clock (zeros with pjmedia's own clock);
     ``jb_*`` are pjmedia's jitter buffer counters summed over the calls up right now.

@@ -1,11 +1,15 @@
 """A SIP media worker process: one pjsua2 endpoint, ≤ ``calls`` legs, audio via shared memory.
 
 Threads: the process's main thread owns pjsua2 (handles SIP, runs every job); a reader
-thread only moves pipe messages into the job queue; pjmedia's clock thread runs the
-:class:`~bridge.sip.pj.FramePort` callbacks. An INVITE is decided locally from the
-pushed :class:`~bridge.sip.admission.RoomDirectory` (404/403/486/503/302 at once); an
-admitted one rings (180) while the pool reserves a mixer slot, and is answered 200 as
-soon as the slot arrives, so the caller's audio is in the mix from its first frame.
+thread only moves pipe messages into the job queue; the media clock thread runs the
+:class:`~bridge.sip.pj.FramePort` callbacks — our :class:`~bridge.sip.pj.MediaClock` on the
+node's tick grid (``media_clock='aligned'``, see docs/capacity.md) or pjmedia's null sound
+device clock. Both the media clock and (``main_thread_priority``) the pjsua2 thread run
+under SCHED_FIFO when permitted: a GIL holder preempted on a busy core makes ticks late.
+An INVITE is decided locally from the pushed :class:`~bridge.sip.admission.RoomDirectory`
+(404/403/486/503/302 at once); an admitted one rings (180) while the pool reserves a
+mixer slot, and is answered 200 as soon as the slot arrives, so the caller's audio is in
+the mix from its first frame.
 
 Extension hooks (``WorkerSettings.hooks``, ``"package.module:function"``) are called on
 the pjsua2 thread right after ``libStart`` with a :class:`HookContext`: that is where the
@@ -343,8 +347,8 @@ class Worker:
 
     def _periodic(self, now: float) -> None:
         self._close_ports(now)
-        if now >= self._next_stats:
-            self._next_stats = now + 2.0
+        if self.spec.stats_interval_s and now >= self._next_stats:
+            self._next_stats = now + self.spec.stats_interval_s
             self._send_stats()
         for leg in list(self.legs.values()):
             if leg.ended:

@@ -82,8 +82,10 @@ async def hostile_server(prolog: bytes) -> AsyncIterator[int]:
         server.close()
 
 
-STREAM = (b"<stream:stream xmlns='jabber:component:accept' "
-          b"xmlns:stream='http://etherx.jabber.org/streams' from='bridge.localhost' id='x'>")  # fmt: skip
+STREAM = (
+    b"<stream:stream xmlns='jabber:component:accept' "
+    b"xmlns:stream='http://etherx.jabber.org/streams' from='bridge.localhost' id='x'>"
+)
 
 
 @pytest.mark.parametrize("name", ["billion laughs", "quadratic blowup", "external entity"])
@@ -119,8 +121,10 @@ async def test_prosody_refuses_a_bomb_from_a_client_and_the_bridge_keeps_serving
 
 def _raw_c2s(port: int, prolog: str) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
-        sock.sendall(prolog.encode() + b"<stream:stream to='localhost' xmlns='jabber:client' "
-                     b"xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>&lol9;")  # fmt: skip
+        sock.sendall(
+            prolog.encode() + b"<stream:stream to='localhost' xmlns='jabber:client' "
+            b"xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>&lol9;"
+        )
         data = b""
         while chunk := sock.recv(65536):
             data += chunk

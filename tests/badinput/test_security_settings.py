@@ -37,5 +37,5 @@ def test_demo_may_skip_both() -> None:
 
 
 def test_component_secret_is_required_outside_the_demo() -> None:
-    with pytest.raises(ConfigError, match="xmpp.secret is required"):
+    with pytest.raises(ConfigError, match=r"xmpp\.secret is required"):
         load_settings()

@@ -77,8 +77,10 @@ async def test_hostile_stanzas_to_room_component_and_puppets(
                     await iq.send(timeout=WAIT)
         # stray results and errors are ignored
         bob.client.send_raw(f"<iq type='result' id='stray1' to='{component}'/>")
-        bob.client.send_raw(f"<iq type='error' id='stray2' to='{puppet}'><error type='cancel'>"
-                            "<bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")  # fmt: skip
+        bob.client.send_raw(
+            f"<iq type='error' id='stray2' to='{puppet}'><error type='cancel'>"
+            "<bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+        )
         # the component still answers (XEP-0199 ping, in order after everything above)
         await bob.client.plugin["xep_0199"].send_ping(JID(component), timeout=WAIT)
         await asyncio.sleep(0)
@@ -94,8 +96,10 @@ async def test_hostile_stanzas_to_room_component_and_puppets(
         )  # fmt: skip
         alice.client.send_raw(f"<message to='{MUC}' type='groupchat'><subject/><thread>"
                               + "t" * 2000 + "</thread></message>")  # fmt: skip
-        alice.client.send_raw(f"<message to='{MUC}' type='groupchat'><active "
-                              "xmlns='http://jabber.org/protocol/chatstates'/></message>")  # fmt: skip
+        alice.client.send_raw(
+            f"<message to='{MUC}' type='groupchat'><active "
+            "xmlns='http://jabber.org/protocol/chatstates'/></message>"
+        )
         await still_serving(node, alice, carl, "after hostile room messages")
         assert not [m for m in carl.received if "y" * 100 in m.body]
 

@@ -49,7 +49,8 @@ def node_settings(prosody: ProsodyServer, redis: RedisServer, **overrides: Any) 
         "sip": {
             "domain": "127.0.0.1",
             "port": sip_port,
-            "rtp_port_start": 10000 + sip_port % 20000,  # below the ephemeral range: never the SIP port
+            # below the ephemeral range, so never the SIP port itself
+            "rtp_port_start": 10000 + sip_port % 20000,
         },
         "workers": {"pool_size": 1, "media_timeout": 0},
         "redis": {"url": redis.url},

@@ -14,7 +14,7 @@ from bridge.devstack.redis_server import RedisServer
 from bridge.state.connection import redis_client
 from bridge.state.model import RoomState
 from bridge.state.store import StateStore
-from tests.faults.conftest import MUC, ROOM, WAIT, BridgeProcess, dial, moderator, until
+from tests.faults.conftest import MUC, ROOM, WAIT, BridgeProcess, dial, moderator
 
 
 async def stored(redis: RedisServer) -> RoomState:
@@ -66,7 +66,7 @@ async def test_supervisor_sigkill_and_restart_restores_moderation(
             workers = bridge.kill9()
             assert workers, "the node had worker processes"
             # the workers notice their supervisor is gone and exit: nothing holds the ports
-            gone, alive = await asyncio.to_thread(psutil.wait_procs, workers, 30)
+            _, alive = await asyncio.to_thread(psutil.wait_procs, workers, 30)
             assert not alive, f"workers outlived the supervisor: {alive}"
             carl.close()
             eve.close()

@@ -8,8 +8,8 @@ import asyncio
 
 from bridge.core.node import Node
 from bridge.devstack.prosody import ProsodyServer
-from tests.faults.conftest import MUC, ROOM, WAIT, dial, moderator, until
 from tests.e2e.conftest import NodeFactory
+from tests.faults.conftest import MUC, ROOM, WAIT, dial, moderator, until
 
 
 def legs_in_redis(node: Node) -> set[str]:
@@ -20,7 +20,8 @@ def legs_in_redis(node: Node) -> set[str]:
 async def test_worker_sigkill_ends_only_its_calls(
     make_node: NodeFactory, moderated_prosody: ProsodyServer
 ) -> None:
-    async with make_node(workers={"pool_size": 2, "calls_per_worker": 2, "media_timeout": 0}) as node, moderator(moderated_prosody) as alice:  # fmt: skip
+    workers = {"pool_size": 2, "calls_per_worker": 2, "media_timeout": 0}
+    async with make_node(workers=workers) as node, moderator(moderated_prosody) as alice:
         front = node.pool.front_port
         ann, status = await dial(front, "ann", "Ann Front")
         assert status == 200  # the front keeps one slot for itself

@@ -20,18 +20,24 @@ async def test_prosody_restart_rejoins_and_reconciles_puppets(
             assert status == 200
             dave, status = await dial(node.pool.front_port, "dave", "Dave Dialer")
             assert status == 200
-            await alice.wait_for(lambda: {"Carl Caller", "Dave Dialer"} <= set(alice.occupants(MUC)))
+            both = {"Carl Caller", "Dave Dialer"}
+            await alice.wait_for(lambda: both <= set(alice.occupants(MUC)))
             await alice.set_role(MUC, "Carl Caller", "visitor")
             await asyncio.to_thread(carl.wait_request, "MESSAGE", WAIT)
         bridged = node.rooms[ROOM].bridged
         await asyncio.to_thread(moderated_prosody.restart)
         # dave hangs up while the room is gone: his puppet must not come back as a ghost
         await asyncio.to_thread(dave.bye)
-        await until(lambda: bridged.joined and set(bridged.present_puppets.values())
-                    == {"Carl Caller"}, "bridge back in the room with carl only", within=40)  # fmt: skip
+        await until(
+            lambda: bridged.joined and set(bridged.present_puppets.values()) == {"Carl Caller"},
+            "bridge back in the room with carl only",
+            within=40,
+        )
         async with moderator(moderated_prosody) as alice:
-            await alice.wait_for(lambda: "Carl Caller" in alice.occupants(MUC)
-                                 and alice.occupants(MUC)["Carl Caller"].role == "visitor")  # fmt: skip
+            await alice.wait_for(
+                lambda: "Carl Caller" in alice.occupants(MUC)
+                and alice.occupants(MUC)["Carl Caller"].role == "visitor"
+            )
             assert set(alice.occupants(MUC)) == {"bridge", "Carl Caller", "Alice"}
             state = node.engine.cached(ROOM)
             assert state is not None and len(state.legs) == 1 and len(state.mutes) == 1
@@ -64,7 +70,9 @@ async def test_network_hiccup_loses_no_message(
         finally:
             moderated_prosody.process.resume()
         want = {f"phone→room {i}" for i in range(5)}
-        await alice.wait_for(lambda: want <= {m.body for m in alice.messages if m.nick == "Carl Caller"})
+        await alice.wait_for(
+            lambda: want <= {m.body for m in alice.messages if m.nick == "Carl Caller"}
+        )
         got: list[str] = []
         while len(got) < 5:
             note = await asyncio.to_thread(carl.wait_request, "MESSAGE", WAIT)

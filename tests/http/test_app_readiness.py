@@ -1,4 +1,5 @@
-"""serve() wires /readyz to the real dependencies: ready with Prosody and Redis up, not
+"""serve() wires /readyz to the real dependencies: ready with Prosody, Redis and the SIP
+workers up, not
 ready (with the reason) once Redis goes away, and the HTTP port closes on shutdown."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from contextlib import suppress
 
 from bridge.app import serve
 from bridge.config import Settings
-from bridge.devstack.ports import free_port
+from bridge.devstack.ports import free_port, free_udp_tcp_port
 from bridge.devstack.prosody import ProsodyServer
 from bridge.devstack.redis_server import RedisServer
 
@@ -46,6 +47,8 @@ async def test_readyz_follows_xmpp_and_redis(
         },
         redis={"url": redis_server.url},
         http={"host": "127.0.0.1", "port": http_port},
+        sip={"port": free_udp_tcp_port()},
+        workers={"pool_size": 1},
     )
     stop = asyncio.Event()
     task = asyncio.create_task(serve(settings, stop))
@@ -54,6 +57,7 @@ async def test_readyz_follows_xmpp_and_redis(
             body = await wait_for_status(http_port, 200)
         assert body["checks"] == {
             "redis": {"ok": True, "detail": ""},
+            "workers": {"ok": True, "detail": ""},
             "xmpp": {"ok": True, "detail": ""},
         }
 
