@@ -14,7 +14,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mirror_fixtures import ROOM, linked
+from tests.core.mirror_fixtures import ROOM, linked
 
 from bridge.core.events import HangupLeg
 from bridge.core.mirror_events import (

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from mirror_fixtures import (
+from tests.core.mirror_fixtures import (
     ALICE_JID,
     ALICE_URI,
     BOB_PUPPET,

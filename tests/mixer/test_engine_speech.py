@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import soxr
-from mixer_signals import band_snr_db, frames_of, leak_db, scaled, snr_db, tone
+from tests.mixer.mixer_signals import band_snr_db, frames_of, leak_db, scaled, snr_db, tone
 from numpy.typing import NDArray
 
 from mixer.engine import Mixer

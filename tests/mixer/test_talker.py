@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from mixer_signals import frames_of, scaled
+from tests.mixer.mixer_signals import frames_of, scaled
 from numpy.typing import NDArray
 
 from mixer.engine import DominantSpeakerEvent, Mixer, MixerEvent, TalkerEvent

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from conftest import PoolHarness, Speech
+from tests.sip.conftest import PoolHarness, Speech
 
 from bridge.core.events import DtmfReceived, LegJoined, LegLeft, MuteLeg, TalkingChanged
 from bridge.sip import devpeers as dp

@@ -12,8 +12,8 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 
 import pytest
-from conftest import PoolHarness
-from rawsip import SDP, RawUac
+from tests.sip.conftest import PoolHarness
+from tests.sip.rawsip import SDP, RawUac
 
 from bridge.core.events import (
     HangupLeg,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from state_helpers import MUC, OP_TIMEOUT, ROOM
+from tests.state.state_helpers import MUC, OP_TIMEOUT, ROOM
 
 from bridge.devstack.redis_server import RedisServer
 from bridge.state.connection import redis_client

@@ -7,7 +7,7 @@ pure model and Redis agree on it.
 
 from __future__ import annotations
 
-from state_helpers import MUC, ROOM
+from tests.state.state_helpers import MUC, ROOM
 
 from bridge.core.pin import hash_pin, pin_hash_matches
 from bridge.state.mirror import MirrorEngine

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 import redis.asyncio as aioredis
-from state_helpers import ROOM
+from tests.state.state_helpers import ROOM
 
 from bridge.state.errors import Fenced
 from bridge.state.lease import Lease, LeaseKeeper, LeaseManager, RedirectTo, Serve

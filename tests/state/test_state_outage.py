@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from state_helpers import OP_TIMEOUT, ROOM, ev, joined
+from tests.state.state_helpers import OP_TIMEOUT, ROOM, ev, joined
 
 from bridge.core.events import HangupLeg, MuteLeg, PlayTone, SendSipMessage
 from bridge.core.mirror_events import (

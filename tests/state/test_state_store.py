@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from state_helpers import MUC, ROOM, ev, joined
+from tests.state.state_helpers import MUC, ROOM, ev, joined
 
 from bridge.core.events import MuteLeg
 from bridge.core.mirror_events import (
