@@ -14,7 +14,6 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.core.mirror_fixtures import ROOM, linked
 
 from bridge.core.events import HangupLeg
 from bridge.core.mirror_events import (
@@ -46,6 +45,7 @@ from bridge.core.mirror_events import (
 )
 from bridge.core.policy import decide
 from bridge.state.model import RoomState, change_from_wire, change_to_wire
+from tests.core.mirror_fixtures import ROOM, linked
 
 LEGS = ["l1", "l2", "l3", "l4"]
 CALLERS = ["sip:a@pbx", "sip:b@pbx", "sip:c@pbx"]

@@ -9,20 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from tests.core.mirror_fixtures import (
-    ALICE_JID,
-    ALICE_URI,
-    BOB_PUPPET,
-    BOB_URI,
-    CAROL_JID,
-    MUC,
-    alice_joins,
-    bob_joins,
-    ev,
-    full_room,
-    linked,
-    run,
-)
 
 from bridge.core.events import HangupLeg, MuteLeg, PlayTone, SendSipMessage
 from bridge.core.mirror_events import (
@@ -58,6 +44,20 @@ from bridge.core.mirror_events import (
 )
 from bridge.core.policy import MODERATOR_HELP, admit_invite, decide
 from bridge.state.model import RoomState
+from tests.core.mirror_fixtures import (
+    ALICE_JID,
+    ALICE_URI,
+    BOB_PUPPET,
+    BOB_URI,
+    CAROL_JID,
+    MUC,
+    alice_joins,
+    bob_joins,
+    ev,
+    full_room,
+    linked,
+    run,
+)
 
 BOB = "sip:+4912345@pbx.example"
 ALICE = "xmpp:" + ALICE_JID

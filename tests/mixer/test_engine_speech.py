@@ -7,11 +7,11 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import soxr
-from tests.mixer.mixer_signals import band_snr_db, frames_of, leak_db, scaled, snr_db, tone
 from numpy.typing import NDArray
 
 from mixer.engine import Mixer
 from mixer.frames import frame_samples
+from tests.mixer.mixer_signals import band_snr_db, frames_of, leak_db, scaled, snr_db, tone
 
 Speech = Callable[[str, int], NDArray[np.int16]]
 TICKS = 150  # 3 s

@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from tests.mixer.mixer_signals import frames_of, scaled
 from numpy.typing import NDArray
 
 from mixer.engine import DominantSpeakerEvent, Mixer, MixerEvent, TalkerEvent
 from mixer.talker import TalkerConfig
+from tests.mixer.mixer_signals import frames_of, scaled
 
 Speech = Callable[[str, int], NDArray[np.int16]]
 

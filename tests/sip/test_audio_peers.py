@@ -10,10 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from tests.sip.conftest import PoolHarness, Speech
 
 from bridge.core.events import DtmfReceived, LegJoined, LegLeft, MuteLeg, TalkingChanged
 from bridge.sip import devpeers as dp
+from tests.sip.conftest import PoolHarness, Speech
 
 
 def _rms(x: np.ndarray) -> float:

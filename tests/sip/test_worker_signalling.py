@@ -12,8 +12,6 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 
 import pytest
-from tests.sip.conftest import PoolHarness
-from tests.sip.rawsip import SDP, RawUac
 
 from bridge.core.events import (
     HangupLeg,
@@ -26,6 +24,8 @@ from bridge.core.events import (
 from bridge.sip.admission import RoomDirectory
 from mixer.node import MixerNode
 from mixer.rings import LegAttachment
+from tests.sip.conftest import PoolHarness
+from tests.sip.rawsip import SDP, RawUac
 
 
 def _joined(room: str = "demo") -> Callable[[object], bool]:

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from tests.state.state_helpers import MUC, OP_TIMEOUT, ROOM
 
 from bridge.devstack.redis_server import RedisServer
 from bridge.state.connection import redis_client
 from bridge.state.mirror import MirrorEngine
 from bridge.state.store import StateStore
+from tests.state.state_helpers import MUC, OP_TIMEOUT, ROOM
 
 
 @pytest.fixture

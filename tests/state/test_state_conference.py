@@ -7,12 +7,11 @@ pure model and Redis agree on it.
 
 from __future__ import annotations
 
-from tests.state.state_helpers import MUC, ROOM
-
 from bridge.core.pin import hash_pin, pin_hash_matches
 from bridge.state.mirror import MirrorEngine
 from bridge.state.model import ConferenceRecord, RoomState, put
 from bridge.state.store import StateStore
+from tests.state.state_helpers import MUC, ROOM
 
 
 async def test_rooms_without_the_record_read_as_unlocked(store: StateStore) -> None:

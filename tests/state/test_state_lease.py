@@ -7,12 +7,12 @@ from collections.abc import Callable
 
 import pytest
 import redis.asyncio as aioredis
-from tests.state.state_helpers import ROOM
 
 from bridge.state.errors import Fenced
 from bridge.state.lease import Lease, LeaseKeeper, LeaseManager, RedirectTo, Serve
 from bridge.state.model import MuteRecord, put
 from bridge.state.store import StateStore
+from tests.state.state_helpers import ROOM
 
 WRITE = [put("sip:bob@pbx", MuteRecord())]
 

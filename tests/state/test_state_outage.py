@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.state.state_helpers import OP_TIMEOUT, ROOM, ev, joined
 
 from bridge.core.events import HangupLeg, MuteLeg, PlayTone, SendSipMessage
 from bridge.core.mirror_events import (
@@ -25,6 +24,7 @@ from bridge.state.mirror import MirrorEngine
 from bridge.state.model import MuteRecord, put
 from bridge.state.outbox import Outbox, PendingWrite
 from bridge.state.store import StateStore
+from tests.state.state_helpers import OP_TIMEOUT, ROOM, ev, joined
 
 BOB = "sip:bob@pbx"
 BOB_PUPPET = "leg-bob@bridge.localhost"

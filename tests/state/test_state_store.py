@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from tests.state.state_helpers import MUC, ROOM, ev, joined
 
 from bridge.core.events import MuteLeg
 from bridge.core.mirror_events import (
@@ -30,6 +29,7 @@ from bridge.state.model import (
     put,
 )
 from bridge.state.store import StateStore
+from tests.state.state_helpers import MUC, ROOM, ev, joined
 
 BOB = "sip:+4912345@pbx.example"
 MUTE = put(BOB, MuteRecord(kind="moderator", actor="carol", at=1.0, origin="muc"))
