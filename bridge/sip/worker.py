@@ -74,6 +74,7 @@ from bridge.sip.protocol import (
 )
 from bridge.sip.sipmsg import (
     CallerInfo,
+    MessageInfo,
     SipParseError,
     caller_info,
     message_info,
@@ -604,18 +605,9 @@ class Worker:
             info = message_info(parse_request(text))
         except SipParseError:
             return
-        ctype = str(prm.contentType).split(";", 1)[0].strip().lower() or info.content_type
         self.send(
-            SipMessageReceived(
-                room=leg.room,
-                sender_uri=info.sender_uri,
-                body=str(prm.msgBody),
-                content_type=ctype,
-                subject=info.subject,
-                call_id=info.call_id,
-                language=info.language,
-                leg_id=leg.leg_id,
-                sender_display=info.sender_display or leg.caller.display_name,
+            _message_event(
+                info, prm, leg.room, leg.leg_id, info.sender_display or leg.caller.display_name
             )
         )
 
@@ -625,7 +617,6 @@ class Worker:
             info = message_info(parse_request(str(prm.rdata.wholeMsg)))
         except SipParseError:
             return
-        ctype = str(prm.contentType).split(";", 1)[0].strip().lower() or info.content_type
         if info.room not in self.directory.rooms:
             # pjsua has already answered 200 (it replies before the callback): drop it.
             log.info("sip.message.unknown_room", room=info.room, sender=info.sender_uri)
@@ -633,18 +624,7 @@ class Worker:
         if self.directory.is_banned(info.room, [info.sender_uri]):
             log.info("sip.message.banned", room=info.room, sender=info.sender_uri)
             return
-        self.send(
-            SipMessageReceived(
-                room=info.room,
-                sender_uri=info.sender_uri,
-                body=str(prm.msgBody),
-                content_type=ctype,
-                subject=info.subject,
-                call_id=info.call_id,
-                language=info.language,
-                sender_display=info.sender_display,
-            )
-        )
+        self.send(_message_event(info, prm, info.room, "", info.sender_display))
 
     # ---------------------------------------------------------------- commands
     def _send_message(self, cmd: SendSipMessage) -> None:
@@ -723,3 +703,21 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
             log.exception("sip.worker.crashed")
             raise
     conn.close()
+
+
+def _message_event(
+    info: MessageInfo, prm: Any, room: str, leg_id: str, display: str
+) -> SipMessageReceived:
+    """The stox-im fields of a received MESSAGE (in-dialog when ``leg_id`` is set)."""
+    ctype = str(prm.contentType).split(";", 1)[0].strip().lower() or info.content_type
+    return SipMessageReceived(
+        room=room,
+        sender_uri=info.sender_uri,
+        body=str(prm.msgBody),
+        content_type=ctype,
+        subject=info.subject,
+        call_id=info.call_id,
+        language=info.language,
+        leg_id=leg_id,
+        sender_display=display,
+    )
