@@ -23,9 +23,7 @@ log = get_logger(__name__)
 
 
 @asynccontextmanager
-async def open_node(
-    settings: Settings, readiness: Readiness | None = None
-) -> AsyncIterator[Node]:
+async def open_node(settings: Settings, readiness: Readiness | None = None) -> AsyncIterator[Node]:
     """Redis, XMPP component, SIP worker pool and the supervisor, started in that order and
     stopped in reverse (callers get a BYE, puppets leave, the control occupant leaves).
 
@@ -42,25 +40,28 @@ async def open_node(
         component.add_event_handler("session_start", lambda _: xmpp_up.set())
         component.add_event_handler("disconnected", lambda _: xmpp_up.clear("disconnected"))
         await component.start()
-        directory = await initial_directory(settings, services)
-        pool = WorkerPool(settings.sip, settings.workers, settings.log, directory=directory)
         try:
-            await asyncio.to_thread(pool.start)
-            readiness.register("workers", lambda: pool.free_slots() > 0)
-            node = Node(settings, component, pool, services)
-            # owner commands: !commands in the rooms and XEP-0050 on the component (issue 8)
-            executor = CommandExecutor(node)
-            AdhocCommands(
-                component, executor.from_adhoc, muc_service=settings.xmpp.muc_service
-            ).register()
+            directory = await initial_directory(settings, services)
+            pool = WorkerPool(settings.sip, settings.workers, settings.log, directory=directory)
             try:
-                await node.start(stop)
-                yield node
+                await asyncio.to_thread(pool.start)
+                # ready = the node can take a call now (a full node sheds new callers)
+                readiness.register("workers", lambda: pool.free_slots() > 0)
+                node = Node(settings, component, pool, services)
+                # owner commands: !commands in the rooms and XEP-0050 on the component
+                executor = CommandExecutor(node)
+                AdhocCommands(
+                    component, executor.from_adhoc, muc_service=settings.xmpp.muc_service
+                ).register()
+                try:
+                    await node.start(stop)
+                    yield node
+                finally:
+                    stop.set()
+                    await node.close()
             finally:
-                stop.set()
-                await node.close()
+                await asyncio.to_thread(pool.stop)
         finally:
-            await asyncio.to_thread(pool.stop)
             await component.close()
 
 

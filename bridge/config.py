@@ -90,6 +90,11 @@ class XmppSettings(_Section):
         description="Seconds between reads of each room's outcast list: a ban lifted on an "
         "absent puppet sends no presence, so this is how an unban reaches the call side",
     )
+    announce_unencrypted_calls: bool = Field(
+        True,
+        description="Tell the room when a caller joins without TLS and SRTP (RFC 7081 §7: "
+        "chat users must know that part of the meeting can be overheard)",
+    )
     show_raw_numbers: bool = Field(
         False, description="Show callers' telephone numbers unmasked in nicks (privacy: off)"
     )

@@ -403,11 +403,7 @@ class CommandExecutor:
 
     def say(self, bridged: BridgedRoom, text: str) -> None:
         """A groupchat message from the control occupant (never relayed to callers)."""
-        if not (bridged.joined and self.component.online):
-            return
-        self.component.make_message(
-            mto=bridged.jid, mfrom=self.component.control_jid, mtype="groupchat", mbody=text
-        ).send()
+        bridged.announce(text)
 
     def _spawn(self, job: object) -> None:
         assert asyncio.iscoroutine(job)

@@ -27,6 +27,8 @@ class LegJoined:
     xmpp_contacts: tuple[str, ...] = ()  # XMPP-Contact header values, a hint only
     codec: str = ""
     sample_rate: int = 16000
+    transport: str = "udp"  # SIP transport of the INVITE: udp, tcp, tls
+    encrypted: bool = False  # TLS signalling and SRTP media (RFC 7081 §7)
 
 
 @dataclass(frozen=True, slots=True)

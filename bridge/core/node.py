@@ -19,7 +19,9 @@ from typing import Any
 
 from slixmpp.exceptions import IqError, IqTimeout
 
+from bridge import metrics
 from bridge.config import Settings
+from bridge.core import node_metrics
 from bridge.core.events import (
     DialProgress,
     DtmfReceived,
@@ -153,6 +155,7 @@ class Node:
             ),
             loop.create_task(self._affiliation_loop(), name="node.affiliations"),
             loop.create_task(self._lease_loop(), name="node.leases"),
+            loop.create_task(self._metrics_loop(), name="node.metrics"),
         ]
 
     async def close(self) -> None:
@@ -169,6 +172,21 @@ class Node:
         for keeper in list(self.services.keepers.values()):
             await keeper.release()
         self.services.keepers.clear()
+
+    def _count_legs(self) -> None:
+        per_room = {name: 0 for name in self.rooms}
+        for leg in self.legs.values():
+            per_room[leg.room.lower()] = per_room.get(leg.room.lower(), 0) + 1
+        node_metrics.legs_changed(per_room)
+
+    async def _metrics_loop(self, interval: float = 5.0) -> None:
+        sampler = node_metrics.Sampler()
+        clock_stats = getattr(self.pool.mixer, "clock_stats", None)
+        while True:
+            sampler.sample(
+                self.pool.slots(), clock_stats() if clock_stats else None, self.component.online
+            )
+            await asyncio.sleep(interval)
 
     # ---- room ownership across replicas (Redis leases) -----------------------------------
 
@@ -252,6 +270,7 @@ class Node:
                 await self._on_sip_event(event)
             except Exception:  # one bad event must not stop the node
                 log.exception("node.sip_event_failed", kind=type(event).__name__)
+                metrics.count_error("core", "node.sip_event_failed")
 
     async def _on_sip_event(self, event: object) -> None:
         if isinstance(event, LegJoined):
@@ -276,6 +295,8 @@ class Node:
             if self._pin_hold(room, leg):
                 return  # out of the mix until its PIN is right (bridge.core.pin_gate)
             self.legs[leg.leg_id] = leg
+            metrics.CALLS.labels(outcome="answered").inc()
+            self._count_legs()
             binding = verify_binding(
                 leg.from_uri,
                 trusted=self._trusted,
@@ -300,8 +321,14 @@ class Node:
                 node=self.settings.state.node_id, bound_jid=binding.jid,
                 verified_by=binding.verified_by,
             )  # fmt: skip
-            log.info("leg.joined", nick=nick, codec=leg.codec)
+            log.info("leg.joined", nick=nick, codec=leg.codec, encrypted=leg.encrypted)
             await self._handle(room, event)
+            if not leg.encrypted and self.settings.xmpp.announce_unencrypted_calls:
+                room.bridged.announce(
+                    f"{nick} is on the call over an unencrypted connection "
+                    f"({leg.transport.upper()} signalling, plain RTP audio): what is said in "
+                    "the call can be overheard on the network."
+                )
 
     def _pin_hold(self, room: _Room, leg: LegJoined) -> bool:
         state = self.engine.cached(room.name)
@@ -311,7 +338,9 @@ class Node:
 
     async def _leg_left(self, event: LegLeft) -> None:
         self.pins.forget(event.leg_id)
-        self.legs.pop(event.leg_id, None)
+        if self.legs.pop(event.leg_id, None) is not None:
+            metrics.LEGS_ENDED.labels(reason=node_metrics.leg_end_reason(event.reason)).inc()
+            self._count_legs()
         self.talking.discard(event.leg_id)
         room = self.rooms.get(event.room.lower())
         with bound(room=event.room, call_id=event.call_id, participant=event.leg_id):
@@ -320,7 +349,7 @@ class Node:
                 return
             room.dtmf.pop(event.leg_id, None)
             mirror = CallerLeft(
-                event_id=f"left:{event.leg_id}", room=room.name, origin="sip",
+                event_id=f"left:{event.leg_id}:{event.call_id}", room=room.name, origin="sip",
                 actor=event.call_id, at=time.time(), leg_id=event.leg_id, reason=event.reason,
             )  # fmt: skip
             await self._handle(room, mirror)
@@ -362,6 +391,7 @@ class Node:
                 await self._on_room_event(event)
             except Exception:
                 log.exception("node.room_event_failed", kind=type(event).__name__)
+                metrics.count_error("core", "node.room_event_failed")
 
     async def _on_room_event(self, event: room_events.RoomEvent) -> None:
         if isinstance(event, SendSipMessage):
@@ -480,6 +510,7 @@ class Node:
         await self._perform(room, outcome)
 
     async def _perform(self, room: _Room, outcome: Outcome) -> None:
+        node_metrics.count_actions(outcome.actions)
         for action in outcome.actions:
             try:
                 await self._act(room, action)
@@ -662,7 +693,7 @@ async def record_link(settings: Settings, engine: MirrorEngine, name: str, actor
     """Store the link conference ``name`` ⇄ ``name@<muc_service>``; returns the MUC JID."""
     muc_jid = f"{name}@{settings.xmpp.muc_service}"
     await engine.store.link_room(
-        name, muc_jid, event_id=f"link:{name}:{muc_jid}", actor=actor,
+        name, muc_jid, event_id=f"link:{name}:{muc_jid}:{uuid.uuid4().hex}", actor=actor,
         at=time.time(), origin="config",
     )  # fmt: skip
     return muc_jid
@@ -692,5 +723,3 @@ def _privilege(role: str, affiliation: str) -> Privilege:
     if role == "moderator":
         return "moderator"
     return "participant"
-
-

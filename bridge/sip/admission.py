@@ -232,8 +232,3 @@ def redirect_contact(room: str, host: str, port: int, transport: str) -> str:
     return f"<sip:{room}@{host_part}:{port}{params}>"
 
 
-def via_transport(via: str) -> str:
-    """Transport of the top Via (``SIP/2.0/TCP host`` → ``tcp``); ``udp`` if unreadable."""
-    proto = via.strip().split(None, 1)[0] if via.strip() else ""
-    parts = proto.split("/")
-    return parts[2].lower() if len(parts) == 3 else "udp"

@@ -40,6 +40,7 @@ from bridge.logs import get_logger
 from bridge.protocol.conference_info import ConferenceInfo, ConferenceInfoStream
 from bridge.sip import evsub_native as nat
 from bridge.sip.evsub_native import PINNED, Layout, Native, pj_str
+from bridge.sip.sipmsg import via_transport
 
 log = get_logger(__name__)
 
@@ -382,7 +383,7 @@ class ConferenceEventService:
             self._respond(rdata, 404, b"No Such Conference")
             return True
         self._latest[room] = conf
-        transport = _via_transport(req.first("via") or "")
+        transport = via_transport(req.first("via") or "").upper()
         if transport not in self._contacts:
             self._refresh_contacts()
         local = self._contacts.get(transport) or next(iter(self._contacts.values()), None)
@@ -502,11 +503,6 @@ def _accepts(values: list[str]) -> bool:
             if mime in (ACCEPT, "application/*", "*/*"):
                 return True
     return False
-
-
-def _via_transport(via: str) -> str:
-    m = re.match(r"^SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)", via)
-    return m.group(1).upper() if m else "UDP"
 
 
 # ---- attachment to the SIP worker ------------------------------------------------------------

@@ -551,6 +551,8 @@ class WorkerPool:
                         xmpp_contacts=c.xmpp_contacts,
                         codec=message.codec,
                         sample_rate=record.rate,
+                        transport=c.transport,
+                        encrypted=c.encrypted,
                     )
                 )
         elif isinstance(message, LegEnded):

@@ -270,6 +270,27 @@ class CallerInfo:
     impp_uris: tuple[str, ...]
     xmpp_contacts: tuple[str, ...]
     call_id: str
+    transport: str = "udp"  # of the INVITE's top Via: udp, tcp, tls
+    srtp: bool = False  # the offered audio is RTP/SAVP (SDES-keyed SRTP)
+
+    @property
+    def encrypted(self) -> bool:
+        """Signalling over TLS and media over SRTP: nothing readable on the way."""
+        return self.transport == "tls" and self.srtp
+
+
+def via_transport(via: str) -> str:
+    """Transport of the top Via (``SIP/2.0/TCP host`` → ``tcp``); ``udp`` if unreadable."""
+    proto = via.strip().split(None, 1)[0] if via.strip() else ""
+    parts = proto.split("/")
+    return parts[2].lower() if len(parts) == 3 else "udp"
+
+
+def offers_srtp(sdp: str) -> bool:
+    """True when the SDP's audio stream is RTP/SAVP or RTP/SAVPF (RFC 3711, 4568)."""
+    return any(
+        line.startswith("m=audio") and "/SAVP" in line.upper() for line in sdp.splitlines()
+    )
 
 
 def caller_info(request: SipRequest) -> CallerInfo:
@@ -285,6 +306,8 @@ def caller_info(request: SipRequest) -> CallerInfo:
         impp_uris=impp_uris(request),
         xmpp_contacts=xmpp_contacts(request),
         call_id=request.get("call-id"),
+        transport=via_transport(request.get("via")),
+        srtp=offers_srtp(request.body),
     )
 
 

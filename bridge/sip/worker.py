@@ -55,7 +55,6 @@ from bridge.sip.admission import (
     SlotBook,
     admit,
     redirect_contact,
-    via_transport,
 )
 from bridge.sip.msgfilter import MessageFilter
 from bridge.sip.protocol import (
@@ -80,6 +79,7 @@ from bridge.sip.sipmsg import (
     message_info,
     parse_request,
     room_of,
+    via_transport,
 )
 from bridge.sip.tones import TONE_KINDS, tone_frames
 from mixer.rings import LegPort, StaleAttachmentError

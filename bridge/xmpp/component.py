@@ -16,6 +16,7 @@ from slixmpp import JID, ComponentXMPP
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import StanzaPath
 
+from bridge import metrics
 from bridge.config import XmppSettings
 from bridge.core.events import LegJoined
 from bridge.logs import get_logger
@@ -173,6 +174,7 @@ class BridgeComponent(ComponentXMPP):
                     log.warning("xmpp.reconnect_failed", error=str(error), retry_in=delay)
                     continue
                 delay = initial
+                metrics.MUC_RECONNECTS.inc()
                 self._lost.clear()
                 if not self.online:
                     self._lost.set()

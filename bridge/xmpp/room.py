@@ -292,6 +292,13 @@ class BridgedRoom:
             except (IqError, IqTimeout) as error:
                 log.warning("room.unadvertise_failed", room=str(self.jid), error=str(error))
 
+    def announce(self, text: str) -> None:
+        """A groupchat line from the control occupant (ours: never relayed to callers)."""
+        if self.joined and self.xmpp.online:
+            self.xmpp.make_message(
+                mto=self.jid, mfrom=self.xmpp.control_jid, mtype="groupchat", mbody=text
+            ).send()
+
     async def close(self, *, unlink: bool = False) -> None:
         """Leave: puppets first, then the control occupant (``unlink`` also un-advertises)."""
         self._closed = True

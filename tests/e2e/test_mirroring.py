@@ -13,11 +13,21 @@ from contextlib import asynccontextmanager
 
 from bridge.core.node import Node
 from bridge.devstack.prosody import ProsodyServer
+from bridge.metrics import REGISTRY
 from tests.e2e.conftest import ROOM, NodeFactory
 from tests.sip.rawsip import Message, RawUac
 from tests.xmpp.clients import ChatUser, chat_user
 
 MUC = f"{ROOM}@conference.localhost"
+
+
+def mirrored(kind: str, direction: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "sipmuc_mirrored_actions_total", {"kind": kind, "direction": direction}
+    )
+    return value or 0.0
+
+
 WAIT = 15.0
 
 
@@ -83,6 +93,8 @@ async def test_voice_revoked_mutes_the_leg_and_tells_the_caller(
         leg = await caller_in_room(node, alice, uac, "Carl Caller")
         assert not node.pool.legs()[leg].muted
 
+        mutes_before = mirrored("mute", "muc_to_sip")
+        assert REGISTRY.get_sample_value("sipmuc_legs_active") == 1
         await alice.set_role(MUC, "Carl Caller", "visitor", "too noisy")
         note = await next_request(uac, "MESSAGE")
         assert "muted" in note.body.lower()
@@ -92,6 +104,7 @@ async def test_voice_revoked_mutes_the_leg_and_tells_the_caller(
 
         await alice.set_role(MUC, "Carl Caller", "participant")
         await until(lambda: not node.pool.legs()[leg].muted, "leg unmuted")
+        assert mirrored("mute", "muc_to_sip") == mutes_before + 1  # /metrics counts it
 
 
 async def test_kick_in_the_room_hangs_up_the_call(
@@ -200,3 +213,16 @@ async def test_caller_leaving_removes_the_puppet(
         await asyncio.to_thread(uac.bye)
         await alice.wait_for(lambda: "Carl Caller" not in alice.occupants(MUC), WAIT)
         await until(lambda: leg not in node.engine.cached(ROOM).legs, "leg removed in Redis")  # type: ignore[union-attr]
+
+
+async def test_the_room_is_told_when_a_caller_is_unencrypted(
+    node: Node, moderated_prosody: ProsodyServer
+) -> None:
+    """RFC 7081 §7: the chat side must know when the phone side can be overheard."""
+    async with moderator(moderated_prosody) as alice, caller(node) as uac:
+        await caller_in_room(node, alice, uac, "Carl Caller")  # plain UDP, RTP/AVP
+        notice = await alice.next_message(
+            lambda m: m.nick == "bridge" and "unencrypted" in m.body, WAIT
+        )
+        assert notice.body.startswith("Carl Caller is on the call")
+        assert "UDP" in notice.body

@@ -12,8 +12,8 @@ from bridge.sip.admission import (
     admit,
     normalize_caller,
     redirect_contact,
-    via_transport,
 )
+from bridge.sip.sipmsg import via_transport
 
 DIR = RoomDirectory.create(
     ["Lobby", "ops"],
