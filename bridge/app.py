@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -65,6 +66,22 @@ async def open_node(settings: Settings, readiness: Readiness | None = None) -> A
             await component.close()
 
 
+async def _drain(node: Node, readiness: Readiness, stop: asyncio.Event, limit: float) -> None:
+    """Let the calls in progress end (new ones get 503) before stopping; a second signal
+    or ``limit`` seconds end the wait (the remaining calls then get a BYE)."""
+    if not node.legs or limit <= 0:
+        return
+    readiness.start_draining()
+    node.drain()
+    stop.clear()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while node.legs and not stop.is_set() and loop.time() < deadline:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), min(1.0, deadline - loop.time()))
+    log.info("bridge.drained", legs_left=len(node.legs))
+
+
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run one node until ``stop`` is set or SIGTERM/SIGINT arrives."""
     stop = stop or asyncio.Event()
@@ -82,6 +99,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 rooms=sorted(node.rooms),
             )
             await stop.wait()
+            await _drain(node, readiness, stop, settings.workers.drain_timeout)
             log.info("bridge.stopping")
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):

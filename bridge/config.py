@@ -174,6 +174,12 @@ class WorkerSettings(_Section):
         description="'package.module:function' called in each worker on the pjsua2 thread "
         "after start-up (e.g. the conference event package)",
     )
+    drain_timeout: float = Field(
+        900.0,
+        ge=0,
+        description="On SIGTERM, seconds to let calls in progress end while new ones get 503 "
+        "(a second SIGTERM or SIGINT stops at once; 0 = no drain)",
+    )
     pjsip_log_level: int = Field(1, ge=0, le=6, description="PJSIP log level in workers")
     media_clock: Literal["aligned", "pjmedia"] = Field(
         "aligned",

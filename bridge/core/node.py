@@ -115,6 +115,8 @@ class Node:
         self.leases = services.leases
         #: linked rooms another replica owns → the SIP URI INVITEs are redirected to
         self.remote: dict[str, str] = {}
+        #: SIGTERM: new INVITEs get 503 while the calls in progress go on (drain)
+        self.draining = False
         self._keepers: dict[str, asyncio.Task[None]] = {}
         self.rooms: dict[str, _Room] = {}
         self.legs: dict[str, LegJoined] = {}
@@ -172,6 +174,13 @@ class Node:
         for keeper in list(self.services.keepers.values()):
             await keeper.release()
         self.services.keepers.clear()
+
+    def drain(self) -> None:
+        """Stop taking calls (503 with Retry-After); calls in progress are not touched."""
+        if not self.draining:
+            self.draining = True
+            log.warning("node.draining", legs=len(self.legs))
+            self._publish_directory()
 
     def _count_legs(self) -> None:
         per_room = {name: 0 for name in self.rooms}
@@ -597,7 +606,12 @@ class Node:
                     held += [name] if state.conference.pin_hash else []
         self.pool.set_directory(
             RoomDirectory.create(
-                [*self.rooms, *self.remote], bans=bans, owners=self.remote, locked=locked, held=held
+                [*self.rooms, *self.remote],
+                bans=bans,
+                owners=self.remote,
+                locked=locked,
+                held=held,
+                draining=self.draining,
             )
         )
 

@@ -44,6 +44,8 @@ class RoomDirectory:
     #: rooms another replica owns (room lease in Redis) → the SIP URI to redirect to
     owners: Mapping[str, str] = field(default_factory=dict)
     held: frozenset[str] = frozenset()
+    #: the node is draining (SIGTERM): calls in progress go on, new ones get 503
+    draining: bool = False
 
     @classmethod
     def create(
@@ -55,6 +57,7 @@ class RoomDirectory:
         *,
         held: Iterable[str] = (),
         owners: Mapping[str, str] | None = None,
+        draining: bool = False,
     ) -> RoomDirectory:
         return cls(
             rooms=frozenset(r.lower() for r in rooms),
@@ -66,6 +69,7 @@ class RoomDirectory:
             version=version,
             held=frozenset(r.lower() for r in held),
             owners={room.lower(): uri for room, uri in (owners or {}).items()},
+            draining=draining,
         )
 
     def is_banned(self, room: str, callers: Iterable[str]) -> bool:
@@ -136,6 +140,8 @@ def admit(
     owner = directory.owners.get(room.lower())
     if owner:
         return Moved(owner)
+    if directory.draining:
+        return Reject(503, "Conference node is shutting down", retry_after)
     if has_local_slot:
         return Accept()
     if redirect is not None:

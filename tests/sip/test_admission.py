@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bridge.sip.admission import (
     Accept,
+    Moved,
     PeerSlots,
     Redirect,
     Reject,
@@ -107,3 +108,17 @@ def test_via_transport() -> None:
     assert via_transport("SIP/2.0/TCP 10.0.0.1:5060;branch=z") == "tcp"
     assert via_transport("garbage") == "udp"
     assert via_transport("") == "udp"
+
+
+def test_draining_node_answers_503_but_still_refuses_bans_and_redirects_owned_rooms() -> None:
+    draining = RoomDirectory.create(
+        ["lobby", "ops"], bans={"lobby": ["sip:eve@evil.example"]},
+        owners={"ops": "sip:ops@10.0.0.2:5060"}, draining=True,
+    )  # fmt: skip
+    d = admit(draining, "lobby", ["sip:bob@x"], has_local_slot=True, retry_after=30)
+    assert isinstance(d, Reject) and d.status == 503 and d.retry_after == 30
+    banned = admit(draining, "lobby", ["sip:eve@evil.example"], has_local_slot=True)
+    assert isinstance(banned, Reject) and banned.status == 403
+    assert admit(draining, "ops", ["sip:bob@x"], has_local_slot=True) == Moved(
+        "sip:ops@10.0.0.2:5060"
+    )
