@@ -69,17 +69,17 @@ async def open_node(settings: Settings, readiness: Readiness | None = None) -> A
 async def _drain(node: Node, readiness: Readiness, stop: asyncio.Event, limit: float) -> None:
     """Let the calls in progress end (new ones get 503) before stopping; a second signal
     or ``limit`` seconds end the wait (the remaining calls then get a BYE)."""
-    if not node.legs or limit <= 0:
+    if not node.pool.legs() or limit <= 0:  # the pool also knows calls still being set up
         return
     readiness.start_draining()
     node.drain()
     stop.clear()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
-    while node.legs and not stop.is_set() and loop.time() < deadline:
+    while node.pool.legs() and not stop.is_set() and loop.time() < deadline:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), min(1.0, deadline - loop.time()))
-    log.info("bridge.drained", legs_left=len(node.legs))
+    log.info("bridge.drained", legs_left=len(node.pool.legs()))
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:

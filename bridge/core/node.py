@@ -171,6 +171,7 @@ class Node:
         self._tasks = []
         self._keepers = {}
         self.pins.close()
+        node_metrics.legs_changed(dict.fromkeys(self.rooms, 0))  # this node serves nothing now
         for keeper in list(self.services.keepers.values()):
             await keeper.release()
         self.services.keepers.clear()
@@ -179,7 +180,7 @@ class Node:
         """Stop taking calls (503 with Retry-After); calls in progress are not touched."""
         if not self.draining:
             self.draining = True
-            log.warning("node.draining", legs=len(self.legs))
+            log.warning("node.draining", legs=len(self.pool.legs()))
             self._publish_directory()
 
     def _count_legs(self) -> None:

@@ -167,8 +167,9 @@ async def test_metrics_exposes_the_product_registry(
     assert answer.headers["content-type"].startswith("text/plain")
     text = answer.body.decode()
     assert "# HELP sipmuc_calls_total " in text
-    assert 'sipmuc_calls_total{outcome="busy"} 0.0' in text
-    assert 'sipmuc_mirrored_actions_total{direction="muc_to_sip",kind="kick"} 0.0' in text
+    # closed label sets exist from the start (the values depend on what else ran here)
+    assert 'sipmuc_calls_total{outcome="busy"} ' in text
+    assert 'sipmuc_mirrored_actions_total{direction="muc_to_sip",kind="kick"} ' in text
     assert "sipmuc_mixer_tick_seconds_bucket" in text
     assert "process_resident_memory_bytes" in text
     assert "_created" not in text
