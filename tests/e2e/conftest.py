@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -76,3 +78,27 @@ def make_node(moderated_prosody: ProsodyServer, redis_server: RedisServer) -> No
 async def node(make_node: NodeFactory) -> AsyncIterator[Node]:
     async with make_node() as running:
         yield running
+
+
+def process_env(
+    prosody: ProsodyServer, redis: RedisServer, sip_port: int, **extra: str
+) -> dict[str, str]:
+    """Environment of a ``python -m bridge run`` process for this Prosody and Redis."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIPMUC_")}
+    env.update(
+        SIPMUC_ROOMS=json.dumps([ROOM]),
+        SIPMUC_XMPP__COMPONENT_JID=prosody.component_domain,
+        SIPMUC_XMPP__SECRET=prosody.component_secret,
+        SIPMUC_XMPP__PORT=str(prosody.component_port),
+        SIPMUC_XMPP__MUC_SERVICE=prosody.muc_domain,
+        SIPMUC_SIP__DOMAIN="127.0.0.1",
+        SIPMUC_SIP__PORT=str(sip_port),
+        SIPMUC_SIP__RTP_PORT_START=str(20000 + sip_port % 10000),
+        SIPMUC_WORKERS__POOL_SIZE="1",
+        SIPMUC_WORKERS__MEDIA_TIMEOUT="0",
+        SIPMUC_REDIS__URL=redis.url,
+        SIPMUC_HTTP__PORT=str(free_port()),
+        SIPMUC_LOG__FORMAT="json",
+    )
+    env.update(extra)
+    return env

@@ -5,38 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from bridge.devstack.ports import free_port, free_udp_tcp_port
+from bridge.devstack.ports import free_udp_tcp_port
 from bridge.devstack.prosody import ProsodyServer
 from bridge.devstack.redis_server import RedisServer
-from tests.e2e.conftest import ROOM
+from tests.e2e.conftest import process_env
 from tests.e2e.test_mirroring import dial
 from tests.sip.rawsip import RawUac
-
-
-def _env(prosody: ProsodyServer, redis: RedisServer, sip_port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIPMUC_")}
-    env.update(
-        SIPMUC_ROOMS=json.dumps([ROOM]),
-        SIPMUC_XMPP__COMPONENT_JID=prosody.component_domain,
-        SIPMUC_XMPP__SECRET=prosody.component_secret,
-        SIPMUC_XMPP__PORT=str(prosody.component_port),
-        SIPMUC_XMPP__MUC_SERVICE=prosody.muc_domain,
-        SIPMUC_SIP__DOMAIN="127.0.0.1",
-        SIPMUC_SIP__PORT=str(sip_port),
-        SIPMUC_SIP__RTP_PORT_START=str(20000 + sip_port % 10000),
-        SIPMUC_WORKERS__POOL_SIZE="1",
-        SIPMUC_WORKERS__MEDIA_TIMEOUT="0",
-        SIPMUC_REDIS__URL=redis.url,
-        SIPMUC_HTTP__PORT=str(free_port()),
-        SIPMUC_LOG__FORMAT="json",
-    )
-    return env
 
 
 async def test_sigterm_drains_calls_in_progress(
@@ -47,7 +26,7 @@ async def test_sigterm_drains_calls_in_progress(
     with log_path.open("w") as log_file:
         bridge = subprocess.Popen(
             [sys.executable, "-m", "bridge", "run"],
-            env=_env(prosody, redis_server, sip_port), stderr=log_file,
+            env=process_env(prosody, redis_server, sip_port), stderr=log_file,
         )  # fmt: skip
     try:
         async with asyncio.timeout(60):

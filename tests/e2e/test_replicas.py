@@ -4,8 +4,6 @@ redirects (302) to it, and takes the room over when the owner is killed (SIGKILL
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ from bridge.devstack.ports import free_port, free_udp_tcp_port
 from bridge.devstack.prosody import ProsodyServer
 from bridge.devstack.redis_server import RedisServer
 from tests.conftest import TEST_USERS
-from tests.e2e.conftest import ROOM
+from tests.e2e.conftest import ROOM, process_env
 from tests.e2e.test_mirroring import MUC, WAIT, dial, until
 from tests.sip.rawsip import RawUac
 from tests.xmpp.clients import chat_user
@@ -48,25 +46,10 @@ def two_component_prosody(tmp_path: Path) -> Iterator[ProsodyServer]:
 
 
 def _replica_a_env(prosody: ProsodyServer, redis: RedisServer, sip_port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIPMUC_")}
-    env.update(
-        SIPMUC_ROOMS=json.dumps([ROOM]),
-        SIPMUC_XMPP__COMPONENT_JID=prosody.component_domain,
-        SIPMUC_XMPP__SECRET=prosody.component_secret,
-        SIPMUC_XMPP__PORT=str(prosody.component_port),
-        SIPMUC_XMPP__MUC_SERVICE=prosody.muc_domain,
-        SIPMUC_SIP__DOMAIN="127.0.0.1",
-        SIPMUC_SIP__PORT=str(sip_port),
-        SIPMUC_SIP__RTP_PORT_START=str(30000 + sip_port % 10000),
-        SIPMUC_WORKERS__POOL_SIZE="1",
-        SIPMUC_WORKERS__MEDIA_TIMEOUT="0",
-        SIPMUC_REDIS__URL=redis.url,
-        SIPMUC_STATE__NODE_ID="replica-a",
-        SIPMUC_STATE__LEASE_TTL=str(LEASE_TTL),
-        SIPMUC_HTTP__PORT=str(free_port()),
-        SIPMUC_LOG__FORMAT="json",
-    )
-    return env
+    return process_env(
+        prosody, redis, sip_port,
+        SIPMUC_STATE__NODE_ID="replica-a", SIPMUC_STATE__LEASE_TTL=str(LEASE_TTL),
+    )  # fmt: skip
 
 
 def _settings_b(prosody: ProsodyServer, redis: RedisServer) -> Settings:
