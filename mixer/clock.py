@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -57,6 +58,9 @@ def grid_deadline(now: float, period: float, phase: float) -> float:
     return float(k * period + phase)
 
 
+DURATIONS_KEPT = 1000  # 20 s of ticks: more than a metrics scrape interval
+
+
 class TickClock:
     """Calls ``on_tick`` every ``period_s`` on its own thread until :meth:`stop`.
 
@@ -88,6 +92,8 @@ class TickClock:
         self._ticks = self._late = self._skipped = self._errors = 0
         self._max_late = 0.0
         self._realtime = False
+        #: how long each recent tick took (s), for a metrics histogram; bounded
+        self._durations: deque[float] = deque(maxlen=DURATIONS_KEPT)
 
     def start(self) -> None:
         """Start ticking; the first tick is one period from now."""
@@ -110,6 +116,13 @@ class TickClock:
             self._ticks, self._late, self._skipped, self._errors, self._max_late, self._realtime
         )
 
+    def take_durations(self) -> list[float]:
+        """The tick durations (seconds) recorded since the last call, oldest first."""
+        taken: list[float] = []
+        while self._durations:
+            taken.append(self._durations.popleft())  # deque ops are atomic under the GIL
+        return taken
+
     def _run(self) -> None:
         if self._want_realtime:
             self._realtime = try_realtime(self._priority)
@@ -130,10 +143,12 @@ class TickClock:
                 missed = int(lateness // period)
                 self._skipped += missed
                 deadline += missed * period
+            started = time.perf_counter()
             try:
                 self._on_tick()
             except Exception:
                 self._errors += 1
                 log.exception("mixer tick failed")
+            self._durations.append(time.perf_counter() - started)
             self._ticks += 1
             deadline += period

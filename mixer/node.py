@@ -132,6 +132,10 @@ class MixerNode:
         """Late/skipped tick counters of the clock, if it was started."""
         return self._clock.stats() if self._clock else None
 
+    def tick_durations(self) -> list[float]:
+        """How long each tick took (s) since the last call (for a histogram)."""
+        return self._clock.take_durations() if self._clock else []
+
     def close(self) -> None:
         """Stop ticking, tell attached workers the segment is closed, unlink it."""
         self.stop()

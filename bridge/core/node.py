@@ -192,9 +192,13 @@ class Node:
     async def _metrics_loop(self, interval: float = 5.0) -> None:
         sampler = node_metrics.Sampler()
         clock_stats = getattr(self.pool.mixer, "clock_stats", None)
+        durations = getattr(self.pool.mixer, "tick_durations", None)
         while True:
             sampler.sample(
-                self.pool.slots(), clock_stats() if clock_stats else None, self.component.online
+                self.pool.slots(),
+                clock_stats() if clock_stats else None,
+                self.component.online,
+                durations() if durations else (),
             )
             await asyncio.sleep(interval)
 

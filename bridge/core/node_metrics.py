@@ -93,12 +93,20 @@ class Sampler:
     def __init__(self) -> None:
         self._late = 0
 
-    def sample(self, slots: list[PeerSlots], clock: ClockStats | None, online: bool) -> None:
+    def sample(
+        self,
+        slots: list[PeerSlots],
+        clock: ClockStats | None,
+        online: bool,
+        tick_durations: Iterable[float] = (),
+    ) -> None:
         alive = [peer for peer in slots if peer.alive]
         metrics.WORKERS_UP.set(len(alive))
         metrics.WORKER_SLOTS.labels(state="busy").set(sum(p.busy for p in alive))
         metrics.WORKER_SLOTS.labels(state="free").set(sum(p.free for p in alive))
         metrics.XMPP_CONNECTED.set(1 if online else 0)
+        for seconds in tick_durations:
+            metrics.MIXER_TICK_SECONDS.observe(seconds)
         if clock is not None:
             late = clock.late + clock.skipped
             if late > self._late:

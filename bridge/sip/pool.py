@@ -35,6 +35,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Protocol, TypeAlias
 
+from bridge import metrics
 from bridge.config import LogSettings, SipSettings, Transport, WorkerSettings
 from bridge.core.events import (
     DialOutCall,
@@ -629,4 +630,5 @@ class WorkerPool:
                     )
                     state.restart_at = 0.0
                     self._spawn(state)
+                    metrics.WORKER_RESTARTS.inc()
                     log.info("sip.worker.restarted", worker=spec.index)

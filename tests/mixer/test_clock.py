@@ -54,6 +54,10 @@ def test_slow_ticks_are_counted_late_and_skipped() -> None:
     assert stats.late >= 1
     assert stats.skipped >= 10
     assert stats.max_lateness_s >= 0.05
+    durations = clk.take_durations()  # what feeds sipmuc_mixer_tick_seconds
+    assert len(durations) == stats.ticks
+    assert max(durations) >= 0.1  # the slow tick, measured, not assumed
+    assert clk.take_durations() == []
 
 
 def test_errors_are_logged_and_ticking_goes_on(caplog: pytest.LogCaptureFixture) -> None:
