@@ -135,7 +135,7 @@ class Node:
     def sip_uri(self, name: str) -> str:
         return f"sip:{name}@{self.settings.sip.domain}"
 
-    def _room_of_muc(self, muc_jid: str) -> _Room | None:
+    def room_of_muc(self, muc_jid: str) -> _Room | None:
         for room in self.rooms.values():
             if room.muc_jid == muc_jid:
                 return room
@@ -411,7 +411,7 @@ class Node:
         if isinstance(event, SendSipMessage):
             self.pool.send(event)
             return
-        room = self._room_of_muc(event.room)
+        room = self.room_of_muc(event.room)
         if room is None:
             return
         mirror = self._mirror_event(room, event)
@@ -670,9 +670,6 @@ class Node:
         )
 
     # ---- for the owner commands (bridge.core.command_executor) ----------------------------
-
-    def room_of_muc(self, muc_jid: str) -> _Room | None:
-        return self._room_of_muc(muc_jid)
 
     async def handle_event(self, room: _Room, event: MirrorEvent) -> None:
         """Record a mirror event and perform its actions (as for events from either side)."""
