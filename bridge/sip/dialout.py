@@ -57,7 +57,7 @@ def start(worker: Worker, cmd: DialOutCall) -> None:
         worker.legs.pop(leg_id, None)
         worker.graveyard.append(leg.port)
         worker.dead_calls.append(call)
-        reason = getattr(exc, "reason", "") or str(exc)
+        reason = pjw.error_text(exc)
         log.info("sip.dial.failed", leg=leg_id, target=cmd.target_uri, error=str(reason)[:200])
         failed(f"cannot call {cmd.target_uri}: {str(reason)[:120]}")
         return

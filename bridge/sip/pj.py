@@ -404,6 +404,39 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
         self.handler.on_dialog_message(self, prm)
 
 
+def is_active(call: Any) -> bool:
+    try:
+        return bool(call.isActive())
+    except Exception:
+        return False
+
+
+def error_text(exc: BaseException) -> str:
+    """``str()`` of a pjsua2 ``Error`` is empty; its reason names the pjsip status."""
+    reason = getattr(exc, "reason", "")
+    status = getattr(exc, "status", None)
+    if reason:
+        return f"{reason} (status={status})" if status is not None else str(reason)
+    return str(exc) or type(exc).__name__
+
+
+def destroy_call(call: Any) -> None:
+    """Delete an ended call's C++ object now, while its call id is free.
+
+    pjsua reuses call ids, and ``~Call`` clears the user data of, and hangs up, whatever
+    call holds the id when it runs. Left to Python, a wrapper in a reference cycle (call →
+    handler → leg → call) is freed by a later collection, possibly after a new caller got
+    the id: that caller is cut off and its callbacks never arrive (soak, minute 8). The
+    proxy is disowned by the delete and must not be used afterwards.
+    """
+    handler = getattr(call, "handler", None)
+    leg = getattr(handler, "leg", None)
+    if leg is not None and getattr(leg, "call", None) is call:
+        leg.call = None  # a stale leg must fail loudly, not touch freed memory
+    call.handler = None
+    pj._pjsua2.delete_Call(call)
+
+
 def account_config(*, user: str, domain: str, rtp_start: int, rtp_count: int, host: str) -> Any:
     """A registration-less account whose Contact carries ``;isfocus`` (RFC 4579)."""
     cfg = pj.AccountConfig()

@@ -298,18 +298,16 @@ class Worker:
     def _sweep_dead_calls(self) -> None:
         """Free ended ``Call`` objects only while their call id is unused.
 
-        pjsua reuses call ids, and pjsua2's ``~Call`` hangs up (603) whatever call now
-        holds its id: destroying a dead wrapper after its id went to a new caller would
-        decline that caller. So a wrapper is dropped only when its id is not active.
+        pjsua reuses call ids, and pjsua2's ``~Call`` hangs up whatever call now holds
+        its id: a wrapper is destroyed only while its id is not active, and at once
+        (``destroy_call``), never by a later garbage collection.
         """
         keep = []
         for call in self.dead_calls:
-            try:
-                active = bool(call.isActive())
-            except Exception:
-                active = False
-            if active:
+            if pjw.is_active(call):
                 keep.append(call)
+            else:
+                pjw.destroy_call(call)
         self.dead_calls = keep
 
     def _drain_jobs(self) -> None:
@@ -378,6 +376,11 @@ class Worker:
                 continue
             if not leg.attached and now - leg.created > self.spec.attach_timeout_s:
                 self._hangup(leg, "error", 503)
+                continue
+            if leg.confirmed and not pjw.is_active(leg.call):
+                # pjsua ended the call without telling its wrapper: never keep a ghost leg
+                log.warning("sip.leg.lost", leg=leg.leg_id, room=leg.room)
+                self._leg_ended(leg, "error-lost")
                 continue
             if leg.confirmed and self.spec.media_timeout_s > 0:
                 pkts = pjw.rx_packets(leg.call)
@@ -517,7 +520,7 @@ class Worker:
         try:
             leg.call.answer(pjw.call_op(200))
         except Exception as exc:  # the call died between 180 and now
-            log.info("sip.leg.answer_failed", leg=leg.leg_id, error=str(exc))
+            log.info("sip.leg.answer_failed", leg=leg.leg_id, error=pjw.error_text(exc))
 
     def _hangup(self, leg: _Leg, reason: str, status: int = 200) -> None:
         if leg.ended or leg.hangup_reason:
@@ -528,7 +531,7 @@ class Worker:
         try:
             leg.call.hangup(pjw.call_op(code if not leg.answered else 0, "", headers))
         except Exception as exc:
-            log.info("sip.leg.hangup_failed", leg=leg.leg_id, error=str(exc))
+            log.info("sip.leg.hangup_failed", leg=leg.leg_id, error=pjw.error_text(exc))
             self._leg_ended(leg, reason)
 
     # ------------------------------------------------------------- call events
@@ -665,7 +668,7 @@ class Worker:
         try:
             pjw.send_message(leg.call, body, cmd.content_type or "text/plain", headers)
         except Exception as exc:
-            log.warning("sip.message.send_failed", leg=cmd.leg_id, error=str(exc))
+            log.warning("sip.message.send_failed", leg=cmd.leg_id, error=pjw.error_text(exc))
 
     def _play(self, cmd: PlayTone) -> None:
         leg = self.legs.get(cmd.leg_id)

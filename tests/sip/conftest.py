@@ -112,6 +112,7 @@ def make_pool() -> Iterator[Callable[..., PoolHarness]]:
         media_timeout: float = 30.0,
         retry_after: int = 30,
         directory: RoomDirectory | None = None,
+        extra_hooks: tuple[str, ...] = (),
         **kw: object,
     ) -> PoolHarness:
         sip = SipSettings(port=free_udp_tcp_port(), rtp_port_start=rtp_range(), rtp_port_count=400)
@@ -121,6 +122,7 @@ def make_pool() -> Iterator[Callable[..., PoolHarness]]:
             media_timeout=media_timeout,
             retry_after=retry_after,
         )
+        ws.hooks = [*ws.hooks, *extra_hooks]
         pool = WorkerPool(
             sip,
             ws,

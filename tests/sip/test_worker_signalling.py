@@ -25,6 +25,7 @@ from bridge.sip.admission import RoomDirectory
 from mixer.node import MixerNode
 from mixer.rings import LegAttachment
 from tests.sip.conftest import PoolHarness
+from tests.sip.fault_hooks import CollectNow, Done, ForgetCalls
 from tests.sip.rawsip import SDP, RawUac
 
 
@@ -288,3 +289,57 @@ def _no_leaked_segments() -> None:
     ours = (f"sipmuc-{os.getpid()}-", f"sipmuc-test-{os.getpid()}")
     leaked = {n for n in after - before if n.startswith(ours)}
     assert not leaked, f"shared memory left behind: {leaked}"
+
+
+def test_late_garbage_collection_never_hangs_up_a_new_call(
+    make_pool: Callable[..., PoolHarness],
+) -> None:
+    """pjsua reuses call ids and pjsua2's ``~Call`` hangs up whatever call holds its id.
+
+    A kicked caller's wrapper sat in a reference cycle (call → handler → leg → call); when
+    a full collection freed it minutes later (soak, minute 8), it hung up the new caller
+    that had its id — the caller was cut off and the worker kept a ghost leg that failed
+    every MESSAGE with "INVITE session already terminated".
+    """
+    h = make_pool(extra_hooks=("tests.sip.fault_hooks:install_collect",))
+    # every one of the front's call ids (round-robin) gets a kicked call behind it
+    for _ in range(4):
+        kicked = RawUac(h.port)
+        assert kicked.invite("demo").status == 200
+        joined = h.wait_for(_joined())
+        assert isinstance(joined, LegJoined)
+        h.pool.send(HangupLeg(joined.leg_id, "kicked"))
+        kicked.wait_request("BYE")
+        left = h.wait_for(lambda e: isinstance(e, LegLeft))
+        assert isinstance(left, LegLeft) and left.leg_id == joined.leg_id
+    callers = [RawUac(h.port, display=f"new{i}") for i in range(4)]
+    legs = []
+    for c in callers:
+        assert c.invite("demo").status == 200
+        ev = h.wait_for(_joined())
+        assert isinstance(ev, LegJoined)
+        legs.append(ev.leg_id)
+    h.pool.send_extension(CollectNow())
+    h.wait_for(lambda e: isinstance(getattr(e, "payload", None), Done), label="gc")
+    for caller, leg in zip(callers, legs, strict=True):
+        h.pool.send(SendSipMessage(leg, "still there?"))
+        msg = caller.wait_request("MESSAGE")  # a BYE first would be answered and skipped
+        assert msg.body == "still there?"
+    assert not any(isinstance(e, LegLeft) for _, e in h.seen if getattr(e, "leg_id", "") in legs)
+
+
+def test_a_call_ended_behind_the_workers_back_is_not_kept_as_a_ghost(
+    make_pool: Callable[..., PoolHarness],
+) -> None:
+    """If pjsua ends a call whose wrapper no longer gets callbacks, the leg still ends."""
+    h = make_pool(extra_hooks=("tests.sip.fault_hooks:install_forget",))
+    caller = RawUac(h.port)
+    assert caller.invite("demo").status == 200
+    joined = h.wait_for(_joined())
+    assert isinstance(joined, LegJoined)
+    h.pool.send_extension(ForgetCalls())
+    h.wait_for(lambda e: isinstance(getattr(e, "payload", None), Done), label="forget")
+    assert caller.bye().status == 200
+    left = h.wait_for(lambda e: isinstance(e, LegLeft) and e.leg_id == joined.leg_id)
+    assert isinstance(left, LegLeft) and left.reason == "error-lost"
+    h.until(lambda: not h.pool.legs() and h.pool.free_slots() == 4, label="slot freed")
