@@ -29,8 +29,10 @@ import math
 import multiprocessing
 import os
 import random
+import shutil
 import socket
 import struct
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -183,6 +185,9 @@ class Result:
     probe_workers: tuple[int, ...] = ()
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    host_stalls: dict[int, int] = field(default_factory=dict)  # ms threshold → wake-ups
+    host_max_ms: float = float("nan")
+    steal: float = 0.0  # fraction of one core taken by the hypervisor
 
     @property
     def lost(self) -> int:
@@ -291,9 +296,12 @@ def run(name: str, args: argparse.Namespace, work: Path, overrides: dict[str, ob
     c0 = {slot: node.counters(slot) for slot in (r.slot for r in legs0.values())}
     clk0 = node.clock_stats()
     st0 = _stats_sum(pool.worker_stats())
+    stalls = HostStallProbe(args.seconds)
     cpu0, sys0, w0 = _tree_cpu(ours), psutil.cpu_times(), time.monotonic()
     time.sleep(args.seconds)
     cpu1, sys1, wall = _tree_cpu(ours), psutil.cpu_times(), time.monotonic() - w0
+    res.host_stalls, res.host_max_ms = stalls.result()
+    res.steal = (getattr(sys1, "steal", 0.0) - getattr(sys0, "steal", 0.0)) / wall
     clk1 = node.clock_stats()
     legs1 = pool.legs()
     res.held = len(set(legs0) & set(legs1))
@@ -345,6 +353,43 @@ def run(name: str, args: argparse.Namespace, work: Path, overrides: dict[str, ob
     return res
 
 
+class HostStallProbe:
+    """The machine's own real-time wake-up latency during the window (``cyclictest``).
+
+    A SCHED_FIFO 98 thread (above every bridge thread) asks to wake every millisecond; how
+    late it wakes is what the kernel and the hypervisor do to any real-time thread, ours
+    included. A stall longer than a ring's slack loses a frame whatever the bridge does.
+    """
+
+    THRESHOLDS_MS = (5, 10, 20)
+
+    def __init__(self, seconds: float) -> None:
+        self.proc: subprocess.Popen[str] | None = None
+        if shutil.which("cyclictest") is None:
+            print("cyclictest not installed (Debian rt-tests): no host stall figures")
+            return
+        self.proc = subprocess.Popen(
+            ["cyclictest", "-m", "-q", "-p", "98", "-t", "1", "-i", "1000",
+             "-D", str(max(1, round(seconds))), "-h", "60000"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+
+    def result(self) -> tuple[dict[int, int], float]:
+        if self.proc is None:
+            return {}, float("nan")
+        out, _ = self.proc.communicate(timeout=30)
+        counts = dict.fromkeys(self.THRESHOLDS_MS, 0)
+        worst = float("nan")
+        for line in out.splitlines():
+            if line[:1].isdigit():
+                us, n = (int(x) for x in line.split()[:2])
+                for ms in self.THRESHOLDS_MS:
+                    counts[ms] += n if us >= ms * 1000 else 0
+            elif line.startswith("# Max Latencies:"):
+                worst = int(line.split(":")[1]) / 1000
+        return counts, worst
+
+
 def report(r: Result) -> None:
     print(f"callers held: {r.held} of {r.legs} legs ({r.up} up at the start of the window)")
     print(f"CPU: workers {r.cpu_workers * 100:.0f}% of one core, supervisor+mixer "
@@ -365,6 +410,9 @@ def report(r: Result) -> None:
               f"max {max(r.lat):.0f} ms")  # fmt: skip
     else:
         print(f"latency: no burst matched (in {r.onsets_in} onsets, out {r.onsets_out} onsets)")
+    stalls = ", ".join(f"≥{ms} ms: {n}" for ms, n in r.host_stalls.items())
+    print(f"host real-time wake-up stalls (cyclictest, 1 kHz, window): {stalls or 'n/a'}; "
+          f"max {r.host_max_ms:.1f} ms; hypervisor steal {r.steal * 100:.1f}% of a core")
     print(f"load avg before {r.load_before}, after {r.load_after}")
 
 
@@ -372,17 +420,20 @@ def summary(results: list[Result]) -> None:
     print("\n" + "=" * 100)
     print(f"{'config':<10} {'held':>9} {'lost':>5} {'late tk':>7} {'jb empty':>8} "
           f"{'cpu/call':>8} {'bridge':>7} {'p50 ms':>6} {'p90 ms':>6} {'max ms':>6} "
-          f"{'others':>6} {'load before':>16}")  # fmt: skip
+          f"{'others':>6} {'stall≥10':>8} {'max st':>6} {'load before':>16}")  # fmt: skip
     for r in results:
         lb = "/".join(f"{x:.1f}" for x in r.load_before)
         print(f"{r.name:<10} {f'{r.held}/{r.legs}':>9} {r.lost:>5} "
               f"{r.mixer_late + r.worker_late:>7} {r.jb_empty:>8} "
               f"{r.cpu_bridge / max(1, r.held) * 100:>7.2f}% {r.cpu_bridge * 100:>6.0f}% "
               f"{r.pct(50):>6.0f} {r.pct(90):>6.0f} {max(r.lat, default=float('nan')):>6.0f} "
-              f"{r.cpu_others * 100:>5.0f}% {lb:>16}")  # fmt: skip
+              f"{r.cpu_others * 100:>5.0f}% {r.host_stalls.get(10, 0):>8} "
+              f"{r.host_max_ms:>6.1f} {lb:>16}")  # fmt: skip
     print("lost = ring under-runs + drops + torn reads (both directions) + skipped ticks in the "
           "window;\nlate tk = mixer + worker clock ticks started > 5 ms late; others = CPU of "
-          "processes outside this benchmark (% of one core)")  # fmt: skip
+          "processes outside this benchmark (% of one core);\nstall≥10 / max st = wake-ups of a "
+          "SCHED_FIFO 98 thread ≥ 10 ms late / the latest, in ms (cyclictest: the machine itself)"
+          )  # fmt: skip
 
 
 def main() -> None:

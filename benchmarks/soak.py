@@ -18,6 +18,9 @@ and Redis. At the end it prints one table:
   Redis, the node's cache, the mixer and the room disagree twice in a row (0 = in sync);
 * CPU % and RSS over time, and the RSS slope of the second half (leak check).
 
+``--tracemalloc`` (slower) also prints where this process's Python memory grew between the
+first sample after warm-up and the end: the place to look when the supervisor's RSS climbs.
+
     python benchmarks/soak.py --minutes 3 --calls 24
 """
 
@@ -33,6 +36,7 @@ import re
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -398,6 +402,8 @@ async def run(args: argparse.Namespace) -> int:
                 "sipp": [sipp.proc.pid],  # type: ignore[union-attr]
             })  # fmt: skip
             start = soak.now()
+            if args.tracemalloc:
+                tracemalloc.start(12)
             loop = asyncio.get_running_loop()
             tasks = [
                 *(loop.create_task(chatter(soak, people[c], c, muc)) for c in chatters),
@@ -406,8 +412,14 @@ async def run(args: argparse.Namespace) -> int:
             ]
             texting = asyncio.to_thread(texter_loop, soak, texter, loop)
             texting_task = loop.create_task(texting)
+            baseline = None
+            if args.tracemalloc:
+                await asyncio.sleep(min(60.0, seconds / 4))  # past warm-up
+                baseline = tracemalloc.take_snapshot()
             await asyncio.sleep(max(0.0, seconds - (soak.now() - start)))
             soak.stop.set()
+            if baseline is not None:
+                memory_growth(baseline, tracemalloc.take_snapshot())
             await asyncio.gather(*tasks, texting_task, return_exceptions=True)
             await asyncio.sleep(5)  # let the last relays arrive
             # the room side: what every chat user saw (alice and the chatters)
@@ -429,6 +441,17 @@ async def run(args: argparse.Namespace) -> int:
         prosody.stop()
         redis.stop()
     return 0
+
+
+def memory_growth(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot) -> None:
+    """The allocation sites (whole tracebacks) that grew most between two snapshots."""
+    ours = [tracemalloc.Filter(False, tracemalloc.__file__)]
+    stats = after.filter_traces(ours).compare_to(before.filter_traces(ours), "traceback")
+    print("\nPython memory growth of this process (tracemalloc), largest first:")
+    for stat in stats[:12]:
+        print(f"  {stat.size_diff / 1024:+9.1f} KiB  {stat.count_diff:+7d} blocks")
+        for line in stat.traceback.format(limit=6, most_recent_first=True):
+            print(f"      {line}")
 
 
 def sipp_received(path: Path) -> dict[str, set[str]]:
@@ -527,6 +550,8 @@ def main() -> None:
     ap.add_argument("--chatters", type=int, default=2)
     ap.add_argument("--text-every", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--tracemalloc", action="store_true",
+                    help="print where this process's Python memory grew (slower)")
     args = ap.parse_args()
     random.seed(args.seed)
     raise SystemExit(asyncio.run(run(args)))

@@ -202,6 +202,14 @@ class WorkerSettings(_Section):
         description="Cushion frames each ring waits for before it plays (+20 ms each, per "
         "direction); 0 with aligned clocks, 1 for the old unaligned design",
     )
+    adaptive_cushion: float = Field(
+        10.0,
+        ge=0,
+        le=600,
+        description="Seconds a ring keeps the 20 ms backlog a late frame leaves behind, after "
+        "an under-run, instead of trimming it at the next pause: +20 ms only on legs that were "
+        "just late, far fewer lost frames on a busy box (docs/capacity.md); 0 = off",
+    )
     main_thread_priority: int = Field(
         5,
         ge=0,
@@ -241,6 +249,10 @@ class WorkerSettings(_Section):
         le=1000,
         description="pjmedia jitter buffer maximum prefetch (-1 = PJSIP default)",
     )
+    @property
+    def cushion_hold_ticks(self) -> int:
+        return round(self.adaptive_cushion / 0.02)
+
     jb_max_ms: int = Field(
         -1, ge=-1, le=5000, description="pjmedia jitter buffer size (-1 = PJSIP default, 500 ms)"
     )

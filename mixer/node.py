@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from mixer.clock import ClockStats, TickClock
 from mixer.engine import ConferenceKey, Mixer, MixerEvent
-from mixer.rings import LegAttachment, MixerRings, RingCounters
+from mixer.rings import CUSHION_HOLD_TICKS, LegAttachment, MixerRings, RingCounters
 from mixer.talker import TalkerConfig
 
 EventSink = Callable[[Sequence[MixerEvent]], object]
@@ -32,12 +32,15 @@ class MixerNode:
         *,
         depth: int = 8,
         reserve: int = 1,
+        hold_ticks: int = CUSHION_HOLD_TICKS,
         max_internal_rate: int = 48000,
         talker: TalkerConfig | None = None,
         on_events: EventSink | None = None,
     ) -> None:
         self.mixer = Mixer(capacity, max_internal_rate=max_internal_rate, talker=talker)
-        self.rings = MixerRings(segment, capacity, depth=depth, reserve=reserve)
+        self.rings = MixerRings(
+            segment, capacity, depth=depth, reserve=reserve, hold_ticks=hold_ticks
+        )
         self._on_events = on_events
         self._lock = threading.Lock()
         self._conf_ids: dict[ConferenceKey, int] = {}

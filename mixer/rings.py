@@ -58,6 +58,11 @@ C_IN_W, C_OUT_R, C_WORKER_PID, C_OUT_UNDERRUNS, C_OUT_REPEATS, C_OUT_DROPPED, C_
 )
 
 QUIET_PEAK: Final = 328  # ≈ −40 dBFS: a backlog frame this quiet may be skipped unheard
+CUSHION_HOLD_TICKS: Final = 500
+"""Default adaptive cushion: after an under-run, a leg keeps the one-frame backlog that the
+late frame leaves behind for this many ticks (10 s) instead of trimming it at the next
+pause: +20 ms only on legs whose writer was just late, so a worker that is late again soon
+costs nothing more. 0 = trim at once (no adaptive cushion)."""
 
 _barrier_lock = threading.Lock()
 
@@ -188,7 +193,15 @@ class MixerRings:
     Used only by the mixer thread (plus assign/release under the caller's lock).
     """
 
-    def __init__(self, name: str, slots: int, *, depth: int = 8, reserve: int = 1) -> None:
+    def __init__(
+        self,
+        name: str,
+        slots: int,
+        *,
+        depth: int = 8,
+        reserve: int = 1,
+        hold_ticks: int = CUSHION_HOLD_TICKS,
+    ) -> None:
         if depth < 4 or depth & (depth - 1):
             raise ValueError("depth must be a power of two ≥ 4")
         if not 0 <= reserve <= depth - 3:
@@ -212,6 +225,9 @@ class MixerRings:
         self._reserve = np.int64(reserve)
         self.trimmed = 0
         """Quiet frames skipped to shrink a standing backlog (latency given back unheard)."""
+        self._tick = 0
+        self._hold_ticks = hold_ticks
+        self._slot_hold = np.zeros(slots, dtype=np.int64)  # cushion kept until this tick
         self._zero = np.int64(0)
         # Per-slot reader/writer positions, authoritative between ticks ...
         self._slot_r_in = np.zeros(slots, dtype=np.int64)
@@ -256,6 +272,7 @@ class MixerRings:
         self._slot_r_in[slot] = ctrl[C_IN_W]  # start after anything a previous leg wrote
         self._slot_w_out[slot] = ctrl[C_OUT_W]
         self._slot_primed[slot] = False
+        self._slot_hold[slot] = 0
         ctrl[C_CONF], ctrl[C_RATE] = conference_id, rate
         memory_barrier()
         ctrl[C_GEN] = gen
@@ -275,13 +292,14 @@ class MixerRings:
         """
         n = len(self._slots)
         ctrl = self._seg.ctrl
+        self._tick += 1
         w = ctrl[self._slots, C_IN_W]
         r, avail = self._r_in[:n], self._i2[:n]
         np.subtract(w, r, out=avail)
         most = int(avail.max(initial=0))
         if most > self._keep:
             # Too far behind (stalled mixer, bursty writer, lapped ring): drop the oldest.
-            dropped = np.maximum(avail - self._keep, 0)
+            dropped = np.maximum(avail - (self._keep + self._held()), 0)
             ctrl[self._slots, C_IN_DROPPED] += dropped
             r += dropped
             avail -= dropped
@@ -295,6 +313,7 @@ class MixerRings:
         np.logical_xor(primed, take, out=flag)  # primed but nothing there: an under-run
         if np.count_nonzero(flag):
             ctrl[self._slots, C_IN_UNDERRUNS] += flag
+            self._slot_hold[self._slots[flag]] = self._tick + self._hold_ticks
         np.copyto(primed, take)  # an under-run re-primes the cushion
         rows = self._in_rows[:n]
         np.bitwise_and(r, self._mask, out=rows)
@@ -313,7 +332,7 @@ class MixerRings:
         dropped: nothing was lost); skipping it during a pause gives the 20 ms back without
         an audible cut. Rare path: only legs with ``avail > reserve + 1`` are looked at.
         """
-        legs = np.flatnonzero(avail > self._reserve + 1)
+        legs = np.flatnonzero((avail > self._reserve + 1) & ~self._held().astype(bool))
         rows = self._base[legs] + (r[legs] & self._mask)
         frames = self._seg.inp[rows]
         quiet = (frames.max(axis=1) < QUIET_PEAK) & (frames.min(axis=1) > -QUIET_PEAK)
@@ -322,6 +341,10 @@ class MixerRings:
             r[skip] += 1
             avail[skip] -= 1
             self.trimmed += len(skip)
+
+    def _held(self) -> NDArray[np.int64]:
+        """1 for legs (in leg order) keeping an adaptive cushion, else 0. Rare paths only."""
+        return (self._slot_hold[self._slots] > self._tick).astype(np.int64)
 
     def torn_after_read(self) -> NDArray[np.intp]:
         """Legs (positions in leg order) whose input was overwritten while it was copied."""
@@ -407,7 +430,9 @@ class LegPort:
     pjmedia clock thread calls both).
     """
 
-    def __init__(self, attachment: LegAttachment, *, reserve: int = 1) -> None:
+    def __init__(
+        self, attachment: LegAttachment, *, reserve: int = 1, hold_ticks: int = CUSHION_HOLD_TICKS
+    ) -> None:
         shm, layout = attach_segment(attachment.segment)
         seg = _Segment(shm, layout)
         try:
@@ -435,6 +460,9 @@ class LegPort:
         self._primed = False
         self._repeated = False
         self._have_last = False
+        self._reads = 0
+        self._hold_ticks = hold_ticks
+        self._hold_until = 0  # adaptive cushion after an under-run (CUSHION_HOLD_TICKS)
         self.trimmed = 0
         """Quiet frames skipped to shrink a standing backlog (see MixerRings._trim_quiet)."""
         self._last = np.zeros(self.frame, dtype=np.int16)
@@ -470,14 +498,18 @@ class LegPort:
         if int(ctrl[C_GEN]) != self._gen:
             return None
         w = int(ctrl[C_OUT_W])
-        if w - self._r > self.reserve + 2:  # fell behind: skip to keep latency bounded
-            ctrl[C_OUT_DROPPED] += w - (self.reserve + 1) - self._r
-            self._r = w - (self.reserve + 1)
+        self._reads += 1
+        held = int(self._reads < self._hold_until)
+        if w - self._r > self.reserve + 2 + held:  # fell behind: skip to keep latency bounded
+            ctrl[C_OUT_DROPPED] += w - (self.reserve + 1 + held) - self._r
+            self._r = w - (self.reserve + 1 + held)
         avail = w - self._r
-        # A standing backlog (the mixer was late once): skip its oldest frame if quiet.
+        # A standing backlog (the mixer was late once): skip its oldest frame if quiet,
+        # unless this port just under-ran (the backlog is then its adaptive cushion).
         if (
             avail > self.reserve + 1
             and self._primed
+            and not held
             and _quiet(self._out[self._r % self._depth, : self.frame])
         ):
             self._r += 1
@@ -498,6 +530,7 @@ class LegPort:
         if self._primed:
             ctrl[C_OUT_UNDERRUNS] += 1
             self._primed = False
+            self._hold_until = self._reads + self._hold_ticks
         if self._have_last and not self._repeated:
             self._repeated = True
             ctrl[C_OUT_REPEATS] += 1

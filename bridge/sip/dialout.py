@@ -85,7 +85,11 @@ def attached(worker: Worker, msg: AttachLeg) -> bool:
         worker._hangup(leg, "error", 503)
         return True
     try:
-        leg.port.leg_port = LegPort(msg.attachment, reserve=worker.spec.ring_reserve)
+        leg.port.leg_port = LegPort(
+            msg.attachment,
+            reserve=worker.spec.ring_reserve,
+            hold_ticks=worker.spec.cushion_hold_ticks,
+        )
     except (StaleAttachmentError, FileNotFoundError, OSError) as exc:
         log.warning("sip.leg.attach_failed", leg=leg.leg_id, error=str(exc))
         worker._hangup(leg, "error", 503)

@@ -166,6 +166,7 @@ class WorkerPool:
                 f"sipmuc-{os.getpid()}-{secrets.token_hex(3)}",
                 capacity=max(16, workers.pool_size * workers.calls_per_worker + 8),
                 reserve=workers.ring_reserve,
+                hold_ticks=workers.cushion_hold_ticks,
                 on_events=self.handle_mixer_events,
             )
             self._owned_mixer = node
@@ -405,6 +406,7 @@ class WorkerPool:
                     aligned_clock=ws.media_clock == "aligned",
                     clock_phase_s=worker_phase(i, n, ws.mixer_phase_ms / 1000),
                     ring_reserve=ws.ring_reserve,
+                    cushion_hold_ticks=ws.cushion_hold_ticks,
                     main_priority=ws.main_thread_priority,
                     media_quality=ws.media_quality,
                     stats_interval_s=ws.stats_interval,

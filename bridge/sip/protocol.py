@@ -40,6 +40,7 @@ class WorkerSpec:
     aligned_clock: bool = False  # drive pjmedia from our own thread on the node's tick grid
     clock_phase_s: float = 0.0  # phase of that grid (the mixer ticks later)
     ring_reserve: int = 1  # cushion frames of the worker side of each ring
+    cushion_hold_ticks: int = 0  # adaptive cushion after an under-run (mixer.rings)
     main_priority: int = 0  # SCHED_FIFO priority of the pjsua2 thread (0 = normal)
     media_quality: int = 0  # pjsua media quality (0 = PJSIP default): picks the resampler
     stats_interval_s: float = 0.0  # WorkerStats reports (0 = none)

@@ -510,7 +510,11 @@ class Worker:
             self._hangup(leg, "error", 503)
             return
         try:
-            leg.port.leg_port = LegPort(msg.attachment, reserve=self.spec.ring_reserve)
+            leg.port.leg_port = LegPort(
+                msg.attachment,
+                reserve=self.spec.ring_reserve,
+                hold_ticks=self.spec.cushion_hold_ticks,
+            )
         except (StaleAttachmentError, FileNotFoundError, OSError) as exc:
             log.warning("sip.leg.attach_failed", leg=leg.leg_id, error=str(exc))
             self._hangup(leg, "error", 503)

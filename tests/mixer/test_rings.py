@@ -164,6 +164,79 @@ def test_standing_input_backlog_shrinks_on_a_quiet_frame_only() -> None:
             pb.close()
 
 
+HOLD = 6  # adaptive cushion of these tests, in ticks
+
+
+def test_an_input_underrun_keeps_its_backlog_as_a_cushion_for_a_while() -> None:
+    """After b's worker was late once, the frame it delivered late stays queued (20 ms of
+    cushion) through pauses for CUSHION_HOLD_TICKS ticks, so its next late tick costs
+    nothing; after the hold the quiet-frame trim gives the 20 ms back."""
+    hold = HOLD
+    with MixerNode(f"mixtest-{uuid.uuid4().hex[:10]}", 8, depth=8, reserve=0,
+                   hold_ticks=hold) as n:  # fmt: skip
+        a, b = n.add_leg("room", 16000), n.add_leg("room", 16000)
+        pa, pb = LegPort(a, reserve=0, hold_ticks=hold), LegPort(b, reserve=0, hold_ticks=hold)
+        # frames b's worker delivers after each tick: late at tick 2 (its frame 1001 comes
+        # with the next one), late again at tick 6 (1004 comes with 7); quiet frames < 10
+        writes = [[1000], [], [1001, 1002], [5], [1003], [6], [], [1004, 7], [1005], [8],
+                  [1006], [9], [1007]]  # fmt: skip
+        heard = []
+        try:
+            pb.write_received(frame(1000))
+            for after in writes[1:]:
+                n.tick()
+                mix = pa.read_mixed()
+                heard.append(None if mix is None else int(mix[0]))
+                for v in after:
+                    pb.write_received(frame(v))
+            # tick 2 under-runs (silence); from then on b is one tick late and nothing is
+            # trimmed while held (ticks 3-8): the late tick 6 costs nothing. Then the first
+            # quiet frame after the hold (7) is skipped and b is back on time.
+            assert heard == [1000, 0, 1001, 1002, 5, 1003, 6, 1004, 1005, 8, 1006, 9]
+            c = n.counters(b.slot)
+            assert (c.in_underruns, c.in_dropped) == (1, 0)
+            assert n.rings.trimmed == 1
+        finally:
+            pa.close()
+            pb.close()
+
+
+def test_an_output_underrun_keeps_its_backlog_as_a_cushion_for_a_while() -> None:
+    """The worker side of the adaptive cushion: the mixer was late for a's worker once."""
+    hold = HOLD
+    with MixerNode(f"mixtest-{uuid.uuid4().hex[:10]}", 8, depth=8, reserve=0,
+                   hold_ticks=hold) as n:  # fmt: skip
+        a, b = n.add_leg("room", 16000), n.add_leg("room", 16000)
+        pa, pb = LegPort(a, reserve=0, hold_ticks=hold), LegPort(b, reserve=0, hold_ticks=hold)
+        heard = []
+
+        def read() -> None:
+            mix = pa.read_mixed()
+            heard.append(None if mix is None else int(mix[0]))
+
+        try:
+            pb.write_received(frame(1000))
+            n.tick()
+            read()
+            read()  # the mixer is late: an under-run (the last frame is repeated once)
+            for v in (1001, 1002, 5, 1003, 6, 1004, 7, 1005, 8, 1006):
+                if v == 1004:
+                    read()  # the mixer is late again: the cushion plays
+                pb.write_received(frame(v))
+                n.tick()
+                if v not in (1001, 1004):  # 1001: the late mix
+                    read()
+            # a hears 1001 one tick late and stays so through the hold (reads 3-7), so the
+            # second late mix costs nothing; after the hold the quiet mix 7 is skipped
+            assert heard == [1000, 1000, 1001, 1002, 5, 1003, 6, 1004, 1005, 8, 1006]
+            c = pa.counters()
+            assert (c.out_underruns, c.out_repeats, c.out_dropped) == (1, 1, 0)
+            assert pa.trimmed == 1
+        finally:
+            pa.close()
+            pb.close()
+
+
 def test_standing_output_backlog_shrinks_on_a_quiet_frame_only() -> None:
     with MixerNode(f"mixtest-{uuid.uuid4().hex[:10]}", 8, depth=8, reserve=0) as n:
         a, b = n.add_leg("room", 16000), n.add_leg("room", 16000)
