@@ -29,6 +29,7 @@ class LegJoined:
     sample_rate: int = 16000
     transport: str = "udp"  # SIP transport of the INVITE: udp, tcp, tls
     encrypted: bool = False  # TLS signalling and SRTP media (RFC 7081 §7)
+    source_host: str = ""  # IP address the INVITE came from
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,7 @@ class SipMessageReceived:
     language: str = ""  # Content-Language → xml:lang
     leg_id: str = ""
     sender_display: str = ""
+    source_host: str = ""  # IP address the MESSAGE came from (matches out-of-dialog to a leg)
 
 
 # ---- supervisor → SIP worker ---------------------------------------------------------------

@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from bridge.core.events import LegJoined
 from bridge.sip.admission import normalize_caller
 
 
@@ -141,3 +142,27 @@ __all__ = [
     "participant_key",
     "verify_binding",
 ]
+
+
+def sender_leg(legs: Iterable[LegJoined], room: str, sender_uri: str, source_host: str) -> str:
+    """The leg an out-of-dialog MESSAGE comes from, or "" when it cannot be told.
+
+    Many phones (Linphone among them) send chat outside the call's dialog. Such a MESSAGE
+    is the caller's only if it names the same caller (From, compared as ``caller_key``) and
+    comes from the host the call came from, in the same room, and exactly one leg fits: a
+    From header alone would let anyone speak as any caller they can name.
+    """
+    if not source_host:
+        return ""
+    try:
+        key = caller_key(sender_uri)
+    except ValueError:
+        return ""
+    found = []
+    for leg in legs:
+        if leg.room.lower() != room.lower() or leg.source_host != source_host:
+            continue
+        with contextlib.suppress(ValueError):
+            if caller_key(leg.from_uri) == key:
+                found.append(leg.leg_id)
+    return found[0] if len(found) == 1 else ""

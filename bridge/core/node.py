@@ -14,7 +14,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from slixmpp.exceptions import IqError, IqTimeout
@@ -34,7 +34,7 @@ from bridge.core.events import (
     SipMessageReceived,
     TalkingChanged,
 )
-from bridge.core.identity import normalize_trusted, verify_binding
+from bridge.core.identity import normalize_trusted, sender_leg, verify_binding
 from bridge.core.mirror_events import (
     Action,
     BanJid,
@@ -393,6 +393,10 @@ class Node:
         room = self.rooms.get(event.room.lower())
         if room is None:
             return
+        if not event.leg_id:
+            leg_id = sender_leg(self.legs.values(), event.room, event.sender_uri, event.source_host)
+            if leg_id:  # a caller's phone sending chat outside the call's dialog
+                event = replace(event, leg_id=leg_id)
         outcome = await room.bridged.relay_from_sip(event)
         log.info("relay.from_sip", room=room.name, participant=event.leg_id, outcome=outcome)
 

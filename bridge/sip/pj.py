@@ -404,6 +404,14 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
         self.handler.on_dialog_message(self, prm)
 
 
+def source_host(rdata: Any) -> str:
+    """The IP address a request came from (``[::1]:5060`` → ``::1``), "" if unknown."""
+    with contextlib.suppress(Exception):
+        host = str(rdata.srcAddress).rpartition(":")[0]
+        return host.strip("[]")
+    return ""
+
+
 def is_active(call: Any) -> bool:
     try:
         return bool(call.isActive())

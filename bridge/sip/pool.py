@@ -556,6 +556,7 @@ class WorkerPool:
                         sample_rate=record.rate,
                         transport=c.transport,
                         encrypted=c.encrypted,
+                        source_host=c.source_host,
                     )
                 )
         elif isinstance(message, LegEnded):

@@ -272,6 +272,7 @@ class CallerInfo:
     call_id: str
     transport: str = "udp"  # of the INVITE's top Via: udp, tcp, tls
     srtp: bool = False  # the offered audio is RTP/SAVP (SDES-keyed SRTP)
+    source_host: str = ""  # IP address the INVITE came from (packet source, not a header)
 
     @property
     def encrypted(self) -> bool:

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -441,7 +441,7 @@ class Worker:
             self._reject(call, Reject(400, "Bad Request"))
             return
         room = room_of(request.uri)
-        caller = caller_info(request)
+        caller = replace(caller_info(request), source_host=pjw.source_host(prm.rdata))
         if self._stopping:
             self._reject(call, Reject(503, "Shutting down", self.spec.retry_after_s))
             return
@@ -653,7 +653,8 @@ class Worker:
         if self.directory.is_banned(info.room, [info.sender_uri]):
             log.info("sip.message.banned", room=info.room, sender=info.sender_uri)
             return
-        self.send(_message_event(info, prm, info.room, "", info.sender_display))
+        event = _message_event(info, prm, info.room, "", info.sender_display)
+        self.send(replace(event, source_host=pjw.source_host(prm.rdata)))
 
     # ---------------------------------------------------------------- commands
     def _send_message(self, cmd: SendSipMessage) -> None:

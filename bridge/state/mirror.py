@@ -23,7 +23,7 @@ from bridge.state.errors import Fenced, StateUnavailable
 from bridge.state.keys import check_room
 from bridge.state.model import Change, RoomState
 from bridge.state.outbox import Outbox, PendingWrite
-from bridge.state.store import StateStore
+from bridge.state.store import ApplyResult, StateStore
 
 log = get_logger(__name__)
 
@@ -117,10 +117,8 @@ class MirrorEngine:
         try:
             if len(self.outbox):
                 await self._drain()
-            result = await self.store.apply(
-                room, event.event_id, decision.changes, fence=self.fence_for(room),
-                what=describe_event(event),
-            )  # fmt: skip
+            result = await self._apply(room, event.event_id, decision.changes,
+                                       describe_event(event))  # fmt: skip
         except StateUnavailable as error:
             if not is_durable(event):
                 return self._refuse(event, error)
@@ -142,9 +140,7 @@ class MirrorEngine:
         async with self._lock:
             key = check_room(room)
             state = self._rooms.get(key) or await self.load(key)
-            result = await self.store.apply(
-                key, event_id, changes, fence=self.fence_for(key), what=what
-            )
+            result = await self._apply(key, event_id, changes, what)
             if result.status == "duplicate":
                 await self.load(key)
                 return Outcome("duplicate", version=result.version)
@@ -193,10 +189,8 @@ class MirrorEngine:
         rooms: set[str] = set()
         while (item := self.outbox.peek()) is not None:
             try:
-                await self.store.apply(
-                    item.room, item.event_id, item.changes, fence=self.fence_for(item.room),
-                    what="record a queued change",
-                )  # fmt: skip
+                await self._apply(item.room, item.event_id, item.changes,
+                                  "record a queued change")  # fmt: skip
             except Fenced as error:
                 log.error("state.queued_dropped", room=item.room, event_id=item.event_id,
                           error=str(error))  # fmt: skip
@@ -208,6 +202,26 @@ class MirrorEngine:
         if done:
             log.info("state.caught_up", written=done, rooms=sorted(rooms))
         return done
+
+    async def _apply(
+        self, room: str, event_id: str, changes: tuple[Change, ...], what: str
+    ) -> ApplyResult:
+        """``store.apply`` fenced with our lease token on ``room``.
+
+        A write in flight while this node re-acquired its own expired lease carries the old
+        token and is rejected; it is ours all the same, so it is sent again once with the
+        new token (seen in a soak: a caller's join was dropped from Redis that way). Fenced
+        again, or fenced while we hold no newer token: another node owns the room.
+        """
+        token = self.fence_for(room)
+        try:
+            return await self.store.apply(room, event_id, changes, fence=token, what=what)
+        except Fenced:
+            renewed = self.fence_for(room)
+            if renewed is None or renewed == token:
+                raise
+            log.info("state.refenced", room=room, event_id=event_id, old=token, new=renewed)
+            return await self.store.apply(room, event_id, changes, fence=renewed, what=what)
 
     async def run_catch_up(self, stop: asyncio.Event, interval: float = 1.0) -> None:
         """Background task: retry the outbox every ``interval`` until ``stop``."""

@@ -215,7 +215,8 @@ class BridgedRoom:
     async def relay_from_sip(self, message: SipMessageReceived) -> RelayOutcome:
         """A caller's SIP MESSAGE → a groupchat message from its puppet (and to other callers).
 
-        Only in-dialog messages (``leg_id`` set) are relayed: an out-of-dialog From header
+        Only messages tied to a leg are relayed: in-dialog ones, and out-of-dialog ones the
+        node matched to a leg (``bridge.core.identity.sender_leg``); a From header alone
         proves nothing, and a puppet must never speak for someone else.
         """
         puppet = self.puppets.get(message.leg_id) if message.leg_id else None

@@ -6,12 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bridge.core.events import LegJoined
 from bridge.core.identity import (
     bare_jid,
     caller_key,
     hinted_jids,
     normalize_trusted,
     participant_key,
+    sender_leg,
     verify_binding,
 )
 
@@ -93,3 +95,26 @@ def test_no_header_ever_binds_an_unlisted_caller(user: str, hints: list[str]) ->
         f"sip:{user}@elsewhere.example", trusted=TRUSTED, impp_uris=hints, xmpp_contacts=hints
     )
     assert not d.bound
+
+
+def _leg(leg_id: str, from_uri: str, host: str, room: str = "standup") -> LegJoined:
+    return LegJoined(leg_id, room, f"{leg_id}@pbx", 1, from_uri, source_host=host)
+
+
+def test_out_of_dialog_message_is_matched_to_one_caller_by_from_and_source_host() -> None:
+    legs = [
+        _leg("w1.0.1", "sip:bob@10.0.0.5:5062", "10.0.0.5"),
+        _leg("w1.0.2", "sip:carol@10.0.0.6", "10.0.0.6"),
+        _leg("w1.0.3", "sip:bob@10.0.0.5", "10.0.0.5", room="other"),
+    ]
+    # a phone's chat outside its call: same caller (port and params ignored), same host
+    assert sender_leg(legs, "Standup", '"Bob" <sip:Bob@10.0.0.5:5099;x=y>', "10.0.0.5") == (
+        "w1.0.1")  # fmt: skip
+    # the same From from another host is not that caller; nor is an unknown or absent host
+    assert sender_leg(legs, "standup", "sip:bob@10.0.0.5", "10.0.0.66") == ""
+    assert sender_leg(legs, "standup", "sip:bob@10.0.0.5", "") == ""
+    assert sender_leg(legs, "standup", "sip:mallory@10.0.0.5", "10.0.0.5") == ""
+    assert sender_leg(legs, "standup", "not a uri", "10.0.0.5") == ""
+    # two calls from one caller and host: which one spoke cannot be told
+    twice = [*legs, _leg("w2.0.1", "sip:bob@10.0.0.5", "10.0.0.5")]
+    assert sender_leg(twice, "standup", "sip:bob@10.0.0.5", "10.0.0.5") == ""

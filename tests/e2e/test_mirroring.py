@@ -205,6 +205,33 @@ async def test_text_relay_both_ways_exactly_once(
         assert not [m for m in uac.received if m.method == "MESSAGE" and "hello chat" in m.body]
 
 
+async def test_chat_a_phone_sends_outside_its_call_is_relayed_as_that_caller(
+    node: Node, moderated_prosody: ProsodyServer
+) -> None:
+    """Linphone and others send chat as a MESSAGE outside the call's dialog: it is the
+    caller's when it names the same caller and comes from the call's host; a stranger's
+    MESSAGE naming nobody in the room is not relayed."""
+    async with moderator(moderated_prosody) as alice, caller(node) as uac:
+        await caller_in_room(node, alice, uac, "Carl Caller")
+        uri = f"sip:{ROOM}@127.0.0.1:{node.pool.front_port}"
+        for user, text in (("mallory", "spoofed?"), ("carl", "typed outside the call")):
+            other = RawUac(node.pool.front_port, user=user, display="Whoever")
+            other.room = ROOM
+            try:
+                other.request("MESSAGE", uri, body=text, ctype="text/plain")
+                final = await asyncio.to_thread(other.final_response, "MESSAGE")
+                assert final.status == 200
+            finally:
+                other.close()
+        await alice.wait_for(
+            lambda: any(m.body == "typed outside the call" for m in alice.messages), WAIT
+        )
+        await asyncio.sleep(0.5)
+        texts = ("spoofed?", "typed outside the call")
+        said = [(m.nick, m.body) for m in alice.messages if m.body in texts]
+        assert said == [("Carl Caller", "typed outside the call")]
+
+
 async def test_caller_leaving_removes_the_puppet(
     node: Node, moderated_prosody: ProsodyServer
 ) -> None:

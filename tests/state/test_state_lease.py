@@ -110,3 +110,36 @@ async def test_keeper_renews_and_retakes_a_free_expired_lease(
 async def test_writes_without_a_lease_are_fenced(make_store: Callable[..., StateStore]) -> None:
     with pytest.raises(Fenced):
         await make_store().apply(ROOM, "x", WRITE, fence=7)
+
+
+async def test_a_write_fenced_by_our_own_reacquired_lease_is_sent_again(
+    clients: Callable[[], aioredis.Redis],
+) -> None:
+    """Soak, 60 callers: a queued caller join was in flight with token 1 while the node
+    re-acquired its own expired lease (token 2); Redis rejected it and it was dropped."""
+    from bridge.state.mirror import MirrorEngine
+    from bridge.state.outbox import Outbox, PendingWrite
+
+    store = StateStore(clients(), op_timeout=1.0)
+    a = replica(clients(), "node-a")
+    old = await a.acquire(ROOM)
+    assert await a.release(old)  # as if it expired
+    new = await a.acquire(ROOM)
+    assert new.token > old.token
+    tokens = iter([old.token, new.token])  # read before the re-acquisition, then after
+    outbox = Outbox()
+    outbox.put(PendingWrite(ROOM, "join-bob", tuple(WRITE)))
+    engine = MirrorEngine(store, outbox)
+    engine.fence_for = lambda _room: next(tokens, new.token)
+    assert await engine.catch_up() == 1
+    assert "sip:bob@pbx" in (await store.load_room(ROOM)).mutes
+
+    # fenced while we hold no newer token: another node owns the room, nothing is retried
+    b = replica(clients(), "node-b")
+    assert await a.release(new)
+    theirs = await b.acquire(ROOM)
+    outbox.put(PendingWrite(ROOM, "late-write", (put("sip:eve@pbx", MuteRecord()),)))
+    engine.fence_for = lambda _room: new.token
+    assert await engine.catch_up() == 1  # dropped (logged state.queued_dropped)
+    assert "sip:eve@pbx" not in (await store.load_room(ROOM)).mutes
+    assert (await b.owner(ROOM)).token == theirs.token  # type: ignore[union-attr]
