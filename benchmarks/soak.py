@@ -167,6 +167,7 @@ def texter_loop(soak: Soak, uac: RawUac, loop: asyncio.AbstractEventLoop) -> Non
             next_at += soak.args.text_every
             continue
         msg = uac.recv(0.2)
+        uac.received.clear()  # RawUac keeps every message; the ids are all the soak needs
         if msg is not None and msg.method:
             uac.answer(msg)
             if msg.method == "MESSAGE":
