@@ -249,13 +249,14 @@ class WorkerSettings(_Section):
         le=1000,
         description="pjmedia jitter buffer maximum prefetch (-1 = PJSIP default)",
     )
-    @property
-    def cushion_hold_ticks(self) -> int:
-        return round(self.adaptive_cushion / 0.02)
-
     jb_max_ms: int = Field(
         -1, ge=-1, le=5000, description="pjmedia jitter buffer size (-1 = PJSIP default, 500 ms)"
     )
+
+    @property
+    def cushion_hold_ticks(self) -> int:
+        """``adaptive_cushion`` in 20 ms ticks (mixer.rings counts ticks, not seconds)."""
+        return round(self.adaptive_cushion * 50)
 
 
 class RedisSettings(_Section):
