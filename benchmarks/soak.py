@@ -421,7 +421,11 @@ async def run(args: argparse.Namespace) -> int:
             soak.stop.set()
             if baseline is not None:
                 memory_growth(baseline, tracemalloc.take_snapshot())
-            await asyncio.gather(*tasks, texting_task, return_exceptions=True)
+            names = [*(f"chatter {c}" for c in chatters), "moderator", "sampler", "texter"]
+            ended = await asyncio.gather(*tasks, texting_task, return_exceptions=True)
+            for name, outcome in zip(names, ended, strict=True):
+                if isinstance(outcome, BaseException):  # its figures stop where it died
+                    print(f"WARNING: the {name} task died: {outcome!r}", flush=True)
             await asyncio.sleep(5)  # let the last relays arrive
             # the room side: what every chat user saw (alice and the chatters)
             for name, person in people.items():

@@ -10,7 +10,6 @@ stored truth comes first and loops are impossible (DESIGN §4).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -61,6 +60,7 @@ from bridge.core.mirror_events import (
 )
 from bridge.core.pin_gate import PinGate
 from bridge.core.policy import parse_dtmf
+from bridge.core.tasks import cancel_all
 from bridge.logs import bound, get_logger
 from bridge.protocol.conference_info import (
     AudioLeg,
@@ -162,12 +162,7 @@ class Node:
 
     async def close(self) -> None:
         """Stop serving; release our room leases so another replica takes them at once."""
-        tasks = [*self._tasks, *self._keepers.values()]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all([*self._tasks, *self._keepers.values()])
         self._tasks = []
         self._keepers = {}
         self.pins.close()
@@ -694,9 +689,7 @@ class Node:
         self.rooms.pop(name, None)
         task = self._keepers.pop(name, None)
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_all([task])
         keeper = self.services.keepers.pop(name, None)
         if keeper is not None:
             await keeper.release()
