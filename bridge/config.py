@@ -29,6 +29,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from mixer.frames import TICK_SECONDS
+
 ENV_PREFIX = "SIPMUC_"
 CONFIG_FILE_ENV = "SIPMUC_CONFIG"
 
@@ -255,8 +257,8 @@ class WorkerSettings(_Section):
 
     @property
     def cushion_hold_ticks(self) -> int:
-        """``adaptive_cushion`` in 20 ms ticks (mixer.rings counts ticks, not seconds)."""
-        return round(self.adaptive_cushion * 50)
+        """``adaptive_cushion`` in mixer ticks (mixer.rings counts ticks, not seconds)."""
+        return round(self.adaptive_cushion / TICK_SECONDS)
 
 
 class RedisSettings(_Section):

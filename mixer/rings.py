@@ -297,14 +297,15 @@ class MixerRings:
         r, avail = self._r_in[:n], self._i2[:n]
         np.subtract(w, r, out=avail)
         most = int(avail.max(initial=0))
-        if most > self._keep:
-            # Too far behind (stalled mixer, bursty writer, lapped ring): drop the oldest.
-            dropped = np.maximum(avail - (self._keep + self._held()), 0)
-            ctrl[self._slots, C_IN_DROPPED] += dropped
-            r += dropped
-            avail -= dropped
-        if most > self._reserve + 1:
-            self._trim_quiet(r, avail)
+        if most > self._reserve + 1:  # rare: some leg has a backlog (keep > reserve + 1)
+            held = self._held()
+            if most > self._keep:
+                # Too far behind (stalled mixer, bursty writer, lapped ring): drop the oldest.
+                dropped = np.maximum(avail - (self._keep + held), 0)
+                ctrl[self._slots, C_IN_DROPPED] += dropped
+                r += dropped
+                avail -= dropped
+            self._trim_quiet(r, avail, held)
         primed, take, flag = self._primed[:n], self._take[:n], self._flag[:n]
         np.greater(avail, self._reserve, out=flag)
         np.logical_or(primed, flag, out=primed)  # the cushion has filled up once
@@ -325,14 +326,16 @@ class MixerRings:
         np.bitwise_and(self._w_out[:n], self._mask, out=out_rows)
         np.add(out_rows, self._base[:n], out=out_rows)
 
-    def _trim_quiet(self, r: NDArray[np.int64], avail: NDArray[np.int64]) -> None:
+    def _trim_quiet(
+        self, r: NDArray[np.int64], avail: NDArray[np.int64], held: NDArray[np.int64]
+    ) -> None:
         """Skip the oldest frame of legs with a standing backlog when that frame is quiet.
 
         A writer that was late once leaves one extra frame queued for good (it is never
         dropped: nothing was lost); skipping it during a pause gives the 20 ms back without
         an audible cut. Rare path: only legs with ``avail > reserve + 1`` are looked at.
         """
-        legs = np.flatnonzero((avail > self._reserve + 1) & ~self._held().astype(bool))
+        legs = np.flatnonzero((avail > self._reserve + 1) & (held == 0))
         rows = self._base[legs] + (r[legs] & self._mask)
         frames = self._seg.inp[rows]
         quiet = (frames.max(axis=1) < QUIET_PEAK) & (frames.min(axis=1) > -QUIET_PEAK)

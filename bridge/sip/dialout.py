@@ -58,8 +58,8 @@ def start(worker: Worker, cmd: DialOutCall) -> None:
         worker.graveyard.append(leg.port)
         worker.dead_calls.append(call)
         reason = pjw.error_text(exc)
-        log.info("sip.dial.failed", leg=leg_id, target=cmd.target_uri, error=str(reason)[:200])
-        failed(f"cannot call {cmd.target_uri}: {str(reason)[:120]}")
+        log.info("sip.dial.failed", leg=leg_id, target=cmd.target_uri, error=reason[:200])
+        failed(f"cannot call {cmd.target_uri}: {reason[:120]}")
         return
     if leg.ended:  # failed inside makeCall: LegEnded went out already
         return
