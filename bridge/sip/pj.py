@@ -253,7 +253,7 @@ def _try_realtime(priority: int = 20) -> bool:
 
 
 class _PjFrame(ctypes.Structure):
-    """``pjmedia_frame`` (pjmedia/frame.h, 2.15): type, buf, size, timestamp, bit_info."""
+    """``pjmedia_frame`` (pjmedia/frame.h, 2.17): type, buf, size, timestamp, bit_info."""
 
     _fields_ = [
         ("type", ctypes.c_int),
