@@ -136,6 +136,17 @@ class SipSettings(_Section):
     )
     tls_certificate: Path | None = Field(None, description="PEM certificate chain for SIP TLS")
     tls_private_key: Path | None = Field(None, description="PEM private key for SIP TLS")
+    tls_min_version: Literal["1.2", "1.3"] = Field(
+        "1.2",
+        description="Oldest TLS version SIP over TLS accepts (OpenSSL 3; TLS 1.3 is always "
+        "offered); '1.3' refuses TLS 1.2 clients",
+    )
+    srtp: Literal["off", "optional", "mandatory"] = Field(
+        "optional",
+        description="SRTP (RFC 3711, SDES keys RFC 4568): 'optional' uses it when the caller "
+        "offers it, 'mandatory' refuses calls without it (488), 'off' never uses it. Keys "
+        "travel in the SDP, so only SIP over TLS keeps them secret (docs/security.md)",
+    )
     rtp_port_start: Port = Field(20000, description="First RTP port of the media range")
     rtp_port_count: int = Field(2000, ge=4, description="Number of RTP ports in the range")
 

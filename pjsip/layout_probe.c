@@ -34,6 +34,8 @@ int main(void)
     FIELD("body_data", pjsip_msg_body, data);
     FIELD("body_len", pjsip_msg_body, len);
     FIELD("int_hdr_ivalue", pjsip_generic_int_hdr, ivalue);
+    FIELD("rdata_transport", pjsip_rx_data, tp_info.transport);
+    FIELD("transport_type_name", pjsip_transport, type_name);
     FIELD("module_on_tsx_state", pjsip_module, on_tsx_state);
     FIELD("evsub_user_on_server_timeout", pjsip_evsub_user, on_server_timeout);
     printf("  \"sizeof_pjsip_module\": %zu,\n", sizeof(pjsip_module));

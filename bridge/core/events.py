@@ -27,7 +27,8 @@ class LegJoined:
     xmpp_contacts: tuple[str, ...] = ()  # XMPP-Contact header values, a hint only
     codec: str = ""
     sample_rate: int = 16000
-    transport: str = "udp"  # SIP transport of the INVITE: udp, tcp, tls
+    transport: str = "udp"  # transport the INVITE really came on: udp, tcp, tls (or unknown)
+    srtp: bool = False  # the audio's SRTP session is active (pjmedia, after negotiation)
     encrypted: bool = False  # TLS signalling and SRTP media (RFC 7081 §7)
     source_host: str = ""  # IP address the INVITE came from
 

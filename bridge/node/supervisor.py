@@ -335,7 +335,9 @@ class Node:
             if not leg.encrypted and self.settings.xmpp.announce_unencrypted_calls:
                 room.bridged.announce(
                     f"{nick} is on the call over an unencrypted connection "
-                    f"({leg.transport.upper()} signalling, plain RTP audio): what is said in "
+                    f"({leg.transport.upper()} signalling, "
+                    f"{'SRTP audio keyed in the clear' if leg.srtp else 'plain RTP audio'}): "
+                    "what is said in "
                     "the call can be overheard on the network."
                 )
 

@@ -47,6 +47,19 @@ def read_wav(path: Path) -> tuple[NDArray[np.int16], int]:
     return data[::channels].astype(np.int16), rate
 
 
+def make_certificate(workdir: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A self-signed P-256 certificate for ``host`` (IP SAN) and its key, for TLS tests."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "2", "-subj", f"/CN={host}", "-addext", f"subjectAltName=IP:{host}",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 def write_wav(path: Path, samples: NDArray[np.int16], rate: int, channels: int = 1) -> None:
     """16-bit WAV; ``channels=2`` repeats the mono signal (baresip 1.0 wants its source to
     have the codec's channel count: 2 for opus/48000/2)."""
@@ -225,6 +238,50 @@ def best_correlation(
 _SIPP_HEAD = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="{name}">
+"""
+
+
+def sipp_refused_scenario(room: str, status: int) -> str:
+    """A caller whose plain-RTP (PCMU) INVITE must be refused with ``status`` (then ACKed):
+    SIPp fails the call on any other answer."""
+    return _SIPP_HEAD.format(name="bridge-uac-refused") + f"""  <send retrans="500">
+    <![CDATA[
+      INVITE sip:{room}@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "SIPp caller" <sip:caller@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:{room}@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:caller@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="{status}"/>
+  <send>
+    <![CDATA[
+      ACK sip:{room}@[remote_ip]:[remote_port] SIP/2.0
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+</scenario>
 """
 
 
@@ -475,11 +532,25 @@ class Baresip:
     ``heard()`` returns the decoded audio it received (sndfile module, 16-bit mono).
     """
 
-    def __init__(self, workdir: Path, source_wav: Path, *, codecs: tuple[str, ...] = ("g711",)):
+    def __init__(
+        self,
+        workdir: Path,
+        source_wav: Path,
+        *,
+        codecs: tuple[str, ...] = ("g711",),
+        transport: str = "udp",
+        mediaenc: str = "",
+        ca_file: Path | None = None,
+    ):
+        """``transport='tls'`` calls over SIP/TLS (trusting ``ca_file``); ``mediaenc``
+        'srtp' offers SDES-SRTP (RTP/AVP + a=crypto), 'srtp-mand' requires it (RTP/SAVP)."""
         self.workdir = workdir
         self.source_wav = source_wav
         self.port = free_udp_tcp_port()
         self.codecs = codecs
+        self.transport = transport
+        self.mediaenc = mediaenc
+        self.ca_file = ca_file
         self.server: ServerProcess | None = None
 
     def _write_config(self) -> None:
@@ -487,6 +558,9 @@ class Baresip:
         d.mkdir(parents=True, exist_ok=True)
         (d / "dump").mkdir(exist_ok=True)
         modules = "".join(f"module {c}.so\n" for c in self.codecs)
+        if self.mediaenc:
+            modules += "module srtp.so\n"
+        tls = f"sip_cafile {self.ca_file}\n" if self.ca_file else ""
         (d / "config").write_text(
             f"""poll_method epoll
 sip_listen 127.0.0.1:{self.port}
@@ -503,9 +577,13 @@ module sndfile.so
 module menu.so
 module_tmp account.so
 snd_path {d / "dump"}
-"""
+{tls}"""
         )
-        (d / "accounts").write_text("<sip:listener@127.0.0.1>;regint=0;answermode=manual\n")
+        params = ";transport=tls" if self.transport == "tls" else ""
+        enc = f";mediaenc={self.mediaenc}" if self.mediaenc else ""
+        (d / "accounts").write_text(
+            f"<sip:listener@127.0.0.1{params}>;regint=0;answermode=manual{enc}\n"
+        )
         (d / "contacts").write_text("")
 
     def start(self, uri: str, seconds: int) -> None:

@@ -26,7 +26,6 @@ If the struct layout check fails the package is not registered: the error is log
 from __future__ import annotations
 
 import ctypes
-import functools
 import itertools
 import queue
 import re
@@ -60,10 +59,9 @@ _COMPACT = {"o": "event", "l": "content-length", "c": "content-type", "v": "via"
 _TOKEN = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]+$")
 
 
-@functools.cache
 def native() -> Native:
     """The process-wide ctypes view of the pjsua2 shared object."""
-    return Native()
+    return nat.shared()
 
 
 class EvsubError(RuntimeError):

@@ -19,6 +19,7 @@ through a fault-safe memory probe, so a different build is detected instead of c
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import struct
 from dataclasses import dataclass
@@ -109,6 +110,8 @@ class Layout:
     body_data: int  # pjsip_msg_body.data
     body_len: int  # pjsip_msg_body.len
     int_hdr_ivalue: int  # pjsip_generic_int_hdr.ivalue (Expires)
+    rdata_transport: int  # pjsip_rx_data.tp_info.transport
+    transport_type_name: int  # pjsip_transport.type_name ("UDP", "TCP", "TLS", …)
 
 
 #: x86-64 Linux, pjproject 2.17 as scripts/build-pjsip builds it: ``offsetof`` from the 2.17
@@ -118,7 +121,7 @@ class Layout:
 PINNED = Layout(rdata_msg=4440, rdata_cid=4456, msg_type=0, msg_method_id=8,
                 msg_method_name=16, msg_body=104, tdata_pool=16, tdata_obj_name=24,
                 tdata_msg=392, pool_obj_name=16, body_data=80, body_len=88,
-                int_hdr_ivalue=64)
+                int_hdr_ivalue=64, rdata_transport=8, transport_type_name=120)
 
 
 def _fn(lib: ctypes.CDLL, name: str, restype: Any, *argtypes: Any) -> Any:
@@ -208,6 +211,12 @@ class Native:
         return None if n < 0 else buf.raw[:n]
 
 
+@functools.cache
+def shared() -> Native:
+    """The process-wide instance (the pjsua2 module is loaded once per process)."""
+    return Native()
+
+
 class _MemoryProbe:
     """Fault-safe reads: the kernel returns EFAULT from write(2) for unmapped addresses."""
 
@@ -226,6 +235,22 @@ class _MemoryProbe:
             return None
         data = os.read(self._r, n)
         return data if n == size else None
+
+
+def transport_type_name(native: Native, rdata: int, layout: Layout) -> str | None:
+    """The type name of the transport a request really arrived on (``UDP``, ``TLS`` …).
+
+    Read through the fault-safe probe and accepted only if it is a short upper-case word,
+    so a wrong layout yields ``None`` (caller: treat as unknown, i.e. not secure)."""
+    transport = native.read_ptr(rdata + layout.rdata_transport) if rdata else None
+    name_ptr = native.read_ptr(transport + layout.transport_type_name) if transport else None
+    raw = native.read(name_ptr, 8) if name_ptr else None
+    if raw is None:
+        return None
+    name = raw.split(b"\0", 1)[0]
+    if not name or len(name) == 8 or not name.isalnum() or not name.isupper():
+        return None
+    return name.decode("ascii")
 
 
 # ---- layout verification -------------------------------------------------------------------

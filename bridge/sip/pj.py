@@ -24,7 +24,8 @@ import pjsua2 as _pjsua2
 from numpy.typing import NDArray
 
 from bridge.logs import get_logger
-from bridge.sip import codecs, pjlog
+from bridge.sip import codecs, pjlog, secure
+from bridge.sip import evsub_native as nat
 from mixer.clock import grid_deadline
 from mixer.rings import LegPort
 
@@ -154,10 +155,30 @@ def create_endpoint(
     return ep
 
 
+#: ``sip.tls_min_version`` → the TLS versions pjsip's OpenSSL 3 may negotiate
+TLS_PROTOCOLS = {
+    "1.2": int(pj.PJ_SSL_SOCK_PROTO_TLS1_2 | pj.PJ_SSL_SOCK_PROTO_TLS1_3),
+    "1.3": int(pj.PJ_SSL_SOCK_PROTO_TLS1_3),
+}
+SRTP_USE = {
+    "off": int(pj.PJMEDIA_SRTP_DISABLED),
+    "optional": int(pj.PJMEDIA_SRTP_OPTIONAL),
+    "mandatory": int(pj.PJMEDIA_SRTP_MANDATORY),
+}
+
+
 def add_transports(
-    ep: Any, *, host: str, port: int, tls_port: int, cert: str | None, key: str | None
+    ep: Any,
+    *,
+    host: str,
+    port: int,
+    tls_port: int,
+    cert: str | None,
+    key: str | None,
+    tls_min_version: str = "1.2",
 ) -> None:
-    """UDP and TCP on ``port``; TLS 1.2 on ``tls_port`` when a certificate is given."""
+    """UDP and TCP on ``port``; TLS (1.2 and 1.3, or 1.3 only) on ``tls_port`` when a
+    certificate is given."""
     for kind in (pj.PJSIP_TRANSPORT_UDP, pj.PJSIP_TRANSPORT_TCP):
         tcfg = pj.TransportConfig()
         tcfg.port = port
@@ -171,7 +192,7 @@ def add_transports(
         tcfg.publicAddress = host
         tcfg.tlsConfig.certFile = cert
         tcfg.tlsConfig.privKeyFile = key
-        tcfg.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
+        tcfg.tlsConfig.proto = TLS_PROTOCOLS[tls_min_version]
         ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tcfg)
 
 
@@ -461,6 +482,21 @@ def source_host(rdata: Any) -> str:
     return ""
 
 
+def rx_transport(rdata: Any) -> str:
+    """``udp``/``tcp``/``tls``: the transport a request really arrived on ("" if unknown)."""
+    with contextlib.suppress(Exception):
+        name = nat.transport_type_name(nat.shared(), int(rdata.pjRxData), nat.PINNED)
+        return secure.transport_word(name) or ""
+    return ""
+
+
+def srtp_active(call: Any) -> bool:
+    """pjmedia's SRTP session is active on the call's audio (pjsua's call dump says so)."""
+    with contextlib.suppress(Exception):
+        return secure.srtp_active(str(call.dump(True, "")))
+    return False
+
+
 def is_active(call: Any) -> bool:
     try:
         return bool(call.isActive())
@@ -494,8 +530,14 @@ def destroy_call(call: Any) -> None:
     pj._pjsua2.delete_Call(call)
 
 
-def account_config(*, user: str, domain: str, rtp_start: int, rtp_count: int, host: str) -> Any:
-    """A registration-less account whose Contact carries ``;isfocus`` (RFC 4579)."""
+def account_config(
+    *, user: str, domain: str, rtp_start: int, rtp_count: int, host: str, srtp: str = "optional"
+) -> Any:
+    """A registration-less account whose Contact carries ``;isfocus`` (RFC 4579).
+
+    SRTP keyed by SDES (RFC 4568) on any transport (``srtpSecureSignaling`` 0: pjsua would
+    otherwise answer every non-TLS call 406 as soon as SRTP is not ``off``); whether the keys
+    were protected by TLS is judged per call for the room notice (bridge.sip.secure)."""
     cfg = pj.AccountConfig()
     cfg.idUri = f"sip:{user}@{domain}"
     cfg.sipConfig.contactParams = ";isfocus"
@@ -503,6 +545,8 @@ def account_config(*, user: str, domain: str, rtp_start: int, rtp_count: int, ho
     cfg.mediaConfig.transportConfig.port = rtp_start
     cfg.mediaConfig.transportConfig.portRange = rtp_count
     cfg.mediaConfig.transportConfig.boundAddress = host
+    cfg.mediaConfig.srtpUse = SRTP_USE[srtp]
+    cfg.mediaConfig.srtpSecureSignaling = 0
     cfg.natConfig.iceEnabled = False
     cfg.natConfig.sdpNatRewriteUse = 0
     cfg.natConfig.contactRewriteUse = 0

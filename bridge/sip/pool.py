@@ -56,6 +56,7 @@ from bridge.core.events import (
 )
 from bridge.devstack.ports import free_udp_tcp_port
 from bridge.logs import get_logger
+from bridge.sip import secure
 from bridge.sip.protocol import (
     AttachLeg,
     DirectoryUpdate,
@@ -554,8 +555,9 @@ class WorkerPool:
                         xmpp_contacts=c.xmpp_contacts,
                         codec=message.codec,
                         sample_rate=record.rate,
-                        transport=c.transport,
-                        encrypted=c.encrypted,
+                        transport=message.transport or c.transport,
+                        srtp=message.srtp,
+                        encrypted=secure.encrypted(message.transport, message.srtp),
                         source_host=c.source_host,
                     )
                 )

@@ -84,6 +84,8 @@ class LegConfirmed:
 
     leg_id: str
     codec: str
+    transport: str = ""  # the transport the INVITE really came on ("" = unknown, dial-out)
+    srtp: bool = False  # pjmedia's SRTP session is active for the audio
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,8 +33,3 @@ def srtp_active(call_dump: str) -> bool:
 def encrypted(transport: str, srtp: bool) -> bool:
     """Signalling over TLS and audio over SRTP: nothing readable on the way to us."""
     return transport == "tls" and srtp
-
-
-def exposure(transport: str, srtp: bool) -> str:
-    """What an eavesdropper gets, for the room notice: ``UDP signalling, plain RTP audio``."""
-    return f"{transport.upper()} signalling, {'SRTP' if srtp else 'plain RTP'} audio"

@@ -267,14 +267,9 @@ class CallerInfo:
     impp_uris: tuple[str, ...]
     xmpp_contacts: tuple[str, ...]
     call_id: str
-    transport: str = "udp"  # of the INVITE's top Via: udp, tcp, tls
-    srtp: bool = False  # the offered audio is RTP/SAVP (SDES-keyed SRTP)
+    transport: str = "udp"  # of the INVITE's top Via; the worker replaces it with the real one
+    srtp: bool = False  # the offered audio is RTP/SAVP (a hint: see LegConfirmed.srtp)
     source_host: str = ""  # IP address the INVITE came from (packet source, not a header)
-
-    @property
-    def encrypted(self) -> bool:
-        """Signalling over TLS and media over SRTP: nothing readable on the way."""
-        return self.transport == "tls" and self.srtp
 
 
 def via_transport(via: str) -> str:

@@ -202,13 +202,14 @@ class Worker:
         cert = str(spec.sip.tls_certificate) if spec.sip.tls_certificate else None
         key = str(spec.sip.tls_private_key) if spec.sip.tls_private_key else None
         pjw.add_transports(
-            self.ep, host=spec.host, port=spec.port, tls_port=spec.tls_port, cert=cert, key=key
-        )
+            self.ep, host=spec.host, port=spec.port, tls_port=spec.tls_port, cert=cert, key=key,
+            tls_min_version=spec.sip.tls_min_version,
+        )  # fmt: skip
         if spec.aligned_clock:
             self.clock = pjw.use_aligned_clock(self.ep, phase_s=spec.clock_phase_s)
         else:
             self.ep.audDevManager().setNullDev()
-        codecs = pjw.set_codec_priorities(self.ep)
+        enabled_codecs = pjw.set_codec_priorities(self.ep)
         self.ep.libStart()
         if self.clock is not None:
             self.clock.start()
@@ -220,6 +221,7 @@ class Worker:
                 rtp_start=spec.rtp_port_start,
                 rtp_count=spec.rtp_port_count,
                 host=spec.host,
+                srtp=spec.sip.srtp,
             ),
             True,
         )
@@ -236,7 +238,7 @@ class Worker:
         threading.Thread(target=self._reader, name="sip-ctl-reader", daemon=True).start()
         self.send(WorkerReady(spec.index, spec.incarnation, os.getpid(), spec.port, spec.tls_port))
         self.report_busy()
-        log.info("sip.worker.started", worker=spec.index, port=spec.port, codecs=codecs)
+        log.info("sip.worker.started", worker=spec.index, port=spec.port, codecs=enabled_codecs)
         next_check = time.monotonic() + 1.0
         try:
             while True:
@@ -434,7 +436,12 @@ class Worker:
             self._reject(call, Reject(400, "Bad Request"))
             return
         room = room_of(request.uri)
-        caller = replace(caller_info(request), source_host=pjw.source_host(prm.rdata))
+        # the transport it really came on, never the Via header the caller wrote
+        caller = replace(
+            caller_info(request),
+            source_host=pjw.source_host(prm.rdata),
+            transport=pjw.rx_transport(prm.rdata) or "unknown",
+        )
         if self._stopping:
             self._reject(call, Reject(503, "Shutting down", self.spec.retry_after_s))
             return
@@ -447,8 +454,9 @@ class Worker:
         now = time.monotonic()
         if not has_slot and self.spec.is_front:
             peer = self.slot_book.choose(now)
-            if peer is not None:
-                redirect = Redirect(peer.worker, peer.host, peer.port)
+            if peer is not None:  # a TLS caller goes to the worker's TLS listener
+                tls = caller.transport == "tls" and peer.tls_port
+                redirect = Redirect(peer.worker, peer.host, peer.tls_port if tls else peer.port)
         decision = admit(
             self.directory,
             room,
@@ -469,7 +477,9 @@ class Worker:
                 call.answer(op)
             elif isinstance(decision, Redirect):
                 self.slot_book.hold(decision.worker, now)
-                transport = via_transport(request.get("via"))
+                transport = caller.transport
+                if transport not in ("udp", "tcp", "tls"):
+                    transport = via_transport(request.get("via"))
                 contact = redirect_contact(room, decision.host, decision.port, transport)
                 log.info("sip.invite.redirected", worker=decision.worker, contact=contact)
                 op = pjw.call_op(302, "Moved Temporarily", {"Contact": contact})
@@ -555,7 +565,11 @@ class Worker:
         if info.state == pjw.STATE_CONFIRMED and not leg.confirmed:
             leg.confirmed = True
             leg.last_rx_change = time.monotonic()
-            self.send(LegConfirmed(leg.leg_id, pjw.codec_name(call)))
+            self.send(
+                LegConfirmed(
+                    leg.leg_id, pjw.codec_name(call), leg.caller.transport, pjw.srtp_active(call)
+                )
+            )
         elif info.state == pjw.STATE_DISCONNECTED:
             if leg.hangup_reason:
                 reason = leg.hangup_reason

@@ -10,10 +10,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
+import numpy as np
+
+from bridge.devstack.ports import free_udp_tcp_port
 from bridge.devstack.prosody import ProsodyServer
 from bridge.metrics import REGISTRY
 from bridge.node.supervisor import Node
+from bridge.sip import devpeers as dp
 from tests.e2e.conftest import ROOM, NodeFactory
 from tests.sip.rawsip import Message, RawUac
 from tests.xmpp.clients import ChatUser, chat_user
@@ -253,3 +258,40 @@ async def test_the_room_is_told_when_a_caller_is_unencrypted(
         )
         assert notice.body.startswith("Carl Caller is on the call")
         assert "UDP" in notice.body
+
+
+async def test_only_the_unencrypted_caller_is_announced(
+    make_node: NodeFactory, moderated_prosody: ProsodyServer, tmp_path: Path
+) -> None:
+    """RFC 7081 §7 from the real state: baresip over TLS with SRTP gets no notice; a plain
+    UDP caller who joins after it does (the room's messages are ordered, so a notice for
+    the first caller would have come before the second one's)."""
+    cert, key = dp.make_certificate(tmp_path / "tls")
+    sip_port = free_udp_tcp_port()
+    sip = {
+        "domain": "127.0.0.1", "port": sip_port, "rtp_port_start": 10000 + sip_port % 20000,
+        "transports": ["udp", "tcp", "tls"], "tls_port": free_udp_tcp_port(),
+        "tls_certificate": str(cert), "tls_private_key": str(key),
+    }  # fmt: skip
+    wav = tmp_path / "quiet.wav"
+    dp.write_wav(wav, np.zeros(8000 * 30, np.int16), 8000)
+    async with make_node(sip=sip) as node, moderator(moderated_prosody) as alice:
+        bs = dp.Baresip(tmp_path / "baresip", wav, transport="tls", mediaenc="srtp-mand",
+                        ca_file=cert)  # fmt: skip
+        before = set(alice.occupants(MUC))
+        bs.start(f"sip:{ROOM}@127.0.0.1:{sip['tls_port']};transport=tls", 25)
+        try:
+            await alice.wait_for(lambda: len(set(alice.occupants(MUC)) - before) == 1, WAIT)
+            (secure_nick,) = set(alice.occupants(MUC)) - before
+            async with caller(node) as uac:
+                await caller_in_room(node, alice, uac, "Carl Caller")
+                notice = await alice.next_message(
+                    lambda m: m.nick == "bridge" and "unencrypted" in m.body, WAIT
+                )
+                assert notice.body.startswith("Carl Caller is on the call")
+                assert "UDP signalling, plain RTP audio" in notice.body
+                notices = [m for m in alice.messages if "unencrypted" in m.body]
+                assert len(notices) == 1, [m.body for m in notices]
+                assert secure_nick not in notices[0].body
+        finally:
+            bs.stop()

@@ -113,9 +113,13 @@ def make_pool() -> Iterator[Callable[..., PoolHarness]]:
         retry_after: int = 30,
         directory: RoomDirectory | None = None,
         extra_hooks: tuple[str, ...] = (),
+        sip_settings: dict[str, object] | None = None,
         **kw: object,
     ) -> PoolHarness:
-        sip = SipSettings(port=free_udp_tcp_port(), rtp_port_start=rtp_range(), rtp_port_count=400)
+        sip = SipSettings(
+            port=free_udp_tcp_port(), rtp_port_start=rtp_range(), rtp_port_count=400,
+            **(sip_settings or {}),  # type: ignore[arg-type]
+        )  # fmt: skip
         ws = WorkerSettings(
             pool_size=pool_size,
             calls_per_worker=calls_per_worker,
