@@ -236,9 +236,9 @@ def redirect_contact(room: str, host: str, port: int, transport: str) -> str:
     """Contact header value of a 302 to a worker, keeping the caller's transport."""
     transport = transport.lower()
     host_part = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    if transport == "tls":
-        return f"<sips:{room}@{host_part}:{port}>"
-    params = ";transport=tcp" if transport == "tcp" else ""
+    # TLS as `sip:…;transport=tls`, not `sips:`: sips demands TLS on every hop to the
+    # target, and baresip 1.0 cannot follow a sips: redirect at all (ENOSYS)
+    params = f";transport={transport}" if transport in ("tcp", "tls") else ""
     return f"<sip:{room}@{host_part}:{port}{params}>"
 
 

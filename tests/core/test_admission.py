@@ -101,7 +101,7 @@ def test_redirect_contact_keeps_transport() -> None:
         redirect_contact("lobby", "10.0.0.5", 5070, "TCP")
         == "<sip:lobby@10.0.0.5:5070;transport=tcp>"
     )
-    assert redirect_contact("lobby", "::1", 5071, "tls") == "<sips:lobby@[::1]:5071>"
+    assert redirect_contact("lobby", "::1", 5071, "tls") == "<sip:lobby@[::1]:5071;transport=tls>"
 
 
 def test_via_transport() -> None:

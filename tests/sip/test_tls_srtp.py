@@ -139,3 +139,28 @@ def test_mandatory_srtp_accepts_an_srtp_call(make_pool: Callable[..., PoolHarnes
         uac.in_dialog("BYE")
     finally:
         uac.close()
+
+
+def test_a_tls_caller_is_redirected_to_a_workers_tls_port(
+    make_pool: Callable[..., PoolHarness], certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The front is full: the 302 names the other worker's TLS listener."""
+    settings = {"transports": ["udp", "tcp", "tls"], "tls_certificate": certificate[0],
+                "tls_private_key": certificate[1], "tls_port": free_udp_tcp_port()}  # fmt: skip
+    h = make_pool(pool_size=2, calls_per_worker=1, sip_settings=settings)
+    wav = tmp_path / "quiet.wav"
+    dp.write_wav(wav, np.zeros(8000 * 15, np.int16), 8000)
+    callers = []
+    try:
+        for n in range(2):
+            bs = dp.Baresip(tmp_path / f"bs{n}", wav, transport="tls", ca_file=certificate[0])
+            bs.start(f"sip:demo@127.0.0.1:{h.pool.sip.tls_port};transport=tls", 12)
+            callers.append(bs)
+            h.until(lambda n=n: sum(isinstance(e, LegJoined) for _, e in h.seen) > n,
+                    label=f"caller {n} joined")  # fmt: skip
+    finally:
+        for bs in callers:
+            bs.stop()
+    joined = [e for _, e in h.seen if isinstance(e, LegJoined)]
+    assert {e.worker for e in joined} == {0, 1}
+    assert all(e.transport == "tls" for e in joined)
