@@ -1,7 +1,9 @@
 """SIP node capacity: N concurrent SIPp callers through the front, pool and mixer.
 
-For each configuration (``--mode both``: the old unaligned design as the baseline, then the
-current settings, in the same invocation and conditions) it prints:
+Configurations, in one invocation and under the same conditions: the *old layout* (4 calls
+per worker process, what the PyPI pjsua2 wheel allowed) and the *new layout* (64 calls per
+worker, our PJSIP build) at ``--calls`` callers, then the new layout at each of ``--scale``
+(100, 150, 200 by default). For each it prints:
 
 * callers held (legs up when the window starts and still up when it ends);
 * lost/late frames in the measurement window: mixer ring counters of every leg, both
@@ -13,11 +15,13 @@ current settings, in the same invocation and conditions) it prints:
   capture on ``lo`` (AF_PACKET in a child process, kernel BPF filter, kernel timestamps,
   needs root) finds each burst's onset in the RTP going into the bridge and in the RTP
   coming out to the listener: p50/p90/max over the bursts;
+* memory: resident set of the workers (sum) and of the supervisor+mixer process;
 * load average before and after, and the CPU that *other* processes used during the
   window (this machine is shared: compare runs only at similar foreign load).
 
-    PYTHONPATH=. python benchmarks/sip_capacity.py --calls 60 --seconds 20
-    PYTHONPATH=. python benchmarks/sip_capacity.py --mode new --calls 80
+    PYTHONPATH=. python benchmarks/sip_capacity.py                     # 60 old/new, 100-200 new
+    PYTHONPATH=. python benchmarks/sip_capacity.py --scale "" --repeat 2
+    PYTHONPATH=. python benchmarks/sip_capacity.py --mode new --calls 80 --scale ""
 """
 
 from __future__ import annotations
@@ -55,11 +59,7 @@ SO_ATTACH_FILTER = 26
 SO_TIMESTAMPNS = 35
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 
-# The previous design: pjmedia's null-device clock at an arbitrary phase, a 1-frame
-# cushion on each ring, the mixer on its own unaligned clock, PJSIP's default media
-# quality (large resampling filter), the pjsua2 thread at normal priority.
-BASELINE = {"media_clock": "pjmedia", "ring_reserve": 1, "media_quality": 8,
-            "main_thread_priority": 0}  # fmt: skip
+OLD_CALLS_PER_WORKER = 4  # PJSUA_MAX_CALLS of the PyPI pjsua2 wheel
 
 
 def _realtime(pid: int, priority: int) -> None:
@@ -183,6 +183,9 @@ class Result:
     onsets_in: int = 0
     onsets_out: int = 0
     probe_workers: tuple[int, ...] = ()
+    workers: int = 0
+    rss_workers_mb: float = 0.0
+    rss_super_mb: float = 0.0
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     host_stalls: dict[int, int] = field(default_factory=dict)  # ms threshold → wake-ups
@@ -224,18 +227,29 @@ def _stats_sum(stats: dict[int, WorkerStats]) -> tuple[int, int, int, int, int, 
     return late, skipped, empty, lost, discard, max_late, delay
 
 
-def run(name: str, args: argparse.Namespace, work: Path, overrides: dict[str, object]) -> Result:
-    cpw = args.calls_per_worker
-    legs = args.calls + 2
+def _rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            total += psutil.Process(pid).memory_info().rss
+    return total / 2**20
+
+
+def run(
+    name: str, calls: int, cpw: int, args: argparse.Namespace, work: Path, *,
+    overrides: dict[str, object],
+) -> Result:  # fmt: skip
+    legs = calls + 2
     res = Result(name, legs)
-    pool_size = 1 + math.ceil(max(0, legs - (cpw - 1)) / cpw)
+    pool_size = math.ceil(legs / cpw)  # every worker, the front too, carries cpw calls
+    res.workers = pool_size
     rtp_count = 8 * cpw * pool_size + 64
     rtp_start = random.randrange(20000, 60000 - rtp_count, 2)  # others benchmark here too
     sip = SipSettings(port=free_udp_tcp_port(), rtp_port_start=rtp_start, rtp_port_count=rtp_count)
     ws = WorkerSettings(
         pool_size=pool_size, calls_per_worker=cpw, media_timeout=0, stats_interval=2.0, **overrides
     )
-    print(f"\n=== {name}: {args.calls} load callers + 2 probes; {pool_size} workers; "
+    print(f"\n=== {name}: {calls} load callers + 2 probes; {pool_size} workers × {cpw} calls; "
           f"media_clock={ws.media_clock} ring_reserve={ws.ring_reserve} "
           f"mixer_phase_ms={ws.mixer_phase_ms} jb=({ws.jb_init_ms},{ws.jb_min_pre_ms},"
           f"{ws.jb_max_pre_ms},{ws.jb_max_ms})")  # fmt: skip
@@ -259,7 +273,7 @@ def run(name: str, args: argparse.Namespace, work: Path, overrides: dict[str, ob
     sniff_conn.recv()
     load = dp.Sipp(
         dp.sipp_uac_scenario("load", pcap=work / "load.pcap", hold_ms=hold_ms),
-        pool.front_port, work / name / "load", calls=args.calls, rate=20, limit=args.calls,
+        pool.front_port, work / name / "load", calls=calls, rate=20, limit=calls,
         timeout_s=int(hold + 60),
     )  # fmt: skip
     p2 = dp.Sipp(
@@ -300,6 +314,8 @@ def run(name: str, args: argparse.Namespace, work: Path, overrides: dict[str, ob
     cpu0, sys0, w0 = _tree_cpu(ours), psutil.cpu_times(), time.monotonic()
     time.sleep(args.seconds)
     cpu1, sys1, wall = _tree_cpu(ours), psutil.cpu_times(), time.monotonic() - w0
+    res.rss_workers_mb = _rss_mb(bridge_pids[:-1])
+    res.rss_super_mb = _rss_mb(bridge_pids[-1:])
     res.host_stalls, res.host_max_ms = stalls.result()
     res.steal = (getattr(sys1, "steal", 0.0) - getattr(sys0, "steal", 0.0)) / wall
     clk1 = node.clock_stats()
@@ -413,37 +429,48 @@ def report(r: Result) -> None:
     stalls = ", ".join(f"≥{ms} ms: {n}" for ms, n in r.host_stalls.items())
     print(f"host real-time wake-up stalls (cyclictest, 1 kHz, window): {stalls or 'n/a'}; "
           f"max {r.host_max_ms:.1f} ms; hypervisor steal {r.steal * 100:.1f}% of a core")
+    print(f"memory: workers {r.rss_workers_mb:.0f} MB RSS in {r.workers} processes, "
+          f"supervisor+mixer {r.rss_super_mb:.0f} MB")  # fmt: skip
     print(f"load avg before {r.load_before}, after {r.load_after}")
 
 
 def summary(results: list[Result]) -> None:
     print("\n" + "=" * 100)
-    print(f"{'config':<10} {'held':>9} {'lost':>5} {'late tk':>7} {'jb empty':>8} "
-          f"{'cpu/call':>8} {'bridge':>7} {'p50 ms':>6} {'p90 ms':>6} {'max ms':>6} "
-          f"{'others':>6} {'stall≥10':>8} {'max st':>6} {'load before':>16}")  # fmt: skip
+    print(f"{'config':<12} {'wk':>3} {'held':>9} {'lost':>5} {'lost %':>6} {'late tk':>7} "
+          f"{'jb empty':>8} {'cpu/call':>8} {'bridge':>7} {'RSS MB':>6} {'p50 ms':>6} "
+          f"{'p90 ms':>6} {'max ms':>6} {'others':>6} {'stall≥10':>8} {'max st':>6} "
+          f"{'load before':>16}")  # fmt: skip
     for r in results:
         lb = "/".join(f"{x:.1f}" for x in r.load_before)
-        print(f"{r.name:<10} {f'{r.held}/{r.legs}':>9} {r.lost:>5} "
+        lost_pct = 100 * r.lost / max(1, 2 * r.frames)
+        rss = r.rss_workers_mb + r.rss_super_mb
+        print(f"{r.name:<12} {r.workers:>3} {f'{r.held}/{r.legs}':>9} {r.lost:>5} "
+              f"{lost_pct:>5.2f}% "
               f"{r.mixer_late + r.worker_late:>7} {r.jb_empty:>8} "
               f"{r.cpu_bridge / max(1, r.held) * 100:>7.2f}% {r.cpu_bridge * 100:>6.0f}% "
-              f"{r.pct(50):>6.0f} {r.pct(90):>6.0f} {max(r.lat, default=float('nan')):>6.0f} "
+              f"{rss:>6.0f} {r.pct(50):>6.0f} {r.pct(90):>6.0f} "
+              f"{max(r.lat, default=float('nan')):>6.0f} "
               f"{r.cpu_others * 100:>5.0f}% {r.host_stalls.get(10, 0):>8} "
               f"{r.host_max_ms:>6.1f} {lb:>16}")  # fmt: skip
     print("lost = ring under-runs + drops + torn reads (both directions) + skipped ticks in the "
-          "window;\nlate tk = mixer + worker clock ticks started > 5 ms late; others = CPU of "
-          "processes outside this benchmark (% of one core);\nstall≥10 / max st = wake-ups of a "
-          "SCHED_FIFO 98 thread ≥ 10 ms late / the latest, in ms (cyclictest: the machine itself)"
-          )  # fmt: skip
+          "window (lost % of the frames both ways);\nwk = worker processes; RSS = workers + "
+          "supervisor/mixer;\nlate tk = mixer + worker clock ticks started > 5 ms late; "
+          "others = CPU of processes outside this benchmark (% of one core);\n"
+          "stall≥10 / max st = wake-ups of a SCHED_FIFO 98 thread ≥ 10 ms late / the latest, "
+          "in ms (cyclictest: the machine itself)")  # fmt: skip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--calls", type=int, default=60)
+    ap.add_argument("--calls", type=int, default=60, help="callers of the old/new comparison")
+    ap.add_argument("--scale", default="100,150,200",
+                    help="caller counts for the new layout alone, after the comparison")
     ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--calls-per-worker", type=int, default=4)
-    ap.add_argument("--mode", choices=("both", "new", "baseline"), default="both",
-                    help="baseline = the old design (pjmedia clock, 1-frame cushions, large "
-                    "resampling filter); new = current WorkerSettings")  # fmt: skip
+    ap.add_argument("--calls-per-worker", type=int, default=WorkerSettings().calls_per_worker,
+                    help="the new layout's calls per worker (default: the setting's default)")
+    ap.add_argument("--mode", choices=("both", "new", "old"), default="both",
+                    help=f"old = {OLD_CALLS_PER_WORKER} calls per worker (the PyPI wheel's "
+                    "limit); new = --calls-per-worker")  # fmt: skip
     ap.add_argument(
         "--repeat",
         type=int,
@@ -479,12 +506,17 @@ def main() -> None:
     for kv in args.set:
         key, _, value = kv.partition("=")
         extra[key] = value
+    cpw = args.calls_per_worker
     results = []
     for _ in range(args.repeat):
-        if args.mode in ("both", "baseline"):
-            results.append(run("baseline", args, work, BASELINE))
+        if args.mode in ("both", "old"):
+            old = f"old {OLD_CALLS_PER_WORKER}/w"
+            results.append(run(old, args.calls, OLD_CALLS_PER_WORKER, args, work, overrides=extra))
         if args.mode in ("both", "new"):
-            results.append(run("new", args, work, extra))
+            results.append(run(f"new {cpw}/w", args.calls, cpw, args, work, overrides=extra))
+        summary(results)
+    for calls in (int(x) for x in args.scale.split(",") if x.strip()):
+        results.append(run(f"new {cpw}/w", calls, cpw, args, work, overrides=extra))
         summary(results)
 
 

@@ -159,14 +159,41 @@ class SipSettings(_Section):
         return self
 
 
+def available_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (a
+    container's CPU limit), at least 1."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    count = cpus or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            count = min(count, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)
+
+
 class WorkerSettings(_Section):
-    pool_size: int = Field(2, ge=1, le=256, description="SIP media worker processes per node")
-    calls_per_worker: int = Field(
-        4,
+    pool_size: int | None = Field(
+        None,
         ge=1,
-        le=4096,
-        description="Call slots per worker (4 with the PyPI pjsua2 wheel; raise only with a "
-        "custom PJSIP build)",
+        le=256,
+        description="SIP media worker processes per node; unset = workers_per_core × the CPUs "
+        "available (affinity, cgroup quota)",
+    )
+    workers_per_core: float = Field(
+        1.0,
+        gt=0,
+        le=8,
+        description="Workers per available CPU when pool_size is unset (docs/capacity.md: a "
+        "full worker of 64 calls takes about half a core)",
+    )
+    calls_per_worker: int = Field(
+        64,
+        ge=1,
+        le=240,
+        description="Call slots per worker process (our PJSIP build allows 256 pjsua calls; 16 "
+        "are kept for INVITEs being refused or redirected). Node capacity = workers × this",
     )
     base_port: Port | None = Field(
         None,
@@ -270,6 +297,12 @@ class WorkerSettings(_Section):
     def cushion_hold_ticks(self) -> int:
         """``adaptive_cushion`` in mixer ticks (mixer.rings counts ticks, not seconds)."""
         return round(self.adaptive_cushion / TICK_SECONDS)
+
+    def resolved_pool_size(self) -> int:
+        """``pool_size``, or ``workers_per_core`` × :func:`available_cpus` (at least 1)."""
+        if self.pool_size is not None:
+            return self.pool_size
+        return max(1, round(self.workers_per_core * available_cpus()))
 
 
 class RedisSettings(_Section):

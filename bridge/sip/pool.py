@@ -165,7 +165,7 @@ class WorkerPool:
 
             node = MixerNode(
                 f"sipmuc-{os.getpid()}-{secrets.token_hex(3)}",
-                capacity=max(16, workers.pool_size * workers.calls_per_worker + 8),
+                capacity=max(16, workers.resolved_pool_size() * workers.calls_per_worker + 8),
                 reserve=workers.ring_reserve,
                 hold_ticks=workers.cushion_hold_ticks,
                 on_events=self.handle_mixer_events,
@@ -365,7 +365,7 @@ class WorkerPool:
     # ------------------------------------------------------------------ internals
     def _plan(self) -> list[WorkerSpec]:
         ws, sip = self.settings, self.sip
-        n = ws.pool_size
+        n = ws.resolved_pool_size()
         per_worker = (sip.rtp_port_count // n) & ~1
         if per_worker < 4 * ws.calls_per_worker:
             raise PoolError(
@@ -383,8 +383,7 @@ class WorkerPool:
             else:
                 port = free_udp_tcp_port()
                 tls_port = free_udp_tcp_port() if tls else 0
-            # The front keeps one pjsua call slot free so that it can always redirect.
-            calls = ws.calls_per_worker - 1 if i == 0 and n > 1 else ws.calls_per_worker
+            calls = ws.calls_per_worker  # the front too: pjsua has slots left to redirect
             specs.append(
                 WorkerSpec(
                     index=i,
@@ -396,7 +395,7 @@ class WorkerPool:
                     tls_port=tls_port,
                     rtp_port_start=sip.rtp_port_start + i * per_worker,
                     rtp_port_count=per_worker,
-                    calls=max(1, calls),
+                    calls=calls,
                     is_front=i == 0,
                     media_timeout_s=ws.media_timeout,
                     retry_after_s=ws.retry_after,

@@ -87,6 +87,11 @@ from mixer.rings import LegPort, StaleAttachmentError
 
 log = get_logger(__name__)
 
+#: pjsua call slots beyond the legs: INVITEs being refused or redirected (302) hold one
+#: each until their transaction ends; pjsua answers 486 by itself when none is left.
+REJECT_HEADROOM = 16
+PJSUA_MAX_CALLS = 256  # pjsip/config_site.h
+
 #: CPython's own generation thresholds, applied by hand on the pjsua2 thread
 GC_THRESHOLDS = (700, 10, 10)
 
@@ -193,7 +198,7 @@ class Worker:
     def run(self) -> None:
         spec = self.spec
         self.ep = pjw.create_endpoint(
-            calls=spec.calls + 1,
+            calls=min(spec.calls + REJECT_HEADROOM, PJSUA_MAX_CALLS),
             log_level=spec.pjsip_log_level,
             user_agent=f"sipmuc-bridge/{__version__}",
             jitter=spec.jitter,

@@ -81,7 +81,7 @@ class BridgeProcess:
             "SIPMUC_SIP__DOMAIN": "127.0.0.1",
             "SIPMUC_SIP__PORT": str(self.sip_port),
             "SIPMUC_SIP__RTP_PORT_START": str(10000 + self.sip_port % 20000),
-            "SIPMUC_SIP__RTP_PORT_COUNT": "200",
+            "SIPMUC_SIP__RTP_PORT_COUNT": "400",
             "SIPMUC_WORKERS__POOL_SIZE": "1",
             "SIPMUC_WORKERS__MEDIA_TIMEOUT": "0",
             "SIPMUC_REDIS__URL": self.redis.url,

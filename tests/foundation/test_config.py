@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from bridge.config import ConfigError, LogFormat, Transport, load_settings, redacted
+from bridge.config import (
+    ConfigError,
+    LogFormat,
+    Transport,
+    WorkerSettings,
+    available_cpus,
+    load_settings,
+    redacted,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +30,25 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults_need_a_secret_outside_demo() -> None:
     with pytest.raises(ConfigError, match=r"xmpp\.secret is required"):
         load_settings()
-    assert load_settings(demo=True).workers.calls_per_worker == 4
+    assert load_settings(demo=True).workers.calls_per_worker == 64
+
+
+def test_default_pool_is_one_worker_per_available_cpu(tmp_path: Path) -> None:
+    """The default node carries workers × 64 calls (docs/capacity.md), not 7."""
+    cpus = len(os.sched_getaffinity(0))
+    quota = tmp_path / "cpu.max"
+    quota.write_text("max 100000\n")
+    assert available_cpus(quota) == cpus
+    quota.write_text("150000 100000\n")  # a 1.5-CPU container limit → 2 workers
+    assert available_cpus(quota) == min(cpus, 2)
+    assert available_cpus(tmp_path / "absent") == cpus
+    ws = WorkerSettings()
+    assert ws.pool_size is None and ws.resolved_pool_size() == available_cpus()
+    assert ws.resolved_pool_size() * ws.calls_per_worker >= 64
+    assert WorkerSettings(workers_per_core=0.5).resolved_pool_size() == max(
+        1, round(available_cpus() / 2)
+    )
+    assert WorkerSettings(pool_size=3).resolved_pool_size() == 3
 
 
 def test_environment_overrides_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
