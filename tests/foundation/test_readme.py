@@ -19,3 +19,17 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "scripts/test" in readme
     assert "exec scripts/test" in ci
+
+
+def test_licence_is_gpl_2_or_later_everywhere() -> None:
+    """We link PJSIP (GPL-2.0-or-later): LICENSE, package metadata and README agree."""
+    import tomllib
+    from importlib.metadata import metadata
+
+    assert (ROOT / "LICENSE").read_text().lstrip().startswith("GNU GENERAL PUBLIC LICENSE")
+    assert "Version 2, June 1991" in (ROOT / "LICENSE").read_text()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "GPL-2.0-or-later"
+    assert project["license-files"] == ["LICENSE"]
+    assert metadata("sipmuc-bridge")["License-Expression"] == "GPL-2.0-or-later"
+    assert "GPL-2.0-or-later" in (ROOT / "README.md").read_text()
