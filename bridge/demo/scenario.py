@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from bridge.core.node import Node
 from bridge.demo.callers import DemoCaller
 from bridge.demo.chat import ChatUser
 from bridge.demo.endpoints import Endpoints
@@ -22,6 +21,7 @@ from bridge.demo.terminal import plural
 from bridge.demo.view import Board, Person, Step, View, db
 from bridge.demo.watcher import ConferenceWatcher, Notify, open_watcher
 from bridge.logs import get_logger
+from bridge.node.supervisor import Node
 from bridge.protocol.conference_info import GROUPTEXTCHAT, EndpointStatus
 
 log = get_logger(__name__)
