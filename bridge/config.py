@@ -115,6 +115,39 @@ class XmppSettings(_Section):
     rate_limit_per_minute: float = Field(
         20.0, gt=0, description="Sustained relay rate per sender (SIP leg or chat occupant)"
     )
+    dial_in_label: str = Field(
+        "Join by phone: ",
+        min_length=1,
+        description="Text before the SIP URI where every client shows it: the room "
+        "description and, when the room has none, its subject (audio-video-uri in disco#info "
+        "stays)",
+    )
+    dial_in_description: bool = Field(
+        True, description="Put '<dial_in_label><SIP URI>' in the room description"
+    )
+    dial_in_subject: bool = Field(
+        True,
+        description="Set the room subject to '<dial_in_label><SIP URI>' when the room has "
+        "none (clients show the subject on joining; a subject someone set is never replaced)",
+    )
+    moderated_rooms: bool = Field(
+        True,
+        description="Make linked rooms moderated (muc#roomconfig_moderatedroom), so that voice, "
+        "which the bridge mirrors to the call, means what clients show; newcomers keep their "
+        "voice (our Prosody module, or ejabberd's members_by_default); never on servers where "
+        "they would not",
+    )
+    speaking_status: bool = Field(
+        True,
+        description="Show who is talking on the phone as the caller's presence status in the "
+        "room ('speaking'), rate-limited (see docs/design.md)",
+    )
+    speaking_min_interval: float = Field(
+        2.0,
+        ge=0.2,
+        description="Seconds at least between two presence updates of one caller's speaking "
+        "status; shorter pauses in speech do not end 'speaking'",
+    )
 
     @field_validator("component_jid", "muc_service")
     @classmethod

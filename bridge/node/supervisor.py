@@ -292,6 +292,9 @@ class Node:
             await self._sip_message(event)
         elif isinstance(event, TalkingChanged):
             (self.talking.add if event.talking else self.talking.discard)(event.leg_id)
+            linked = self.rooms.get(event.room.lower())
+            if linked is not None:  # live "who is talking" for chat users (rate-limited)
+                linked.bridged.set_speaking(event.leg_id, event.talking)
         elif isinstance(event, DialProgress) and self.dial_hook is not None:
             self.dial_hook(event)
 

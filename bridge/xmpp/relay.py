@@ -140,6 +140,7 @@ class Relay:
                 )
             log.info("relay.rate_limited", room=str(self.jid), nick=nick)
             return
+        parts = 0
         for puppet in legs:
             for part in xmpp_to_sip(
                 chat,
@@ -148,9 +149,29 @@ class Relay:
                 max_bytes=self.settings.sip_message_max_bytes,
             ):
                 self._emit(part)
+                parts += 1
+        self._log_to_sip(nick, chat, len(legs), parts, private=False)
+
+    def _log_to_sip(
+        self, nick: str, chat: ChatText, legs: int, parts: int, *, private: bool
+    ) -> None:
+        """One event per relayed line (the other direction is ``relay.from_sip``): who and
+        how much at info level, the text itself only at debug (what people say is theirs)."""
+        log.info(
+            "relay.to_sip",
+            room=str(self.jid),
+            nick=nick,
+            legs=legs,
+            parts=parts,
+            chars=len(chat.body),
+            correction=chat.correction,
+            private=private,
+        )
+        log.debug("relay.to_sip.text", room=str(self.jid), nick=nick, text=chat.body)
 
     def private_to_caller(self, puppet: Puppet, nick: str, chat: ChatText) -> None:
         """A private message from occupant ``nick`` to a puppet → SIP MESSAGE to its caller."""
+        parts = 0
         for part in xmpp_to_sip(
             chat,
             leg_id=puppet.leg_id,
@@ -158,6 +179,8 @@ class Relay:
             max_bytes=self.settings.sip_message_max_bytes,
         ):
             self._emit(part)
+            parts += 1
+        self._log_to_sip(nick, chat, 1, parts, private=True)
 
     def rejected(self, puppet: Puppet, condition: str) -> None:
         """The room bounced a puppet's message: tell its caller why."""

@@ -29,6 +29,7 @@ from slixmpp.exceptions import IqError, IqTimeout
 
 from bridge.core.commands import is_command
 from bridge.core.events import LegJoined, LegLeft, SipMessageReceived
+from bridge.core.speaking import SpeakingStatus
 from bridge.logs import bound, get_logger
 from bridge.protocol.nicks import caller_nick, unique_nick
 from bridge.protocol.stox import ChatText
@@ -48,7 +49,7 @@ from bridge.xmpp.events import (
     RoomLost,
     SubjectChanged,
 )
-from bridge.xmpp.forms import Advertised
+from bridge.xmpp.forms import Advertised, dial_in_line
 from bridge.xmpp.host import RoomHost
 from bridge.xmpp.jids import puppet_jid
 from bridge.xmpp.members import (
@@ -66,6 +67,8 @@ log = get_logger(__name__)
 
 _JOIN_ATTEMPTS = 4
 _BRIDGE_ACTION_TTL = 30.0
+NS_CORRECT = "urn:xmpp:message-correct:0"  # XEP-0308
+SPEAKING_STATUS = f"{PUPPET_STATUS} · speaking"
 
 
 class BridgedRoom:
@@ -104,6 +107,9 @@ class BridgedRoom:
         self._ping_task: asyncio.Task[None] | None = None
         self._bridge_actions: dict[tuple[str, str], float] = {}
         self.relay = Relay(component, self.jid, self._emit, lambda: self.control_nick)
+        self._dial_in_subject = ""  # the subject we set ("Join by phone: …"), if any
+        self._speaking: dict[str, SpeakingStatus] = {}
+        self._speaking_timers: dict[str, asyncio.TimerHandle] = {}
         self._closed = False
         self._warned_no_jids = False
 
@@ -154,6 +160,10 @@ class BridgedRoom:
         """The caller hung up (or was hung up): its puppet leaves the room."""
         puppet = self.puppets.pop(event.leg_id, None)
         self.relay.forget(event.leg_id)
+        self._speaking.pop(event.leg_id, None)
+        timer = self._speaking_timers.pop(event.leg_id, None)
+        if timer is not None:
+            timer.cancel()
         if puppet is None:
             return
         if puppet.present or puppet.joining:
@@ -189,6 +199,41 @@ class BridgedRoom:
             self.jid, puppet.nick, role, reason=reason, ifrom=self.xmpp.control_jid
         )
 
+    def set_speaking(self, leg_id: str, talking: bool) -> None:
+        """The mixer says this caller started or stopped talking: show it as the puppet's
+        presence status ("… · speaking"), at most one change per ``speaking_min_interval``
+        (bridge.core.speaking); docs/design.md says why a status and not something else."""
+        if not self.settings.speaking_status or leg_id not in self.puppets:
+            return
+        state = self._speaking.setdefault(
+            leg_id, SpeakingStatus(min_interval=self.settings.speaking_min_interval)
+        )
+        state.set(asyncio.get_running_loop().time(), talking)
+        self._publish_speaking(leg_id)
+
+    def _publish_speaking(self, leg_id: str) -> None:
+        self._speaking_timers.pop(leg_id, None)
+        state = self._speaking.get(leg_id)
+        puppet = self.puppets.get(leg_id)
+        if state is None or puppet is None:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if puppet.present and self.xmpp.online and not puppet.leaving:
+            shown = state.due(now)
+            if shown is not None:
+                self.xmpp.send_presence(
+                    pto=f"{self.jid}/{puppet.nick}",
+                    pfrom=puppet.jid,
+                    pstatus=SPEAKING_STATUS if shown else PUPPET_STATUS,
+                )
+                log.debug("puppet.speaking", room=str(self.jid), nick=puppet.nick, speaking=shown)
+        wait = state.next_check(now)
+        if wait is not None and leg_id not in self._speaking_timers:
+            self._speaking_timers[leg_id] = loop.call_later(
+                max(wait, 0.05), self._publish_speaking, leg_id
+            )
+
     async def withdraw_sip_uri(self) -> None:
         """Stop advertising the conference but stay in the room (``!unlink``: the control
         occupant keeps listening for ``!link``)."""
@@ -198,6 +243,7 @@ class BridgedRoom:
                 self.advertised = await self._configure(created=False, sip_uri="")
             except (IqError, IqTimeout) as error:
                 log.warning("room.unadvertise_failed", room=str(self.jid), error=str(error))
+            self._update_dial_in_subject()
 
     def announce(self, text: str) -> None:
         """A groupchat line from the control occupant (ours: never relayed to callers)."""
@@ -212,11 +258,16 @@ class BridgedRoom:
         for task in (self._ping_task, self._sync_task):
             if task is not None:
                 task.cancel()
+        for timer in self._speaking_timers.values():
+            timer.cancel()
+        self._speaking_timers.clear()
         if unlink and self.joined and self.xmpp.online:
             try:
                 await self._configure(created=False, sip_uri="")
             except (IqError, IqTimeout) as error:
                 log.warning("room.unadvertise_failed", room=str(self.jid), error=str(error))
+            self.sip_uri = ""
+            self._update_dial_in_subject()
         for puppet in self.puppets.values():
             if puppet.present or puppet.joining:
                 self._leave(puppet, status="bridge shutting down")
@@ -234,6 +285,41 @@ class BridgedRoom:
         if self.affiliation != "owner":
             return Advertised.NONE
         return await advertise(self.xmpp, self.jid, sip_uri, created=created)
+
+    def _update_dial_in_subject(self) -> None:
+        """Every client shows a room's subject on joining, few show anything else of its
+        configuration: when the room has no subject, ours says how to join by phone. A
+        subject someone else set is never replaced; ours goes when the room is unlinked.
+
+        Needs the subject the room sent on joining: call after a round trip (the config
+        form), which the server answers after it sent the subject.
+        """
+        if not (self.joined and self.xmpp.online) or self.affiliation not in {"owner", "admin"}:
+            return
+        label = self.settings.dial_in_label
+        ours = self.subject.strip() == self._dial_in_subject.strip() or self.subject.startswith(
+            label
+        )
+        if self.subject.strip() and not ours:
+            return  # the meeting's own subject
+        wanted = (
+            dial_in_line(self.sip_uri, label)
+            if self.sip_uri and self.settings.dial_in_subject
+            else ""
+        )
+        if wanted == self.subject:
+            self._dial_in_subject = wanted
+            return
+        self._dial_in_subject = wanted
+        self.subject = wanted
+        message = self.xmpp.make_message(
+            mto=self.jid, mfrom=self.xmpp.control_jid, mtype="groupchat"
+        )
+        message["subject"] = wanted
+        if not wanted:
+            message.xml.append(message.xml.makeelement(f"{{{message.namespace}}}subject", {}))
+        message.send()
+        log.info("room.dial_in_subject", room=str(self.jid), set=bool(wanted))
 
     # ---- lifecycle driven by the component -----------------------------------------------
 
@@ -269,6 +355,7 @@ class BridgedRoom:
                     except (IqError, IqTimeout) as error:
                         log.warning("room.configure_failed", error=str(error))
                         self.advertised = Advertised.NONE
+                    self._update_dial_in_subject()
                     self._emit(RoomJoined(str(self.jid), self.affiliation, str(self.advertised)))
                     self._start_pinging()
                 await self._reconcile()
@@ -681,14 +768,16 @@ class BridgedRoom:
 
     def _groupchat(self, message: Any, nick: str) -> None:
         xml = message.xml
-        if muc.is_delayed(xml):
-            return  # history, not live
         subject = xml.find(f"{{{message.namespace}}}subject")
         body = message["body"]
+        if muc.is_delayed(xml) and not (subject is not None and not body):
+            return  # history, not live (the subject sent on joining is delayed too: kept)
         if subject is not None and not body and not message["thread"]:
             initial = self._subject_pending_initial
             self._subject_pending_initial = False
             self.subject = subject.text or ""
+            if nick == self.control_nick and self.subject == self._dial_in_subject:
+                return  # our "Join by phone" line: not the meeting's subject
             self._emit(SubjectChanged(str(self.jid), self.subject, nick, initial=initial))
             return
         if not nick or not body:
@@ -713,6 +802,7 @@ class BridgedRoom:
                 subject=message["subject"],
                 thread=message["thread"],
                 lang=message["lang"],
+                correction=xml.find(f"{{{NS_CORRECT}}}replace") is not None,
             ),
             [p for p in self.puppets.values() if p.present],
         )

@@ -19,7 +19,10 @@ for i in $(seq 1 300); do echo "noise line $i of $*"; done
 if [[ $1 == -m && $2 == venv ]]; then
     mkdir -p "$3/bin" && cp "$0" "$3/bin/python" && exit 0
 fi
-if [[ $1 == -m && $2 == pip && -n ${FAIL_PIP:-} ]]; then echo "ERROR: no such package: boom"; exit 1; fi
+if [[ $1 == -m && $2 == pip && -n ${FAIL_PIP:-} ]]; then
+    echo "ERROR: no such package: boom"
+    exit 1
+fi
 exit 0
 """
 

@@ -44,6 +44,7 @@ class Received:
     lang: str = ""
     delayed: bool = False
     to: str = ""
+    has_subject: bool = False  # a <subject/> element, even an empty one (cleared subject)
 
 
 @dataclass
@@ -224,6 +225,7 @@ class ChatUser:
                 lang=message["lang"],
                 delayed=muc.is_delayed(xml),
                 to=str(message["to"]),
+                has_subject=subject is not None,
             )
         )
         self._touch()
