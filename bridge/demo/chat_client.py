@@ -86,7 +86,9 @@ class ConsoleChat:
             self.say(f"chat: the room {self.room} did not let us in")
             await client.disconnect(wait=1.0)
             return 1
-        here = ", ".join(f"{n} ({s.role})" for n, s in sorted(self.occupants.items()))
+        here = ", ".join(
+            f"{n} ({s.role})" for n, s in sorted(self.occupants.items()) if n != self.nick
+        )
         self.say(f"chat: in {self.room} as {self.nick!r}; here: {here}")
         self.say("chat: type a line and Enter to send it to the room; /quit or Ctrl-C leaves")
         loop = asyncio.get_running_loop()
