@@ -488,6 +488,7 @@ class BridgedRoom:
                 puppet.present = True
                 puppet.nick = info.nick
                 puppet.role = info.role
+                self._speaking.pop(puppet.leg_id, None)  # (re)joined with the plain status
                 log.info("puppet.joined", nick=info.nick, role=info.role)
                 joined = self._joined_event(puppet)
                 self._emit(joined)
