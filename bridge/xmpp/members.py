@@ -49,6 +49,15 @@ class Puppet:
     joining: bool = False
     leaving: bool = False
     removed: str = ""  # "kicked", "banned", "refused": not rejoined automatically
+    #: the room has sent this puppet its self-presence: from then on, in room order, every
+    #: groupchat line is the caller's too, even before ``present`` is set (the join's
+    #: coroutine resumes a loop turn later, after lines read in the same socket read)
+    seated: bool = False
+
+    @property
+    def hears_room(self) -> bool:
+        """Groupchat lines are relayed to this caller (joined, or seated in the room)."""
+        return self.present or self.seated
 
     @property
     def leg_id(self) -> str:

@@ -108,7 +108,7 @@ class Relay:
         self._sent_ids.append(stanza["id"])
         stanza.send()
         for other in listeners:
-            if other.present and other is not puppet:
+            if other.hears_room and other is not puppet:
                 for part in xmpp_to_sip(
                     chat,
                     leg_id=other.leg_id,

@@ -284,7 +284,7 @@ class BridgedRoom:
         self.joined = False
         self.occupants.clear()
         for puppet in self.puppets.values():
-            puppet.present = False
+            puppet.present = puppet.seated = False
         for future in self._joins.values():
             if not future.done():
                 future.set_exception(JoinError("remote-server-not-found", "connection lost"))
@@ -499,7 +499,7 @@ class BridgedRoom:
                 )
                 if status == PingStatus.DISCONNECTED and puppet.present:
                     log.warning("puppet.self_ping_lost", room=str(self.jid), nick=puppet.nick)
-                    puppet.present = False
+                    puppet.present = puppet.seated = False
             if any(not (p.present or p.removed or p.joining) for p in self.puppets.values()):
                 self.schedule_sync()
 
@@ -609,6 +609,7 @@ class BridgedRoom:
         if info.available:
             future = self._joins.get(str(puppet.jid))
             if future is not None and not future.done():
+                puppet.seated = True  # lines after this one are the caller's (room order)
                 future.set_result(info)
                 return
             previous = puppet.role
@@ -633,7 +634,7 @@ class BridgedRoom:
             puppet.nick = info.new_nick or puppet.nick
             return
         was_present = puppet.present
-        puppet.present = False
+        puppet.present = puppet.seated = False
         by_bridge = info.actor == self.control_nick
         if muc.BANNED in codes:
             puppet.removed = "banned"
@@ -714,7 +715,7 @@ class BridgedRoom:
                 thread=message["thread"],
                 lang=message["lang"],
             ),
-            [p for p in self.puppets.values() if p.present],
+            [p for p in self.puppets.values() if p.hears_room],
         )
 
     def _emit(self, event: RoomEvent) -> None:
