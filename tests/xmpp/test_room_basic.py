@@ -107,3 +107,47 @@ async def test_message_each_way_exactly_once(
         # never echoed back to the caller
         await recorder.wait_for(lambda e: isinstance(e, SendSipMessage) and "marker two" in e.body)
         assert not [e for e in recorder.of(SendSipMessage) if "hi from the phone" in e.body]
+
+
+async def test_each_groupchat_line_is_handled_once_not_once_per_puppet(
+    prosody_avu: ProsodyServer, make_bridge: BridgeFactory
+) -> None:
+    """The room sends a line to every occupant; only the control occupant's copy becomes a
+    stanza in the component (issue 22: N puppets cost N parses per line)."""
+    from slixmpp.xmlstream.handler import Callback
+    from slixmpp.xmlstream.matcher import StanzaPath
+
+    room_jid = f"weekly@{prosody_avu.muc_domain}"
+    recorder = Recorder()
+    async with (
+        make_bridge(prosody_avu, rate_limit_burst=100) as bridge,
+        chat_user(prosody_avu, "alice") as alice,
+    ):
+        built: list[str] = []
+        counter = Callback(
+            "count", StanzaPath("message@type=groupchat"), lambda m: built.append(str(m["to"]))
+        )
+        bridge.register_handler(counter)
+        room = await bridge.link_room(room_jid, SIP_URI, sink=recorder)
+        await alice.join(room_jid, "Alice")
+        for n in range(3):
+            await room.caller_joined(leg(f"leg-{n}", display_name=f"Phone {n}"))
+        await alice.wait_for(lambda: "Phone 2" in alice.occupants(room_jid))
+        built.clear()
+        for n in range(5):
+            await alice.say(room_jid, f"line {n}")
+        await alice.say(room_jid, "marker")
+        for n in range(3):
+            await recorder.wait_for(
+                lambda e, n=n: isinstance(e, SendSipMessage)
+                and e.leg_id == f"leg-{n}"
+                and "marker" in e.body
+            )
+        per_leg = {
+            n: [e.body for e in recorder.of(SendSipMessage) if e.leg_id == f"leg-{n}"]
+            for n in range(3)
+        }
+        for bodies in per_leg.values():
+            assert [b for b in bodies if "line" in b] == [f"Alice: line {n}" for n in range(5)]
+        assert built == [str(bridge.control_jid)] * 6  # one stanza per line: the control's
+        assert bridge.groupchat_copies_dropped >= 18  # 6 lines x 3 puppets, never built
