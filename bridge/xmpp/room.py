@@ -106,6 +106,9 @@ class BridgedRoom:
         self.relay = Relay(component, self.jid, self._emit, lambda: self.control_nick)
         self._closed = False
         self._warned_no_jids = False
+        #: bare JIDs of puppets another node left behind (its calls died with it): removed
+        #: from the room at the next reconcile, when the occupant list is known
+        self._expelled: dict[str, str] = {}
 
     # ---- supervisor API ------------------------------------------------------------------
 
@@ -161,6 +164,17 @@ class BridgedRoom:
         if puppet.present:
             puppet.present = False
             self._emit(PuppetLeft(room=str(self.jid), leg_id=puppet.leg_id, nick=puppet.nick))
+
+    def expel(self, puppet_jid: str, reason: str) -> None:
+        """Remove a puppet of a call this node does not carry (a dead replica's, found in
+        the stored state at takeover): kicked by the control occupant at the next reconcile
+        (a component cannot send presence for another component's JIDs)."""
+        bare = JID(puppet_jid).bare
+        if any(p.jid.bare == bare for p in self.puppets.values()):
+            return  # ours and live: not a ghost
+        self._expelled[bare] = reason
+        if self.joined:
+            self.schedule_sync()
 
     async def relay_from_sip(self, message: SipMessageReceived) -> RelayOutcome:
         """A caller's SIP MESSAGE → a groupchat message from its puppet (and to other callers).
@@ -451,6 +465,7 @@ class BridgedRoom:
             self.xmpp.send_presence(
                 pto=f"{self.jid}/{occupant.nick}", pfrom=real, ptype="unavailable"
             )
+        await self._kick_expelled()
         if self.occupants and not saw_jids and not self._warned_no_jids:
             self._warned_no_jids = True
             log.warning(
@@ -460,6 +475,24 @@ class BridgedRoom:
         missing = [p for p in self.puppets.values() if not (p.present or p.joining or p.removed)]
         if missing:
             await asyncio.gather(*(self._join_puppet(p) for p in missing))
+
+    async def _kick_expelled(self) -> None:
+        """Kick the occupants ``expel`` named (the occupant list is complete after a join)."""
+        expelled, self._expelled = self._expelled, {}
+        own = self.xmpp.boundjid.bare
+        for occupant in list(self.occupants.values()):
+            real = JID(occupant.jid) if occupant.jid else None
+            if real is None or real.bare not in expelled or real.domain == own:
+                continue  # our own domain's ghosts were sent "unavailable" above
+            log.warning("puppet.ghost_kicked", nick=occupant.nick, jid=real.bare,
+                        reason=expelled[real.bare])  # fmt: skip
+            try:
+                await self.xmpp.plugin["xep_0045"].set_role(
+                    self.jid, occupant.nick, "none", reason=expelled[real.bare],
+                    ifrom=self.xmpp.control_jid,
+                )  # fmt: skip
+            except (IqError, IqTimeout) as error:
+                log.warning("puppet.ghost_kick_failed", nick=occupant.nick, error=str(error))
 
     # ---- self-ping (XEP-0410) ------------------------------------------------------------
 
