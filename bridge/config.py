@@ -227,6 +227,16 @@ class WorkerSettings(_Section):
         "the 16 kHz bridge, which is most of a worker's CPU: 3-4 small sinc filter, 5-10 "
         "large one (PJSIP's default 8, about 2x the CPU per call), 1-2 linear",
     )
+    core_dump_max_mb: int = Field(
+        0,
+        ge=0,
+        le=65536,
+        description="Let a crashing worker dump core up to this size (RLIMIT_CORE, within the "
+        "hard limit; where the file goes is the kernel's core_pattern, a relative one is the "
+        "node's working directory); the crash report then carries gdb's native backtrace when "
+        "gdb is installed. 0 = the inherited limit (usually no cores). The last Python stacks "
+        "of a crashed worker are always logged (faulthandler)",
+    )
     stats_interval: float = Field(
         0.0,
         ge=0,
