@@ -239,7 +239,8 @@ class BridgeComponent(ComponentXMPP):
             self.add_event_handler(name, handler)
         try:
             self.connect()
-            await asyncio.wait_for(outcome, self.settings.connect_timeout)
+            async with asyncio.timeout(self.settings.connect_timeout):  # never wait_for:
+                await outcome  # it can swallow a cancel (see BridgedRoom._join)
         except TimeoutError:
             raise XmppUnavailable(
                 f"no component handshake from {where} within "

@@ -317,7 +317,10 @@ class BridgedRoom:
         )
         stanza.send()
         try:
-            return await asyncio.wait_for(future, self.settings.join_timeout)
+            # not asyncio.wait_for: on 3.11 it returns the result when the presence and a
+            # cancel arrive in the same loop turn, and the cancelled task runs on (issue 22)
+            async with asyncio.timeout(self.settings.join_timeout):
+                return await future
         except TimeoutError:
             raise JoinError("remote-server-timeout", "no answer from the room") from None
         finally:

@@ -151,3 +151,35 @@ async def test_each_groupchat_line_is_handled_once_not_once_per_puppet(
             assert [b for b in bodies if "line" in b] == [f"Alice: line {n}" for n in range(5)]
         assert built == [str(bridge.control_jid)] * 6  # one stanza per line: the control's
         assert bridge.groupchat_copies_dropped >= 18  # 6 lines x 3 puppets, never built
+
+
+async def test_a_join_cancelled_as_its_presence_arrives_stays_cancelled(
+    prosody_avu: ProsodyServer, make_bridge: BridgeFactory
+) -> None:
+    """Shutdown cancels the node's tasks; one that is waiting for a puppet's join presence
+    must end even when that presence is read in the same loop turn as the cancel (issue 22:
+    Python 3.11's ``asyncio.wait_for`` then returned the result and swallowed the cancel,
+    and the task went on serving events: the 300 s shutdown hang)."""
+    import asyncio
+
+    from slixmpp.xmlstream.handler import Callback
+    from slixmpp.xmlstream.matcher import StanzaPath
+
+    room_jid = f"weekly@{prosody_avu.muc_domain}"
+    async with make_bridge(prosody_avu) as bridge:
+        room = await bridge.link_room(room_jid, SIP_URI, sink=Recorder())
+        joining: list[asyncio.Task[object]] = []
+
+        def cancel_on_self_presence(presence: object) -> None:
+            # runs right after the room resolved the join future from this presence
+            if joining and not joining[0].done():
+                joining[0].cancel()
+
+        bridge.register_handler(
+            Callback("cancel", StanzaPath("presence"), cancel_on_self_presence)
+        )
+        task = asyncio.get_running_loop().create_task(room.caller_joined(leg()))
+        joining.append(task)
+        done, _ = await asyncio.wait([task], timeout=10)
+        assert done, "the join never ended"
+        assert task.cancelled(), f"cancellation swallowed: the join returned {task.result()!r}"
