@@ -138,6 +138,20 @@ class SipSettings(_Section):
     tls_private_key: Path | None = Field(None, description="PEM private key for SIP TLS")
     rtp_port_start: Port = Field(20000, description="First RTP port of the media range")
     rtp_port_count: int = Field(2000, ge=4, description="Number of RTP ports in the range")
+    session_expires: int = Field(
+        90,
+        description="RFC 4028 session timer on every call, in seconds (90 = the RFC's minimum): "
+        "a phone that supports timers refreshes within half of it, or expects our refresh, and "
+        "drops a call whose worker died within this bound; calls whose phone does not answer "
+        "our refreshes are ended. 0 = PJSIP's default (timers only when the phone asks, 1800 s)",
+    )
+
+    @field_validator("session_expires")
+    @classmethod
+    def _rfc4028_minimum(cls, value: int) -> int:
+        if value and value < 90:
+            raise ValueError("must be 0 (off) or at least 90 s (RFC 4028 Min-SE)")
+        return value
 
     @model_validator(mode="after")
     def _tls_needs_files(self) -> Self:

@@ -17,7 +17,16 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from bridge.sip.devpeers import Sipp, sipp_uac_scenario, speech, write_rtp_pcap
+from bridge.sip.devpeers import (
+    DIALOG_FROM_TO,
+    HOLD_MARK,
+    Sipp,
+    answer_refresh,
+    caller_sdp,
+    sipp_uac_scenario,
+    speech,
+    write_rtp_pcap,
+)
 
 RATE = 8000
 CYCLE_S = 8.0  # one caller talks in each half of this cycle
@@ -82,7 +91,7 @@ def speech_track(script: CallerScript, seconds: float, workdir: Path) -> NDArray
 def demo_scenario(room: str, script: CallerScript, pcap: Path) -> str:
     """SIPp scenario of one demo caller (see the module docstring)."""
     base = sipp_uac_scenario(room, pcap=pcap, hold_ms=0)
-    head = base[: base.index('  <pause milliseconds="0"/>')]
+    head = base[: base.index(HOLD_MARK)]
     head = head.replace('"SIPp caller [call_number]"', f'"{script.display}"')
     head = head.replace("caller[call_number]", script.user)
     contact = f"<sip:{script.user}@[local_ip]:[local_port]>"
@@ -93,8 +102,7 @@ def demo_scenario(room: str, script: CallerScript, pcap: Path) -> str:
     <![CDATA[
       MESSAGE [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [last_From:]
-      [last_To:]
+      {DIALOG_FROM_TO}
       Call-ID: [call_id]
       CSeq: [cseq] MESSAGE
       Contact: {contact}
@@ -111,8 +119,10 @@ def demo_scenario(room: str, script: CallerScript, pcap: Path) -> str:
     # BYE ends the call. A MESSAGE that comes while this caller is busy sending its own is
     # "unexpected" (ignored: -default_behaviors without abortunexp) and matched here when the
     # bridge retransmits it.
+    refresh = answer_refresh(caller_sdp(), "idle")
     parts.append("""  <label id="idle"/>
   <recv request="BYE" optional="true" next="bye"/>
+  <recv request="INVITE" optional="true" next="refresh"/>
   <recv request="MESSAGE" timeout="1000" ontimeout="idle"/>
   <send next="idle">
     <![CDATA[
@@ -125,7 +135,8 @@ def demo_scenario(room: str, script: CallerScript, pcap: Path) -> str:
       Content-Length: 0
     ]]>
   </send>
-  <label id="bye"/>
+  <label id="refresh"/>
+""" + refresh.replace("caller[call_number]", script.user) + """  <label id="bye"/>
   <send>
     <![CDATA[
       SIP/2.0 200 OK

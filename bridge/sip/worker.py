@@ -220,6 +220,7 @@ class Worker:
                 rtp_start=spec.rtp_port_start,
                 rtp_count=spec.rtp_port_count,
                 host=spec.host,
+                session_expires=spec.sip.session_expires,
             ),
             True,
         )
