@@ -55,6 +55,7 @@ from bridge.xmpp.members import (
     FINAL_JOIN_ERRORS,
     PUPPET_STATUS,
     VOICED_ROLES,
+    WAITING_MAX,
     JoinError,
     Occupant,
     Puppet,
@@ -186,7 +187,21 @@ class BridgedRoom:
         puppet = self.puppets.get(message.leg_id) if message.leg_id else None
         if puppet is None:
             return RelayOutcome.NOT_IN_ROOM
+        if not puppet.present and not puppet.removed:
+            # the caller is in the call before its puppet is in the room (joining, or the
+            # bridge is rejoining): keep the text and send it, in order, once it is in
+            if len(puppet.waiting) == WAITING_MAX:
+                return RelayOutcome.NOT_JOINED
+            puppet.waiting.append(message)
+            return RelayOutcome.QUEUED
         return self.relay.from_caller(puppet, message, list(self.puppets.values()))
+
+    def _send_waiting(self, puppet: Puppet) -> None:
+        """The puppet is in the room: what its caller said meanwhile goes out now."""
+        while puppet.waiting and puppet.present:
+            message = puppet.waiting.popleft()
+            outcome = self.relay.from_caller(puppet, message, list(self.puppets.values()))
+            log.info("relay.sent_after_join", leg_id=puppet.leg_id, outcome=outcome)
 
     async def set_voice(self, leg_id: str, voice: bool, reason: str = "") -> None:
         """Mirror a SIP-side mute into the room: the puppet's role becomes visitor/participant.
@@ -401,6 +416,12 @@ class BridgedRoom:
                         continue
                     if error.condition in FINAL_JOIN_ERRORS:
                         puppet.removed = "refused"
+                        if puppet.waiting:
+                            puppet.waiting.clear()
+                            self.relay.notice(
+                                puppet, "Your messages were not delivered: the chat room "
+                                f"refused you ({error.condition}).",
+                            )  # fmt: skip
                     log.warning(
                         "puppet.join_failed",
                         condition=error.condition,
@@ -421,6 +442,7 @@ class BridgedRoom:
                 log.info("puppet.joined", nick=info.nick, role=info.role)
                 joined = self._joined_event(puppet)
                 self._emit(joined)
+                self._send_waiting(puppet)
                 if info.role not in VOICED_ROLES:
                     self._emit(
                         PuppetVoiceChanged(
@@ -461,6 +483,7 @@ class BridgedRoom:
                 puppet.present, puppet.nick, puppet.role = True, occupant.nick, occupant.role
                 log.info("puppet.still_present", leg_id=puppet.leg_id, nick=occupant.nick)
                 self._emit(self._joined_event(puppet))
+                self._send_waiting(puppet)
                 continue
             if puppet is not None and puppet.present and puppet.nick == occupant.nick:
                 continue

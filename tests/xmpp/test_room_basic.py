@@ -183,3 +183,36 @@ async def test_a_join_cancelled_as_its_presence_arrives_stays_cancelled(
         done, _ = await asyncio.wait([task], timeout=10)
         assert done, "the join never ended"
         assert task.cancelled(), f"cancellation swallowed: the join returned {task.result()!r}"
+
+
+async def test_a_caller_message_sent_while_its_puppet_joins_reaches_the_room(
+    prosody_avu: ProsodyServer, make_bridge: BridgeFactory
+) -> None:
+    """SIP side of the join edge (issue 22): a MESSAGE from a caller whose puppet is not in
+    the room yet is kept and sent, in order, once it is (it used to be dropped: pjsua had
+    already answered 200)."""
+    import asyncio
+
+    room_jid = f"weekly@{prosody_avu.muc_domain}"
+    async with make_bridge(prosody_avu) as bridge, chat_user(prosody_avu, "alice") as alice:
+        room = await bridge.link_room(room_jid, SIP_URI, sink=Recorder())
+        await alice.join(room_jid, "Alice")
+        joining = asyncio.get_running_loop().create_task(
+            room.caller_joined(leg(display_name="Bob Phone"))
+        )
+        await asyncio.sleep(0)  # the join presence is out, the answer not in yet
+        outcomes = [
+            await room.relay_from_sip(
+                SipMessageReceived(
+                    room="weekly", sender_uri="sip:+33612345612@pbx.example",
+                    body=f"early {n}", call_id="abc@10.0.0.5", leg_id="leg-1",
+                )
+            )
+            for n in range(2)
+        ]
+        assert outcomes == [RelayOutcome.QUEUED] * 2
+        assert await joining is not None
+        first = await alice.next_message(lambda m: m.body == "early 0")
+        second = await alice.next_message(lambda m: m.body == "early 1")
+        assert first.nick == second.nick == "Bob Phone"
+        assert alice.messages.index(first) < alice.messages.index(second)
