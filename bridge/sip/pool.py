@@ -641,7 +641,8 @@ class WorkerPool:
         """Log a dead worker's last stacks (and core, native backtrace) off the monitor
         thread: gdb on a core takes seconds and the other workers' pipes must be read."""
         crash_file, pid, started = state.spec.crash_file, state.pid, state.started
-        if code == 0:
+        # None at shutdown: stop() reaped it first (its exit code is then lost to this thread)
+        if code == 0 or (code is None and self._stopping):
             with contextlib.suppress(OSError):
                 os.unlink(crash_file)
             return
