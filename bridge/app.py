@@ -77,8 +77,9 @@ async def _drain(node: Node, readiness: Readiness, stop: asyncio.Event, limit: f
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
     while node.pool.legs() and not stop.is_set() and loop.time() < deadline:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), min(1.0, deadline - loop.time()))
+        with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
+            async with asyncio.timeout(min(1.0, deadline - loop.time())):
+                await stop.wait()
     log.info("bridge.drained", legs_left=len(node.pool.legs()))
 
 

@@ -171,6 +171,20 @@ class SipSettings(_Section):
     tls_private_key: Path | None = Field(None, description="PEM private key for SIP TLS")
     rtp_port_start: Port = Field(20000, description="First RTP port of the media range")
     rtp_port_count: int = Field(2000, ge=4, description="Number of RTP ports in the range")
+    session_expires: int = Field(
+        90,
+        description="RFC 4028 session timer on every call, in seconds (90 = the RFC's minimum): "
+        "a phone that supports timers refreshes within half of it, or expects our refresh, and "
+        "drops a call whose worker died within this bound; calls whose phone does not answer "
+        "our refreshes are ended. 0 = PJSIP's default (timers only when the phone asks, 1800 s)",
+    )
+
+    @field_validator("session_expires")
+    @classmethod
+    def _rfc4028_minimum(cls, value: int) -> int:
+        if value and value < 90:
+            raise ValueError("must be 0 (off) or at least 90 s (RFC 4028 Min-SE)")
+        return value
 
     @model_validator(mode="after")
     def _tls_needs_files(self) -> Self:
@@ -259,6 +273,16 @@ class WorkerSettings(_Section):
         description="pjsua media quality; it selects the resampler between 8 kHz codecs and "
         "the 16 kHz bridge, which is most of a worker's CPU: 3-4 small sinc filter, 5-10 "
         "large one (PJSIP's default 8, about 2x the CPU per call), 1-2 linear",
+    )
+    core_dump_max_mb: int = Field(
+        0,
+        ge=0,
+        le=65536,
+        description="Let a crashing worker dump core up to this size (RLIMIT_CORE, within the "
+        "hard limit; where the file goes is the kernel's core_pattern, a relative one is the "
+        "node's working directory); the crash report then carries gdb's native backtrace when "
+        "gdb is installed. 0 = the inherited limit (usually no cores). The last Python stacks "
+        "of a crashed worker are always logged (faulthandler)",
     )
     stats_interval: float = Field(
         0.0,

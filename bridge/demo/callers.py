@@ -18,7 +18,16 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from bridge.sip.devpeers import Sipp, sipp_uac_scenario, speech, ulaw_encode
+from bridge.sip.devpeers import (
+    DIALOG_FROM_TO,
+    HOLD_MARK,
+    Sipp,
+    answer_refresh,
+    caller_sdp,
+    sipp_uac_scenario,
+    speech,
+    ulaw_encode,
+)
 
 RATE = 8000
 CYCLE_S = 8.0  # one caller talks in each half of this cycle
@@ -84,7 +93,7 @@ def demo_scenario(room: str, script: CallerScript, audio: Path) -> str:
     """SIPp scenario of one demo caller (see the module docstring); ``audio`` holds raw
     G.711 µ-law bytes that SIPp streams in a loop."""
     base = sipp_uac_scenario(room, pcap=None, hold_ms=0)
-    head = base[: base.index('  <pause milliseconds="0"/>')]
+    head = base[: base.index(HOLD_MARK)]
     head = head.replace('"SIPp caller [call_number]"', f'"{script.display}"')
     head = head.replace("caller[call_number]", script.user)
     head += f"""  <nop>
@@ -101,8 +110,7 @@ def demo_scenario(room: str, script: CallerScript, audio: Path) -> str:
     <![CDATA[
       MESSAGE [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [last_From:]
-      [last_To:]
+      {DIALOG_FROM_TO}
       Call-ID: [call_id]
       CSeq: [cseq] MESSAGE
       Contact: {contact}
@@ -119,8 +127,10 @@ def demo_scenario(room: str, script: CallerScript, audio: Path) -> str:
     # BYE ends the call. A MESSAGE that comes while this caller is busy sending its own is
     # "unexpected" (ignored: -default_behaviors without abortunexp) and matched here when the
     # bridge retransmits it.
+    refresh = answer_refresh(caller_sdp(), "idle")
     parts.append("""  <label id="idle"/>
   <recv request="BYE" optional="true" next="bye"/>
+  <recv request="INVITE" optional="true" next="refresh"/>
   <recv request="MESSAGE" timeout="1000" ontimeout="idle"/>
   <send next="idle">
     <![CDATA[
@@ -133,7 +143,8 @@ def demo_scenario(room: str, script: CallerScript, audio: Path) -> str:
       Content-Length: 0
     ]]>
   </send>
-  <label id="bye"/>
+  <label id="refresh"/>
+""" + refresh.replace("caller[call_number]", script.user) + """  <label id="bye"/>
   <send>
     <![CDATA[
       SIP/2.0 200 OK

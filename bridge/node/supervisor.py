@@ -558,6 +558,9 @@ class Node:
                 await bridged.set_voice(action.leg_id, False, "muted")
         elif isinstance(action, LeavePuppet):
             leg = self.legs.get(action.leg_id)
+            if action.leg_id not in bridged.puppets and action.puppet_jid:
+                # a call this node never carried: a dead replica's puppet (takeover)
+                bridged.expel(action.puppet_jid, action.status or "call lost")
             await bridged.caller_left(
                 LegLeft(action.leg_id, room.name, leg.call_id if leg else "", action.status)
             )

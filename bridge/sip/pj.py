@@ -445,9 +445,20 @@ def destroy_call(call: Any) -> None:
     pj._pjsua2.delete_Call(call)
 
 
-def account_config(*, user: str, domain: str, rtp_start: int, rtp_count: int, host: str) -> Any:
-    """A registration-less account whose Contact carries ``;isfocus`` (RFC 4579)."""
+def account_config(
+    *, user: str, domain: str, rtp_start: int, rtp_count: int, host: str, session_expires: int = 0
+) -> Any:
+    """A registration-less account whose Contact carries ``;isfocus`` (RFC 4579).
+
+    ``session_expires`` > 0 puts an RFC 4028 session timer on every call, also when the
+    phone did not ask for one: when a worker dies, a phone that supports timers ends the
+    call at its next refresh (the restarted worker answers 481) or when ours does not come.
+    """
     cfg = pj.AccountConfig()
+    if session_expires:
+        cfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_ALWAYS
+        cfg.callConfig.timerSessExpiresSec = session_expires
+        cfg.callConfig.timerMinSESec = 90
     cfg.idUri = f"sip:{user}@{domain}"
     cfg.sipConfig.contactParams = ";isfocus"
     cfg.regConfig.registrarUri = ""

@@ -54,7 +54,7 @@ from bridge.core.events import (
     SipMessageReceived,
 )
 from bridge.logs import bound, configure, get_logger
-from bridge.sip import dialout
+from bridge.sip import dialout, forensics
 from bridge.sip import pj as pjw
 from bridge.sip.leg import Leg
 from bridge.sip.msgfilter import MessageFilter
@@ -220,6 +220,7 @@ class Worker:
                 rtp_start=spec.rtp_port_start,
                 rtp_count=spec.rtp_port_count,
                 host=spec.host,
+                session_expires=spec.sip.session_expires,
             ),
             True,
         )
@@ -709,6 +710,7 @@ def _load_hook(path: str) -> Callable[[HookContext], None]:
 
 def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     """Process entry point (spawned by the pool)."""
+    armed = forensics.arm(spec.crash_file, spec.core_dump_max_mb)
     configure(spec.log)
     sys.setswitchinterval(0.0005)  # DESIGN §5: keeps pjmedia ticks on time under load
     if spec.main_priority:
@@ -719,6 +721,7 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(spec.main_priority))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pool decides when we stop
     with bound(worker=spec.index):
+        log.info("sip.worker.forensics", armed=armed, pid=os.getpid())
         try:
             Worker(spec, conn).run()
         except Exception:

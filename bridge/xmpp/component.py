@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -58,6 +59,8 @@ class BridgeComponent(ComponentXMPP):
         self._lost = asyncio.Event()
         self._keeper: asyncio.Task[None] | None = None
         self._module_missing_noted = False
+        #: groupchat copies addressed to puppets, dropped before any stanza object was built
+        self.groupchat_copies_dropped = 0
         for name, path in (("BridgeRoomPresence", "presence"), ("BridgeRoomMessage", "message")):
             self.register_handler(Callback(name, StanzaPath(path), self._dispatch))
         self.add_event_handler("session_start", self._on_session_start)
@@ -113,6 +116,25 @@ class BridgeComponent(ComponentXMPP):
             )
         else:
             log.info("room.advertised_in_description", room=room)
+
+    def _spawn_event(self, xml: ET.Element) -> None:
+        """Drop the room's copies of a groupchat line addressed to our puppets, unparsed.
+
+        A MUC sends every line to every occupant: with N puppets, N + 1 copies reach the
+        component, and building a slixmpp stanza for each (plus every plugin's matchers)
+        was the supervisor's hottest path at 60 callers. The control occupant's copy is the
+        only one the bridge relays (``BridgedRoom.handle_message``), so the others stop here,
+        on the raw element's ``type`` and ``to`` attributes. Errors, private messages and
+        presences to puppets still go through.
+        """
+        if (
+            xml.get("type") == "groupchat"
+            and xml.tag.endswith("}message")
+            and xml.get("to", "") != self.boundjid.bare
+        ):
+            self.groupchat_copies_dropped += 1
+            return
+        super()._spawn_event(xml)
 
     def _dispatch(self, stanza: Any) -> None:
         room = self.rooms.get(stanza["from"].bare)
@@ -229,7 +251,8 @@ class BridgeComponent(ComponentXMPP):
             self.add_event_handler(name, handler)
         try:
             self.connect()
-            await asyncio.wait_for(outcome, self.settings.connect_timeout)
+            async with asyncio.timeout(self.settings.connect_timeout):  # never wait_for:
+                await outcome  # it can swallow a cancel (see BridgedRoom._join)
         except TimeoutError:
             raise XmppUnavailable(
                 f"no component handshake from {where} within "

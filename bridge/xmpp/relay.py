@@ -33,6 +33,7 @@ class RelayOutcome(StrEnum):
     IGNORED = "ignored"  # typing notification or empty: 200, nothing shown
     NOT_IN_ROOM = "not-in-room"  # no puppet for this leg (e.g. out-of-dialog): 403/404
     NOT_JOINED = "not-joined"  # puppet not in the room right now: 480
+    QUEUED = "queued"  # puppet still joining: sent in order once it is in the room
     TOO_LONG = "too-long"  # 413, the caller was told
     RATE_LIMITED = "rate-limited"  # 486/503, the caller was told once
     UNSUPPORTED = "unsupported-content"  # 415
@@ -108,7 +109,7 @@ class Relay:
         self._sent_ids.append(stanza["id"])
         stanza.send()
         for other in listeners:
-            if other.present and other is not puppet:
+            if other.hears_room and other is not puppet:
                 for part in xmpp_to_sip(
                     chat,
                     leg_id=other.leg_id,

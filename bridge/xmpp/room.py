@@ -56,6 +56,7 @@ from bridge.xmpp.members import (
     FINAL_JOIN_ERRORS,
     PUPPET_STATUS,
     VOICED_ROLES,
+    WAITING_MAX,
     JoinError,
     Occupant,
     Puppet,
@@ -112,6 +113,9 @@ class BridgedRoom:
         self._speaking_timers: dict[str, asyncio.TimerHandle] = {}
         self._closed = False
         self._warned_no_jids = False
+        #: bare JIDs of puppets another node left behind (its calls died with it): removed
+        #: from the room at the next reconcile, when the occupant list is known
+        self._expelled: dict[str, str] = {}
 
     # ---- supervisor API ------------------------------------------------------------------
 
@@ -172,6 +176,17 @@ class BridgedRoom:
             puppet.present = False
             self._emit(PuppetLeft(room=str(self.jid), leg_id=puppet.leg_id, nick=puppet.nick))
 
+    def expel(self, puppet_jid: str, reason: str) -> None:
+        """Remove a puppet of a call this node does not carry (a dead replica's, found in
+        the stored state at takeover): kicked by the control occupant at the next reconcile
+        (a component cannot send presence for another component's JIDs)."""
+        bare = JID(puppet_jid).bare
+        if any(p.jid.bare == bare for p in self.puppets.values()):
+            return  # ours and live: not a ghost
+        self._expelled[bare] = reason
+        if self.joined:
+            self.schedule_sync()
+
     async def relay_from_sip(self, message: SipMessageReceived) -> RelayOutcome:
         """A caller's SIP MESSAGE → a groupchat message from its puppet (and to other callers).
 
@@ -182,7 +197,21 @@ class BridgedRoom:
         puppet = self.puppets.get(message.leg_id) if message.leg_id else None
         if puppet is None:
             return RelayOutcome.NOT_IN_ROOM
+        if not puppet.present and not puppet.removed:
+            # the caller is in the call before its puppet is in the room (joining, or the
+            # bridge is rejoining): keep the text and send it, in order, once it is in
+            if len(puppet.waiting) == WAITING_MAX:
+                return RelayOutcome.NOT_JOINED
+            puppet.waiting.append(message)
+            return RelayOutcome.QUEUED
         return self.relay.from_caller(puppet, message, list(self.puppets.values()))
+
+    def _send_waiting(self, puppet: Puppet) -> None:
+        """The puppet is in the room: what its caller said meanwhile goes out now."""
+        while puppet.waiting and puppet.present:
+            message = puppet.waiting.popleft()
+            outcome = self.relay.from_caller(puppet, message, list(self.puppets.values()))
+            log.info("relay.sent_after_join", leg_id=puppet.leg_id, outcome=outcome)
 
     async def set_voice(self, leg_id: str, voice: bool, reason: str = "") -> None:
         """Mirror a SIP-side mute into the room: the puppet's role becomes visitor/participant.
@@ -371,7 +400,7 @@ class BridgedRoom:
         self.joined = False
         self.occupants.clear()
         for puppet in self.puppets.values():
-            puppet.present = False
+            puppet.present = puppet.seated = False
         for future in self._joins.values():
             if not future.done():
                 future.set_exception(JoinError("remote-server-not-found", "connection lost"))
@@ -390,7 +419,10 @@ class BridgedRoom:
         )
         stanza.send()
         try:
-            return await asyncio.wait_for(future, self.settings.join_timeout)
+            # not asyncio.wait_for: on 3.11 it returns the result when the presence and a
+            # cancel arrive in the same loop turn, and the cancelled task runs on (issue 22)
+            async with asyncio.timeout(self.settings.join_timeout):
+                return await future
         except TimeoutError:
             raise JoinError("remote-server-timeout", "no answer from the room") from None
         finally:
@@ -471,6 +503,12 @@ class BridgedRoom:
                         continue
                     if error.condition in FINAL_JOIN_ERRORS:
                         puppet.removed = "refused"
+                        if puppet.waiting:
+                            puppet.waiting.clear()
+                            self.relay.notice(
+                                puppet, "Your messages were not delivered: the chat room "
+                                f"refused you ({error.condition}).",
+                            )  # fmt: skip
                     log.warning(
                         "puppet.join_failed",
                         condition=error.condition,
@@ -492,6 +530,7 @@ class BridgedRoom:
                 log.info("puppet.joined", nick=info.nick, role=info.role)
                 joined = self._joined_event(puppet)
                 self._emit(joined)
+                self._send_waiting(puppet)
                 if info.role not in VOICED_ROLES:
                     self._emit(
                         PuppetVoiceChanged(
@@ -532,6 +571,7 @@ class BridgedRoom:
                 puppet.present, puppet.nick, puppet.role = True, occupant.nick, occupant.role
                 log.info("puppet.still_present", leg_id=puppet.leg_id, nick=occupant.nick)
                 self._emit(self._joined_event(puppet))
+                self._send_waiting(puppet)
                 continue
             if puppet is not None and puppet.present and puppet.nick == occupant.nick:
                 continue
@@ -539,6 +579,7 @@ class BridgedRoom:
             self.xmpp.send_presence(
                 pto=f"{self.jid}/{occupant.nick}", pfrom=real, ptype="unavailable"
             )
+        await self._kick_expelled()
         if self.occupants and not saw_jids and not self._warned_no_jids:
             self._warned_no_jids = True
             log.warning(
@@ -548,6 +589,24 @@ class BridgedRoom:
         missing = [p for p in self.puppets.values() if not (p.present or p.joining or p.removed)]
         if missing:
             await asyncio.gather(*(self._join_puppet(p) for p in missing))
+
+    async def _kick_expelled(self) -> None:
+        """Kick the occupants ``expel`` named (the occupant list is complete after a join)."""
+        expelled, self._expelled = self._expelled, {}
+        own = self.xmpp.boundjid.bare
+        for occupant in list(self.occupants.values()):
+            real = JID(occupant.jid) if occupant.jid else None
+            if real is None or real.bare not in expelled or real.domain == own:
+                continue  # our own domain's ghosts were sent "unavailable" above
+            log.warning("puppet.ghost_kicked", nick=occupant.nick, jid=real.bare,
+                        reason=expelled[real.bare])  # fmt: skip
+            try:
+                await self.xmpp.plugin["xep_0045"].set_role(
+                    self.jid, occupant.nick, "none", reason=expelled[real.bare],
+                    ifrom=self.xmpp.control_jid,
+                )  # fmt: skip
+            except (IqError, IqTimeout) as error:
+                log.warning("puppet.ghost_kick_failed", nick=occupant.nick, error=str(error))
 
     # ---- self-ping (XEP-0410) ------------------------------------------------------------
 
@@ -587,7 +646,7 @@ class BridgedRoom:
                 )
                 if status == PingStatus.DISCONNECTED and puppet.present:
                     log.warning("puppet.self_ping_lost", room=str(self.jid), nick=puppet.nick)
-                    puppet.present = False
+                    puppet.present = puppet.seated = False
             if any(not (p.present or p.removed or p.joining) for p in self.puppets.values()):
                 self.schedule_sync()
 
@@ -697,6 +756,7 @@ class BridgedRoom:
         if info.available:
             future = self._joins.get(str(puppet.jid))
             if future is not None and not future.done():
+                puppet.seated = True  # lines after this one are the caller's (room order)
                 future.set_result(info)
                 return
             previous = puppet.role
@@ -721,7 +781,7 @@ class BridgedRoom:
             puppet.nick = info.new_nick or puppet.nick
             return
         was_present = puppet.present
-        puppet.present = False
+        puppet.present = puppet.seated = False
         by_bridge = info.actor == self.control_nick
         if muc.BANNED in codes:
             puppet.removed = "banned"
@@ -805,7 +865,7 @@ class BridgedRoom:
                 lang=message["lang"],
                 correction=xml.find(f"{{{NS_CORRECT}}}replace") is not None,
             ),
-            [p for p in self.puppets.values() if p.present],
+            [p for p in self.puppets.values() if p.hears_room],
         )
 
     def _emit(self, event: RoomEvent) -> None:
