@@ -59,6 +59,7 @@ from bridge.core.mirror_events import (
     SubjectChanged,
 )
 from bridge.core.policy import parse_dtmf
+from bridge.core.ratelimit import RateLimiter
 from bridge.logs import bound, get_logger
 from bridge.node import metrics_feed
 from bridge.node.mirror import MirrorEngine, Outcome
@@ -129,6 +130,9 @@ class Node:
         self.command_hook: Callable[[room_events.CommandTyped], None] | None = None
         self.dial_hook: Callable[[DialProgress], None] | None = None
         self.pins = PinGate(self.pool.send, self._leg_joined)
+        limits = settings.xmpp.limits
+        #: *6/*7/*8 per caller's participant: each one is a role change in the room
+        self.dtmf_limiter = RateLimiter(limits.dtmf_command_burst, limits.dtmf_command_per_minute)
 
     # ---- naming ------------------------------------------------------------------------
 
@@ -374,6 +378,18 @@ class Node:
         if command is None:
             return
         with bound(room=room.name, participant=event.leg_id):
+            state = self.engine.cached(room.name)
+            record = state.legs.get(event.leg_id) if state is not None else None
+            key = f"{room.name}|{record.participant if record else 'leg:' + event.leg_id}"
+            allowed, warn = self.dtmf_limiter.allow(key, time.monotonic())
+            if not allowed:
+                log.info("dtmf.rate_limited", command=command)
+                if warn:
+                    self.pool.send(SendSipMessage(
+                        leg_id=event.leg_id, sender_display=room.bridged.control_nick,
+                        body="You are pressing keypad commands too fast; wait a moment.",
+                    ))  # fmt: skip
+                return
             log.info("dtmf.command", command=command)
             await self._handle(
                 room,
