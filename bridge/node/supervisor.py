@@ -208,6 +208,13 @@ class Node:
         linked = await self.engine.store.linked_rooms()
         for name, muc_jid in sorted(linked.items()):
             if name in self.rooms:
+                if not self.engine.known(name):  # read it again: admission waits for it
+                    try:
+                        await self.engine.load(name)
+                    except StateUnavailable as error:
+                        log.warning("room.state_unavailable", room=name, error=str(error))
+                    else:
+                        log.info("room.state_recovered", room=name)
                 continue
             lease = await self.leases.acquire(name)
             if not self.leases.owns(lease):
@@ -271,7 +278,11 @@ class Node:
         )
         bridged.on_command = self.command_hook
         self.rooms[name] = LinkedRoom(name, muc_jid, bridged)
-        outcome = await self.engine.restore(name, frozenset(leg.leg_id for leg in live))
+        try:
+            outcome = await self.engine.restore(name, frozenset(leg.leg_id for leg in live))
+        except StateUnavailable as error:  # served, but new callers get 503 until it reads
+            log.error("room.state_unavailable", room=name, error=str(error))
+            return
         log.info("room.linked", room=name, muc=muc_jid, restored=outcome.status)
         await self._perform(self.rooms[name], outcome)
 
@@ -344,6 +355,10 @@ class Node:
                 )
 
     def _pin_hold(self, room: LinkedRoom, leg: LegJoined) -> bool:
+        if not self.engine.known(room.name):  # PIN, lock, bans unknown: fail closed
+            log.warning("leg.refused_state_unknown", room=room.name)
+            self.pool.send(HangupLeg(leg.leg_id, "conference state unavailable", 503))
+            return True
         state = self.engine.cached(room.name)
         pin_hash = state.conference.pin_hash if state and state.conference else ""
         record = self.pool.legs().get(leg.leg_id)
@@ -617,9 +632,12 @@ class Node:
         bans: dict[str, Iterable[str]] = {}
         locked: list[str] = []
         held: list[str] = []
+        unknown: list[str] = []
         for name in self.rooms:
             state = self.engine.cached(name)
-            if state is not None:
+            if state is None or not self.engine.known(name):
+                unknown.append(name)  # fail closed: 503 until Redis answers
+            else:
                 bans[name] = state.banned_callers()
                 if state.conference is not None:
                     locked += [name] if state.conference.locked else []
@@ -632,6 +650,7 @@ class Node:
                 locked=locked,
                 held=held,
                 draining=self.draining,
+                unknown=unknown,
             )
         )
 
@@ -734,7 +753,14 @@ async def initial_directory(settings: Settings, services: StateServices) -> Room
     for name in settings.rooms:
         await record_link(settings, services.engine, name.strip().lower(), "config")
     linked = await services.engine.store.linked_rooms()
-    states = {name: await services.engine.load(name) for name in linked}
+    states = {}
+    unknown = []
+    for name in linked:
+        try:
+            states[name] = await services.engine.load(name)
+        except StateUnavailable as error:  # this room's callers get 503, not a free pass
+            log.error("room.state_unavailable", room=name, error=str(error))
+            unknown.append(name)
     bans = {name: state.banned_callers() for name, state in states.items()}
     locked = [n for n, s in states.items() if s.conference is not None and s.conference.locked]
     held = [n for n, s in states.items() if s.conference is not None and s.conference.pin_hash]
@@ -743,7 +769,9 @@ async def initial_directory(settings: Settings, services: StateServices) -> Room
         lease = await services.leases.owner(name)
         if lease is not None and not services.leases.owns(lease):
             owners[name] = lease.contact
-    return RoomDirectory.create(linked, bans=bans, owners=owners, locked=locked, held=held)
+    return RoomDirectory.create(
+        linked, bans=bans, owners=owners, locked=locked, held=held, unknown=unknown
+    )
 
 
 def _privilege(role: str, affiliation: str) -> Privilege:
