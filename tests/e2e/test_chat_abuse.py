@@ -203,3 +203,43 @@ async def test_a_kick_reason_cannot_inject_sip_headers(
         assert reason.startswith('SIP;cause=200;text="kicked from the chat room: get out \\"now')
         assert "\\\\ X-Injected: yes BYE sip:x" in reason  # one line, quotes and \\ escaped
         assert len(reason) < 200  # cut, not 2 kB
+
+
+async def test_linking_by_command_is_off_unless_the_operator_allows_the_room(
+    make_node: NodeFactory, moderated_prosody: ProsodyServer
+) -> None:
+    import pytest
+    from slixmpp.exceptions import IqError
+
+    side = f"side@{moderated_prosody.muc_domain}"
+    team = f"team-a@{moderated_prosody.muc_domain}"
+
+    async def own_with_bridge(alice: ChatUser, node: Node, room: str) -> None:
+        """Alice's room, where the bridge may read the affiliation lists (as it must)."""
+        await alice.join(room, "Alice")
+        await alice.set_affiliation(room, moderated_prosody.jid("alice"), "owner")
+        await alice.set_affiliation(room, str(node.component.control_jid.bare), "owner")
+
+    async with make_node() as node, owner(moderated_prosody) as alice:
+        await own_with_bridge(alice, node, side)
+        component = node.component.boundjid.bare
+        with pytest.raises(IqError) as refused:
+            await run(alice, component, "link", room=side)
+        assert "turned off" in refused.value.iq["error"]["text"]
+        assert "side" not in node.rooms
+    linking = {"self_service": True, "allowed_rooms": ["team-*@conference.localhost"],
+               "max_rooms": 2}  # fmt: skip
+    async with make_node(xmpp={"linking": linking}) as node, owner(moderated_prosody) as alice:
+        await own_with_bridge(alice, node, side)
+        await own_with_bridge(alice, node, team)
+        component = node.component.boundjid.bare
+        with pytest.raises(IqError) as refused:
+            await run(alice, component, "link", room=side)
+        assert "not on its allow-list" in refused.value.iq["error"]["text"]
+        done = await run(alice, component, "link", room=team)
+        assert "Linked" in done["command"]["notes"][0][1]
+        other = f"team-b@{moderated_prosody.muc_domain}"
+        await own_with_bridge(alice, node, other)
+        with pytest.raises(IqError) as refused:
+            await run(alice, component, "link", room=other)
+        assert "maximum of 2" in refused.value.iq["error"]["text"]
