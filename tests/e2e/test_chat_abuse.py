@@ -131,19 +131,22 @@ async def test_self_mute_toggles_are_rate_limited_per_caller(
     make_node: NodeFactory, moderated_prosody: ProsodyServer
 ) -> None:
     overrides = {"xmpp": {"limits": {"dtmf_command_burst": 2, "dtmf_command_per_minute": SLOW}}}
-    async with make_node(**overrides) as node, owner(moderated_prosody) as alice:
-        async with caller(node) as uac:
-            leg = await caller_in_room(node, alice, uac, "Carl Caller")
-            await info_dtmf(uac, "*6")
-            await until(lambda: node.pool.legs()[leg].muted, "muted by *6")
-            await info_dtmf(uac, "*6")
-            await until(lambda: not node.pool.legs()[leg].muted, "unmuted by *6")
-            await info_dtmf(uac, "*6*6*6")
-            await drain(uac, "MESSAGE", "keypad commands too fast")
-            await asyncio.sleep(0.5)  # anything that would have toggled has had its chance
-            assert not node.pool.legs()[leg].muted
-            state = node.engine.cached("standup")
-            assert state is not None and not state.mutes
+    async with (
+        make_node(**overrides) as node,
+        owner(moderated_prosody) as alice,
+        caller(node) as uac,
+    ):
+        leg = await caller_in_room(node, alice, uac, "Carl Caller")
+        await info_dtmf(uac, "*6")
+        await until(lambda: node.pool.legs()[leg].muted, "muted by *6")
+        await info_dtmf(uac, "*6")
+        await until(lambda: not node.pool.legs()[leg].muted, "unmuted by *6")
+        await info_dtmf(uac, "*6*6*6")
+        await drain(uac, "MESSAGE", "keypad commands too fast")
+        await asyncio.sleep(0.5)  # anything that would have toggled has had its chance
+        assert not node.pool.legs()[leg].muted
+        state = node.engine.cached("standup")
+        assert state is not None and not state.mutes
 
 
 async def test_commands_of_one_room_do_not_wait_for_another_room(
