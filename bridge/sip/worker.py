@@ -54,6 +54,7 @@ from bridge.core.events import (
     SipMessageReceived,
 )
 from bridge.logs import bound, configure, get_logger
+from bridge.protocol.sip_reason import reason_header
 from bridge.sip import codecs, dialout, forensics
 from bridge.sip import pj as pjw
 from bridge.sip.leg import Leg
@@ -525,7 +526,7 @@ class Worker:
         if leg.ended or leg.hangup_reason:
             return
         leg.hangup_reason = reason
-        headers = {"Reason": f'SIP;cause={status if status >= 300 else 200};text="{reason}"'}
+        headers = {"Reason": reason_header(status if status >= 300 else 200, reason)}
         code = status if status >= 300 else 603
         try:
             leg.call.hangup(pjw.call_op(code if not leg.answered else 0, "", headers))

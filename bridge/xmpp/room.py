@@ -29,6 +29,7 @@ from slixmpp.exceptions import IqError, IqTimeout
 
 from bridge.core.commands import is_command
 from bridge.core.events import LegJoined, LegLeft, SipMessageReceived
+from bridge.core.ratelimit import occupant_key
 from bridge.core.speaking import SpeakingStatus
 from bridge.logs import bound, get_logger
 from bridge.protocol.nicks import caller_nick, unique_nick
@@ -280,6 +281,11 @@ class BridgedRoom:
             self.xmpp.make_message(
                 mto=self.jid, mfrom=self.xmpp.control_jid, mtype="groupchat", mbody=text
             ).send()
+
+    def tell(self, nick: str, text: str) -> None:
+        """A private message from the control occupant to occupant ``nick`` (a command
+        reply meant for the issuer only)."""
+        self.relay.tell_occupant(nick, text)
 
     async def close(self, *, unlink: bool = False) -> None:
         """Leave: puppets first, then the control occupant (``unlink`` also un-advertises)."""
@@ -703,7 +709,7 @@ class BridgedRoom:
             if self.occupants.pop(info.nick, None) is not None:
                 self._emit(OccupantsChanged(str(self.jid)))
             return
-        occupant = Occupant(info.nick, info.role, info.affiliation, info.jid)
+        occupant = Occupant(info.nick, info.role, info.affiliation, info.jid, info.occupant_id)
         self.occupants[info.nick] = occupant
         if old is None:
             self._emit(OccupantsChanged(str(self.jid)))
@@ -822,7 +828,18 @@ class BridgedRoom:
             self.relay.rejected(puppet, muc.parse_error(message.xml).condition)
         elif mtype in {"chat", "normal"} and nick and message["body"] and puppet.present:
             chat = ChatText(body=message["body"], thread=message["thread"], lang=message["lang"])
-            self.relay.private_to_caller(puppet, nick, chat)
+            self.relay.private_to_caller(puppet, nick, chat, self.sender_key(nick, message.xml))
+
+    def sender_key(self, nick: str, xml: Any) -> str:
+        """Who sent a message from ``room/nick``, for rate limits: the real JID the room
+        showed us, else the XEP-0421 occupant id, else (anonymous room) the nick."""
+        occupant = self.occupants.get(nick)
+        stamped = muc.occupant_id(xml) if xml is not None else ""
+        return occupant_key(
+            occupant.jid if occupant else "",
+            stamped or (occupant.occupant_id if occupant else ""),
+            nick,
+        )
 
     def _own_nicks(self) -> set[str]:
         return {self.control_nick} | {p.nick for p in self.puppets.values() if p.nick}
@@ -845,6 +862,7 @@ class BridgedRoom:
             return
         if nick in self._own_nicks() or self.relay.sent_by_us(message["id"]):
             return  # our own puppets and control: never echo, never loop
+        key = self.sender_key(nick, xml)
         if self.on_command is not None and is_command(body, self.command_prefix):
             occupant = self.occupants.get(nick)
             self.on_command(
@@ -853,6 +871,7 @@ class BridgedRoom:
                     jid=occupant.jid if occupant else "",
                     role=occupant.role if occupant else "none",
                     affiliation=occupant.affiliation if occupant else "none",
+                    key=key,
                 )
             )  # fmt: skip
             return  # addressed to the bridge: not relayed to the callers
@@ -866,6 +885,7 @@ class BridgedRoom:
                 correction=xml.find(f"{{{NS_CORRECT}}}replace") is not None,
             ),
             [p for p in self.puppets.values() if p.hears_room],
+            key=key,
         )
 
     def _emit(self, event: RoomEvent) -> None:

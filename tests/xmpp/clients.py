@@ -150,6 +150,13 @@ class ChatUser:
         self.client.send_presence(pto=f"{room}/{view.self_nick}", ptype="unavailable")
         await self.wait_for(lambda: not view.joined)
 
+    async def change_nick(self, room: str, nick: str, within: float = WAIT) -> None:
+        """Change our nick in ``room`` (XEP-0045 §7.6) and wait for the room to confirm."""
+        view = self.rooms[room]
+        self.client.send_presence(pto=f"{room}/{nick}")
+        await self.wait_for(lambda: view.joined and nick in view.occupants, within)
+        view.self_nick = nick
+
     async def say(self, room: str, body: str, **fields: str) -> None:
         message = self.client.make_message(mto=JID(room), mbody=body, mtype="groupchat")
         for key, value in fields.items():

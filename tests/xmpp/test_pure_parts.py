@@ -20,7 +20,6 @@ from bridge.xmpp.forms import (
     strip_description,
 )
 from bridge.xmpp.jids import caller_identity, puppet_jid
-from bridge.xmpp.ratelimit import RateLimiter
 
 URI = "sip:weekly@sip.example"
 
@@ -92,16 +91,6 @@ def test_merge_then_strip_round_trips(owner: str) -> None:
     assert merge_description(merged, URI) == merged  # idempotent
     if URI not in owner:
         assert strip_description(merged) == owner.rstrip()
-
-
-def test_rate_limiter() -> None:
-    limiter = RateLimiter(burst=2, per_minute=60)  # one per second sustained
-    assert limiter.allow("a", 0.0) == (True, False)
-    assert limiter.allow("a", 0.0) == (True, False)
-    assert limiter.allow("a", 0.0) == (False, True)  # told once
-    assert limiter.allow("a", 0.5) == (False, False)
-    assert limiter.allow("b", 0.5) == (True, False)  # per sender
-    assert limiter.allow("a", 1.6) == (True, False)  # refilled
 
 
 def _presence(xml: str) -> ET.Element:
