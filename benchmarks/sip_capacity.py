@@ -184,6 +184,8 @@ class Result:
     onsets_out: int = 0
     probe_workers: tuple[int, ...] = ()
     workers: int = 0
+    tick_avg_ms: float = 0.0  # a worker's media tick: every leg's pjmedia + FramePort work
+    tick_max_ms: float = 0.0
     rss_workers_mb: float = 0.0
     rss_super_mb: float = 0.0
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -215,7 +217,9 @@ def _tree_cpu(pids: list[int]) -> dict[int, float]:
     return out
 
 
-def _stats_sum(stats: dict[int, WorkerStats]) -> tuple[int, int, int, int, int, float, float]:
+def _stats_sum(
+    stats: dict[int, WorkerStats],
+) -> tuple[int, int, int, int, int, float, float, float, int, float]:
     late = sum(s.clock_late for s in stats.values())
     skipped = sum(s.clock_skipped for s in stats.values())
     empty = sum(s.jb_empty for s in stats.values())
@@ -224,7 +228,10 @@ def _stats_sum(stats: dict[int, WorkerStats]) -> tuple[int, int, int, int, int, 
     max_late = max((s.clock_max_lateness_s for s in stats.values()), default=0.0)
     calls = sum(s.calls for s in stats.values())
     delay = sum(s.jb_avg_delay_ms * s.calls for s in stats.values()) / max(1, calls)
-    return late, skipped, empty, lost, discard, max_late, delay
+    busy = sum(s.clock_busy_s for s in stats.values())
+    ticks = sum(s.clock_ticks for s in stats.values())
+    max_busy = max((s.clock_max_busy_s for s in stats.values()), default=0.0)
+    return late, skipped, empty, lost, discard, max_late, delay, busy, ticks, max_busy
 
 
 def _rss_mb(pids: list[int]) -> float:
@@ -337,6 +344,8 @@ def run(
     res.worker_late, res.worker_skipped = st1[0] - st0[0], st1[1] - st0[1]
     res.jb_empty, res.jb_lost, res.jb_discard = st1[2] - st0[2], st1[3] - st0[3], st1[4] - st0[4]
     res.worker_max_late_ms, res.jb_delay_ms = st1[5] * 1000, st1[6]
+    res.tick_avg_ms = (st1[7] - st0[7]) / max(1, st1[8] - st0[8]) * 1000
+    res.tick_max_ms = st1[9] * 1000
 
     def delta(pids: list[int]) -> float:
         return sum(cpu1.get(p, 0.0) - cpu0.get(p, 0.0) for p in pids if p in cpu0) / wall
@@ -418,6 +427,8 @@ def report(r: Result) -> None:
           f"max lateness {r.mixer_max_late_ms:.1f} ms (whole run); worker media clocks: "
           f"late={r.worker_late} skipped={r.worker_skipped} max lateness "
           f"{r.worker_max_late_ms:.1f} ms")  # fmt: skip
+    print(f"worker media tick (every leg's audio work in one worker): average "
+          f"{r.tick_avg_ms:.2f} ms, longest {r.tick_max_ms:.1f} ms (whole run)")  # fmt: skip
     print(f"pjmedia jitter buffers (window): empty={r.jb_empty} lost={r.jb_lost} "
           f"discarded={r.jb_discard}, average delay {r.jb_delay_ms:.0f} ms")  # fmt: skip
     if r.lat:
@@ -437,8 +448,8 @@ def report(r: Result) -> None:
 def summary(results: list[Result]) -> None:
     print("\n" + "=" * 100)
     print(f"{'config':<12} {'wk':>3} {'held':>9} {'lost':>5} {'lost %':>6} {'late tk':>7} "
-          f"{'jb empty':>8} {'cpu/call':>8} {'bridge':>7} {'RSS MB':>6} {'p50 ms':>6} "
-          f"{'p90 ms':>6} {'max ms':>6} {'others':>6} {'stall≥10':>8} {'max st':>6} "
+          f"{'jb empty':>8} {'tick ms':>9} {'cpu/call':>8} {'bridge':>7} {'RSS MB':>6} "
+          f"{'p50 ms':>6} {'p90 ms':>6} {'max ms':>6} {'others':>6} {'stall≥10':>8} {'max st':>6} "
           f"{'load before':>16}")  # fmt: skip
     for r in results:
         lb = "/".join(f"{x:.1f}" for x in r.load_before)
@@ -447,6 +458,7 @@ def summary(results: list[Result]) -> None:
         print(f"{r.name:<12} {r.workers:>3} {f'{r.held}/{r.legs}':>9} {r.lost:>5} "
               f"{lost_pct:>5.2f}% "
               f"{r.mixer_late + r.worker_late:>7} {r.jb_empty:>8} "
+              f"{f'{r.tick_avg_ms:.1f}/{r.tick_max_ms:.0f}':>9} "
               f"{r.cpu_bridge / max(1, r.held) * 100:>7.2f}% {r.cpu_bridge * 100:>6.0f}% "
               f"{rss:>6.0f} {r.pct(50):>6.0f} {r.pct(90):>6.0f} "
               f"{max(r.lat, default=float('nan')):>6.0f} "
@@ -454,7 +466,8 @@ def summary(results: list[Result]) -> None:
               f"{r.host_max_ms:>6.1f} {lb:>16}")  # fmt: skip
     print("lost = ring under-runs + drops + torn reads (both directions) + skipped ticks in the "
           "window (lost % of the frames both ways);\nwk = worker processes; RSS = workers + "
-          "supervisor/mixer;\nlate tk = mixer + worker clock ticks started > 5 ms late; "
+          "supervisor/mixer; tick ms = a worker's media tick, average/longest;\n"
+          "late tk = mixer + worker clock ticks started > 5 ms late; "
           "others = CPU of processes outside this benchmark (% of one core);\n"
           "stall≥10 / max st = wake-ups of a SCHED_FIFO 98 thread ≥ 10 ms late / the latest, "
           "in ms (cyclictest: the machine itself)")  # fmt: skip

@@ -241,6 +241,21 @@ _SIPP_HEAD = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 """
 
 
+def caller_sdp(codec: int = 0) -> str:
+    """The SDP body (SIPp keywords) our SIPp callers offer and answer refreshes with."""
+    codec_name = "PCMU/8000" if codec == 0 else "PCMA/8000"
+    return f"""v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP {codec} 101
+      a=rtpmap:{codec} {codec_name}
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+      a=sendrecv"""
+
+
 def sipp_refused_scenario(room: str, status: int) -> str:
     """A caller whose plain-RTP (PCMU) INVITE must be refused with ``status`` (then ACKed):
     SIPp fails the call on any other answer."""
@@ -299,18 +314,8 @@ def sipp_uac_scenario(
     """A caller that INVITEs ``sip:room@…``, follows one 302 (setdest to the Contact),
     plays ``pcap`` (RTP) for the call, optionally sends a SIP INFO DTMF digit and an
     in-dialog MESSAGE, waits ``hold_ms`` and hangs up with BYE."""
-    codec_name = "PCMU/8000" if codec == 0 else "PCMA/8000"
     hdrs = "".join(f"      {h}\n" for h in extra_headers.splitlines() if h.strip())
-    sdp = f"""v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP {codec} 101
-      a=rtpmap:{codec} {codec_name}
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-      a=sendrecv"""
+    sdp = caller_sdp(codec)
     invite = """  <send retrans="500">
     <![CDATA[
       INVITE sip:{room}@[remote_ip]:[remote_port] SIP/2.0
@@ -336,7 +341,9 @@ def sipp_uac_scenario(
     parts.append('  <recv response="180" optional="true"/>\n')
     if follow_redirect:
         parts.append(
-            '  <recv response="200" rtd="true" rrs="true" optional="true" next="answered"/>\n'
+            '  <recv response="200" rtd="true" rrs="true" optional="true" next="answered">\n'
+            + _DIALOG_CAPTURE
+            + "  </recv>\n"
         )
         parts.append(
             """  <recv response="302">
@@ -372,10 +379,12 @@ def sipp_uac_scenario(
         )
         parts.append('  <recv response="100" optional="true"/>\n')
         parts.append('  <recv response="180" optional="true"/>\n')
-        parts.append('  <recv response="200" rtd="true" rrs="true"/>\n')
+        parts.append('  <recv response="200" rtd="true" rrs="true">\n' + _DIALOG_CAPTURE)
+        parts.append("  </recv>\n")
         parts.append('  <label id="answered"/>\n')
     else:
-        parts.append('  <recv response="200" rtd="true" rrs="true"/>\n')
+        parts.append('  <recv response="200" rtd="true" rrs="true">\n' + _DIALOG_CAPTURE)
+        parts.append("  </recv>\n")
     parts.append(
         """  <send>
     <![CDATA[
@@ -411,11 +420,75 @@ def sipp_uac_scenario(
             )
         )
         parts.append('  <recv response="200"/>\n')
-    parts.append(f'  <pause milliseconds="{hold_ms}"/>\n')
+    parts.append(hold_answering_refreshes(hold_ms, sdp))
     parts.append(_in_dialog("BYE", "", ""))
     parts.append('  <recv response="200" crlf="true"/>\n')
     parts.append("</scenario>\n")
     return "".join(parts)
+
+
+#: From and To of the call, kept for in-dialog requests: after the bridge's session refresh
+#: (a re-INVITE) SIPp's [last_From:] / [last_To:] would be the bridge's, not ours
+_DIALOG_CAPTURE = """    <action>
+      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="dlg_from"/>
+      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="dlg_to"/>
+    </action>
+"""
+DIALOG_FROM_TO = "From:[$dlg_from]\n      To:[$dlg_to]"
+
+#: where a caller scenario starts holding the call (``bridge.demo.callers`` cuts there)
+HOLD_MARK = "  <!-- hold -->\n"
+
+
+def answer_refresh(sdp: str, next_label: str) -> str:
+    """SIPp elements that answer the re-INVITE just received (an RFC 4028 session refresh
+    from the bridge: every call has a session timer) with our SDP, then take the ACK."""
+    return f"""  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:caller[call_number]@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      {sdp}
+    ]]>
+  </send>
+  <recv request="ACK" next="{next_label}"/>
+"""
+
+
+def hold_answering_refreshes(hold_ms: int, sdp: str) -> str:
+    """Hold the call ``hold_ms`` (in steps of up to 1 s) while answering session refreshes:
+    a plain ``<pause>`` would treat the bridge's re-INVITE as unexpected and abort."""
+    step = max(1, min(1000, hold_ms))
+    return f"""{HOLD_MARK}  <nop>
+    <action>
+      <assign assign_to="held" value="0"/>
+    </action>
+  </nop>
+  <label id="hold"/>
+  <nop>
+    <action>
+      <test assign_to="holding" variable="held" compare="less_than" value="{hold_ms}"/>
+    </action>
+  </nop>
+  <nop next="held" test="holding"/>
+  <nop next="hold_done"/>
+  <label id="held"/>
+  <recv request="INVITE" timeout="{step}" ontimeout="tick"/>
+{answer_refresh(sdp, "hold")}  <label id="tick"/>
+  <nop next="hold">
+    <action>
+      <add assign_to="held" value="{step}"/>
+    </action>
+  </nop>
+  <label id="hold_done"/>
+"""
 
 
 def _in_dialog(method: str, ctype: str, body: str, extra: str = "") -> str:
@@ -425,8 +498,7 @@ def _in_dialog(method: str, ctype: str, body: str, extra: str = "") -> str:
     <![CDATA[
       {method} [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [last_From:]
-      [last_To:]
+      {DIALOG_FROM_TO}
       Call-ID: [call_id]
       CSeq: [cseq] {method}
       Contact: <sip:caller[call_number]@[local_ip]:[local_port]>

@@ -343,6 +343,8 @@ class MediaClockStats:
     skipped: int  # grid instants given up because the thread was > 2 periods behind
     max_lateness_s: float
     realtime: bool
+    busy_s: float = 0.0  # total time inside pjmedia_port_get_frame (every leg's audio work)
+    max_busy_s: float = 0.0  # the longest single tick
 
 
 class MediaClock:
@@ -369,6 +371,7 @@ class MediaClock:
         self._thread = threading.Thread(target=self._run, name="media-clock", daemon=True)
         self._ticks = self._late = self._skipped = 0
         self._max_late = 0.0
+        self._busy = self._max_busy = 0.0
         self._realtime = False
         self.errors = 0
 
@@ -382,8 +385,9 @@ class MediaClock:
 
     def stats(self) -> MediaClockStats:
         return MediaClockStats(
-            self._ticks, self._late, self._skipped, self._max_late, self._realtime
-        )
+            self._ticks, self._late, self._skipped, self._max_late, self._realtime,
+            self._busy, self._max_busy,
+        )  # fmt: skip
 
     def _run(self) -> None:
         register_thread("media-clock")
@@ -416,6 +420,9 @@ class MediaClock:
             frame.bit_info = 0
             if get_frame(port, ctypes.byref(frame)) != 0:
                 self.errors += 1
+            busy = time.monotonic() - now
+            self._busy += busy
+            self._max_busy = max(self._max_busy, busy)
             ts += self._samples
             self._ticks += 1
             deadline += period
@@ -531,14 +538,30 @@ def destroy_call(call: Any) -> None:
 
 
 def account_config(
-    *, user: str, domain: str, rtp_start: int, rtp_count: int, host: str, srtp: str = "optional"
+    *,
+    user: str,
+    domain: str,
+    rtp_start: int,
+    rtp_count: int,
+    host: str,
+    srtp: str = "optional",
+    session_expires: int = 0,
 ) -> Any:
     """A registration-less account whose Contact carries ``;isfocus`` (RFC 4579).
 
     SRTP keyed by SDES (RFC 4568) on any transport (``srtpSecureSignaling`` 0: pjsua would
     otherwise answer every non-TLS call 406 as soon as SRTP is not ``off``); whether the keys
-    were protected by TLS is judged per call for the room notice (bridge.sip.secure)."""
+    were protected by TLS is judged per call for the room notice (bridge.sip.secure).
+
+    ``session_expires`` > 0 puts an RFC 4028 session timer on every call, also when the
+    phone did not ask for one: when a worker dies, a phone that supports timers ends the
+    call at its next refresh (the restarted worker answers 481) or when ours does not come.
+    """
     cfg = pj.AccountConfig()
+    if session_expires:
+        cfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_ALWAYS
+        cfg.callConfig.timerSessExpiresSec = session_expires
+        cfg.callConfig.timerMinSESec = 90
     cfg.idUri = f"sip:{user}@{domain}"
     cfg.sipConfig.contactParams = ";isfocus"
     cfg.regConfig.registrarUri = ""

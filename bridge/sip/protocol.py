@@ -45,6 +45,8 @@ class WorkerSpec:
     media_quality: int = 0  # pjsua media quality (0 = PJSIP default): picks the resampler
     stats_interval_s: float = 0.0  # WorkerStats reports (0 = none)
     jitter: tuple[int, int, int, int] = (-1, -1, -1, -1)  # jb init, min/max prefetch, size (ms)
+    crash_file: str = ""  # faulthandler writes the last Python stacks here (bridge.sip.forensics)
+    core_dump_max_mb: int = 0  # RLIMIT_CORE of the worker (0 = leave it as inherited)
 
 
 # ---- worker → pool --------------------------------------------------------------------
@@ -124,6 +126,8 @@ class WorkerStats:
     jb_discard: int
     jb_empty: int
     jb_avg_delay_ms: float  # mean over those calls
+    clock_busy_s: float = 0.0  # time spent inside the bridge's ticks (all legs' audio work)
+    clock_max_busy_s: float = 0.0  # the longest tick: must stay below mixer_phase_ms
 
 
 # ---- pool → worker --------------------------------------------------------------------

@@ -54,7 +54,8 @@ from bridge.core.events import (
     SipMessageReceived,
 )
 from bridge.logs import bound, configure, get_logger
-from bridge.sip import codecs, dialout
+from bridge.protocol.sip_reason import reason_header
+from bridge.sip import codecs, dialout, forensics
 from bridge.sip import pj as pjw
 from bridge.sip.leg import Leg
 from bridge.sip.msgfilter import MessageFilter
@@ -227,6 +228,7 @@ class Worker:
                 rtp_count=spec.rtp_port_count,
                 host=spec.host,
                 srtp=spec.sip.srtp,
+                session_expires=spec.sip.session_expires,
             ),
             True,
         )
@@ -419,6 +421,8 @@ class Worker:
                 discard,
                 empty,
                 delay / calls if calls else 0.0,
+                c.busy_s if c else 0.0,
+                c.max_busy_s if c else 0.0,
             )
         )
 
@@ -539,7 +543,7 @@ class Worker:
         if leg.ended or leg.hangup_reason:
             return
         leg.hangup_reason = reason
-        headers = {"Reason": f'SIP;cause={status if status >= 300 else 200};text="{reason}"'}
+        headers = {"Reason": reason_header(status if status >= 300 else 200, reason)}
         code = status if status >= 300 else 603
         try:
             leg.call.hangup(pjw.call_op(code if not leg.answered else 0, "", headers))
@@ -732,6 +736,7 @@ def _load_hook(path: str) -> Callable[[HookContext], None]:
 
 def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     """Process entry point (spawned by the pool)."""
+    armed = forensics.arm(spec.crash_file, spec.core_dump_max_mb)
     configure(spec.log)
     sys.setswitchinterval(0.0005)  # DESIGN §5: keeps pjmedia ticks on time under load
     if spec.main_priority:
@@ -742,6 +747,7 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(spec.main_priority))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pool decides when we stop
     with bound(worker=spec.index):
+        log.info("sip.worker.forensics", armed=armed, pid=os.getpid())
         try:
             Worker(spec, conn).run()
         except Exception:
