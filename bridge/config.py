@@ -301,14 +301,16 @@ class WorkerSettings(_Section):
         gt=0,
         le=8,
         description="Workers per available CPU when pool_size is unset (docs/capacity.md: a "
-        "full worker of 64 calls takes about half a core)",
+        "full worker of 48 calls takes about a third of a core)",
     )
     calls_per_worker: int = Field(
-        64,
+        48,
         ge=1,
         le=240,
-        description="Call slots per worker process (our PJSIP build allows 256 pjsua calls; 16 "
-        "are kept for INVITEs being refused or redirected). Node capacity = workers × this",
+        description="Call slots per worker process. Node capacity = workers × this. What limits "
+        "it is a worker's 20 ms media tick (≈ 0.14 ms per G.711 call, 0.2 ms per opus call), "
+        "which must end before the mixer's next tick (docs/capacity.md); our PJSIP build "
+        "allows up to 240 (256 pjsua calls, 16 kept for INVITEs being refused or redirected)",
     )
     base_port: Port | None = Field(
         None,

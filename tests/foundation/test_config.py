@@ -30,11 +30,11 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults_need_a_secret_outside_demo() -> None:
     with pytest.raises(ConfigError, match=r"xmpp\.secret is required"):
         load_settings()
-    assert load_settings(demo=True).workers.calls_per_worker == 64
+    assert load_settings(demo=True).workers.calls_per_worker == 48
 
 
 def test_default_pool_is_one_worker_per_available_cpu(tmp_path: Path) -> None:
-    """The default node carries workers × 64 calls (docs/capacity.md), not 7."""
+    """The default node carries 48 calls per CPU (docs/capacity.md), not 7 in all."""
     cpus = len(os.sched_getaffinity(0))
     quota = tmp_path / "cpu.max"
     quota.write_text("max 100000\n")
@@ -44,7 +44,7 @@ def test_default_pool_is_one_worker_per_available_cpu(tmp_path: Path) -> None:
     assert available_cpus(tmp_path / "absent") == cpus
     ws = WorkerSettings()
     assert ws.pool_size is None and ws.resolved_pool_size() == available_cpus()
-    assert ws.resolved_pool_size() * ws.calls_per_worker >= 64
+    assert ws.resolved_pool_size() * ws.calls_per_worker == 48 * available_cpus()
     assert WorkerSettings(workers_per_core=0.5).resolved_pool_size() == max(
         1, round(available_cpus() / 2)
     )
