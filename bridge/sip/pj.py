@@ -625,5 +625,5 @@ def register_thread(name: str) -> None:
 
 
 def shared_library() -> ctypes.CDLL:
-    """The wheel's shared object: pjsip's C API for hooks (conference event package)."""
+    """The pjsua2 module's shared object: pjsip's C API (its libraries are beside it)."""
     return ctypes.CDLL(pj._pjsua2.__file__)

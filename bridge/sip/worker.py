@@ -129,7 +129,7 @@ class HookContext:
         return self._worker.directory
 
     def library(self) -> Any:
-        """ctypes.CDLL of the wheel (pjsip C API)."""
+        """ctypes.CDLL of the pjsua2 module (pjsip C API, our build: docs/pjsip.md)."""
         return pjw.shared_library()
 
     def emit(self, payload: object) -> None:
