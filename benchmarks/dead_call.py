@@ -38,7 +38,7 @@ def run(session_expires: int, window: float) -> None:
         SipSettings(
             port=free_udp_tcp_port(), rtp_port_start=33000, rtp_port_count=400,
             session_expires=session_expires,
-        ),  # fmt: skip
+        ),
         WorkerSettings(pool_size=1, media_timeout=0),
         LogSettings(format="console", level="warning"),  # type: ignore[arg-type]
         directory=RoomDirectory.create((ROOM,)),
