@@ -51,9 +51,11 @@ async def open_node(settings: Settings, readiness: Readiness | None = None) -> A
                 node = Node(settings, component, pool, services)
                 # owner commands: !commands in the rooms and XEP-0050 on the component
                 executor = CommandExecutor(node)
+                limits = settings.xmpp.limits
                 AdhocCommands(
-                    component, executor.from_adhoc, muc_service=settings.xmpp.muc_service
-                ).register()
+                    component, executor.from_adhoc, muc_service=settings.xmpp.muc_service,
+                    session_ttl=limits.adhoc_session_ttl, max_sessions=limits.adhoc_max_sessions,
+                ).register()  # fmt: skip
                 try:
                     await node.start(stop)
                     yield node

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,12 +47,15 @@ def read_wav(path: Path) -> tuple[NDArray[np.int16], int]:
     return data[::channels].astype(np.int16), rate
 
 
-def write_wav(path: Path, samples: NDArray[np.int16], rate: int) -> None:
+def write_wav(path: Path, samples: NDArray[np.int16], rate: int, channels: int = 1) -> None:
+    """16-bit WAV; ``channels=2`` repeats the mono signal (baresip 1.0 wants its source to
+    have the codec's channel count: 2 for opus/48000/2)."""
+    frames = np.repeat(samples.astype("<i2"), channels) if channels > 1 else samples
     with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
+        w.setnchannels(channels)
         w.setsampwidth(2)
         w.setframerate(rate)
-        w.writeframes(samples.astype("<i2").tobytes())
+        w.writeframes(frames.astype("<i2").tobytes())
 
 
 def ulaw_encode(samples: NDArray[np.int16]) -> bytes:
@@ -63,6 +68,80 @@ def ulaw_encode(samples: NDArray[np.int16]) -> bytes:
     mant = (mag >> (exp + 3)) & 0x0F
     code: NDArray[np.uint8] = (~(sign | (exp << 4) | mant) & 0xFF).astype(np.uint8)
     return code.tobytes()
+
+
+def ulaw_decode(data: bytes) -> NDArray[np.int16]:
+    """G.711 µ-law bytes to linear int16 (the inverse of :func:`ulaw_encode`)."""
+    code = ~np.frombuffer(data, dtype=np.uint8).astype(np.int32) & 0xFF
+    exp = (code >> 4) & 0x07
+    mag = (((code & 0x0F) << 3) + 0x84) << exp
+    out: NDArray[np.int16] = np.where(code & 0x80, 0x84 - mag, mag - 0x84).astype(np.int16)
+    return out
+
+
+class RtpTap:
+    """Keeps the PCMU RTP that arrives for a UDP port on loopback: a SIPp caller's ears.
+
+    SIPp plays a pcap but cannot record what it receives, and the bridge latches on to the
+    port SIPp sends from, so a second socket cannot stand in for it. This reads the packets
+    off the loopback interface instead (``AF_PACKET``: needs CAP_NET_RAW, i.e. root in CI).
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        self.sock.bind(("lo", 0))
+        self.sock.settimeout(0.2)
+        self.packets: dict[int, bytes] = {}  # extended sequence number → payload
+        self.payload_types: set[int] = set()
+        self._last = -1
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rtp-tap", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame, addr = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if addr[2] == socket.PACKET_HOST:  # loopback shows each packet twice
+                self._take(frame[14:])  # the loopback device's Ethernet-style header
+
+    def _take(self, ip: bytes) -> None:
+        if len(ip) < 28 or ip[0] >> 4 != 4 or ip[9] != 17:
+            return
+        udp = ip[(ip[0] & 0x0F) * 4 :]
+        if struct.unpack("!H", udp[2:4])[0] != self.port:
+            return
+        data = udp[8:]
+        if len(data) < 12 or data[0] >> 6 != 2:
+            return
+        pt, seq = data[1] & 0x7F, struct.unpack("!H", data[2:4])[0]
+        head = 12 + 4 * (data[0] & 0x0F)
+        if data[0] & 0x10 and len(data) >= head + 4:
+            head += 4 + 4 * struct.unpack("!H", data[head + 2 : head + 4])[0]
+        self.payload_types.add(pt)
+        if pt != 0:
+            return  # telephone-event, comfort noise
+        if self._last >= 0:  # unwrap the 16-bit sequence number
+            seq += (self._last >> 16) << 16
+            if seq < self._last - 0x8000:
+                seq += 0x10000
+        self._last = max(self._last, seq)
+        self.packets[seq] = data[head:]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+    def audio(self) -> NDArray[np.int16]:
+        """Received PCMU, decoded, in sequence order (8 kHz)."""
+        payload = b"".join(self.packets[k] for k in sorted(self.packets))
+        return ulaw_decode(payload)
 
 
 def alaw_encode(samples: NDArray[np.int16]) -> bytes:

@@ -54,7 +54,8 @@ from bridge.core.events import (
     SipMessageReceived,
 )
 from bridge.logs import bound, configure, get_logger
-from bridge.sip import dialout, forensics
+from bridge.protocol.sip_reason import reason_header
+from bridge.sip import codecs, dialout, forensics
 from bridge.sip import pj as pjw
 from bridge.sip.leg import Leg
 from bridge.sip.msgfilter import MessageFilter
@@ -277,6 +278,7 @@ class Worker:
             self.clock.stop()  # the bridge must not tick while libDestroy tears it down
         with contextlib.suppress(Exception):
             self.ep.libDestroy()
+        pjw.route_pjlib_log(self.spec.pjsip_log_level)  # the writer is gone with the endpoint
         self.ep = None
 
     def _sweep_dead_calls(self) -> None:
@@ -477,21 +479,22 @@ class Worker:
                 call.answer(op)
             else:
                 assert isinstance(decision, Accept)
-                self._accept(call, room, caller)
+                sdp = request.body if ctype == "application/sdp" else ""
+                self._accept(call, room, caller, codecs.leg_rate(sdp))
 
     def _reject(self, call: Any, decision: Reject) -> None:
         headers = {"Retry-After": str(decision.retry_after)} if decision.retry_after else {}
         self.pending_rejects[call.getId()] = call
         call.answer(pjw.call_op(decision.status, decision.reason, headers))
 
-    def _accept(self, call: Any, room: str, caller: CallerInfo) -> None:
+    def _accept(self, call: Any, room: str, caller: CallerInfo, rate: int) -> None:
         leg_id = self.new_leg_id()
         leg = Leg(leg_id, room, call, caller, time.monotonic())
         call.handler = _LegHandler(self, leg)
         self.legs[leg_id] = leg
-        leg.port = pjw.FramePort(leg_id)
+        leg.port = pjw.FramePort(leg_id, rate)  # the codec's own rate (bridge.sip.codecs)
         call.answer(pjw.call_op(180))
-        self.send(LegOffered(leg_id, self.spec.index, room, caller, pjw.CONF_RATE))
+        self.send(LegOffered(leg_id, self.spec.index, room, caller, rate))
         self.report_busy()
         log.info("sip.invite.accepted", leg=leg_id, room=room, caller=caller.from_uri)
 
@@ -523,7 +526,7 @@ class Worker:
         if leg.ended or leg.hangup_reason:
             return
         leg.hangup_reason = reason
-        headers = {"Reason": f'SIP;cause={status if status >= 300 else 200};text="{reason}"'}
+        headers = {"Reason": reason_header(status if status >= 300 else 200, reason)}
         code = status if status >= 300 else 603
         try:
             leg.call.hangup(pjw.call_op(code if not leg.answered else 0, "", headers))
@@ -588,9 +591,11 @@ class Worker:
         if lp is not None:
             # Close after a few ticks: a callback that already took `lp` may still use it.
             self.port_closes.append((time.monotonic() + 0.2, lp))
-        with contextlib.suppress(Exception):
-            aud = leg.extra.pop("aud", None)
-            if aud is not None:
+        aud = leg.extra.pop("aud", None)
+        # An ended call's stream left the conference bridge with its connections: stopping
+        # them again makes pjsua2 log PJ_EINVAL errors. Dropping the port unregisters it.
+        if aud is not None and leg.call is not None and pjw.is_active(leg.call):
+            with contextlib.suppress(Exception):
                 aud.stopTransmit(port)
                 port.stopTransmit(aud)
         leg.port = None
@@ -673,7 +678,7 @@ class Worker:
         if leg is None or leg.port is None:
             return
         kind = cmd.kind if cmd.kind in TONE_KINDS else "beep"
-        leg.port.play(tone_frames(kind, pjw.CONF_RATE))
+        leg.port.play(tone_frames(kind, leg.port.rate))
 
 
 class _LegHandler:

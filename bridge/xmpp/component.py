@@ -46,7 +46,9 @@ class BridgeComponent(ComponentXMPP):
             plugin_config={"xep_0045": {"multi_from": True}},
         )
         self.settings = settings
-        for plugin in ("xep_0030", "xep_0004", "xep_0045", "xep_0199", "xep_0410"):
+        # Every plugin that adds a disco#info feature is loaded here, before the first
+        # presence: the XEP-0115 hash those presences carry is computed from that info.
+        for plugin in ("xep_0030", "xep_0004", "xep_0045", "xep_0050", "xep_0199", "xep_0410"):
             self.register_plugin(plugin)
         secret = settings.secret.get_secret_value().encode()
         # Keyed so that puppet JIDs do not reveal callers' numbers (see bridge.xmpp.jids).
@@ -166,14 +168,24 @@ class BridgeComponent(ComponentXMPP):
         log.warning("xmpp.connection_suspect", reason=reason)
         self.abort()
 
-    def _on_session_start(self, _: Any) -> None:
+    async def _on_session_start(self, _: Any) -> None:
         self.online = True
+        await self.refresh_caps()
         for room in self.rooms.values():
             room.schedule_sync()
 
+    async def refresh_caps(self) -> None:
+        """XEP-0115: the ``ver`` our presences carry must be the hash of the disco#info we
+        answer for it. slixmpp computes it once, early, when a plugin registers; features
+        added later (ad-hoc commands) make clients reject it ("verification strings do not
+        match"), so it is computed again from the info as it is now."""
+        await self.plugin["xep_0115"].update_caps(self.control_jid, broadcast=False)
+
     def _on_disconnected(self, reason: Any) -> None:
         was_online, self.online = self.online, False
-        if was_online:
+        if was_online and self._closing:
+            log.info("xmpp.disconnected", reason="bridge shutting down")
+        elif was_online:
             log.warning("xmpp.disconnected", reason=str(reason) if reason else "connection lost")
         for room in self.rooms.values():
             room.went_offline("XMPP connection lost")

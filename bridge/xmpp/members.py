@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from slixmpp import JID
 
 from bridge.core.events import LegJoined, SipMessageReceived
+from bridge.core.ratelimit import occupant_key
 from bridge.xmpp import muc
 
 PUPPET_STATUS = "on the phone (SIP caller)"
@@ -36,6 +37,12 @@ class Occupant:
     role: str
     affiliation: str
     jid: str  # real full JID when visible to the bridge, else ''
+    occupant_id: str = ""  # XEP-0421 id when the service gives one
+
+    @property
+    def key(self) -> str:
+        """Rate-limit key: real JID, else occupant id, else nick (bridge.core.ratelimit)."""
+        return occupant_key(self.jid, self.occupant_id, self.nick)
 
 
 @dataclass
