@@ -14,7 +14,6 @@ Here")`` and ``LegEnded`` (the pool frees the slot; no ``LegLeft`` for a leg nev
 from __future__ import annotations
 
 import time
-from collections import deque
 from typing import Any, Protocol
 
 from bridge.core.admission import strip_uri_params
@@ -38,7 +37,7 @@ class DialHost(Protocol):
     spec: WorkerSpec
     account: Any
     legs: dict[str, Leg]
-    graveyard: deque[tuple[float, Any]]  # (destroy after, frame port)
+    graveyard: list[Any]
     dead_calls: list[Any]
 
     @property
@@ -76,7 +75,7 @@ def start(worker: DialHost, cmd: DialOutCall) -> None:
         call.makeCall(cmd.target_uri, pjw.call_op())
     except Exception as exc:
         worker.legs.pop(leg_id, None)
-        worker.graveyard.append((0.0, leg.port))  # never connected: no grace needed
+        worker.graveyard.append(leg.port)
         worker.dead_calls.append(call)
         reason = pjw.error_text(exc)
         log.info("sip.dial.failed", leg=leg_id, target=cmd.target_uri, error=reason[:200])

@@ -28,7 +28,6 @@ import signal
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.connection import Connection
@@ -105,8 +104,6 @@ def _collect_garbage() -> None:
         gc.collect(0)
 
 ACCEPTED_MESSAGE_TYPES = ("text/plain",)
-#: an ended leg's frame port lives this long after its disconnect (25 ticks of 20 ms)
-PORT_GRACE_S = 0.5
 FOCUS_USER = "conference"
 _DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
@@ -156,10 +153,7 @@ class Worker:
         self.slot_book = SlotBook()
         self.legs: dict[str, Leg] = {}
         self.pending_rejects: dict[int, Any] = {}
-        #: (due, FramePort) of ended legs: destroyed only once the conference bridge has
-        #: carried out their disconnects (queued, done at its next ticks), so that no clock
-        #: tick can still be calling into a port being destroyed (see _bury)
-        self.graveyard: deque[tuple[float, Any]] = deque()
+        self.graveyard: list[Any] = []
         self.dead_calls: list[Any] = []
         self.port_closes: list[tuple[float, LegPort]] = []
         self.extension_handlers: dict[type, Callable[[Any], None]] = {}
@@ -250,8 +244,8 @@ class Worker:
             while True:
                 self.ep.libHandleEvents(10)
                 self._drain_jobs()
-                if self.graveyard and self.graveyard[0][0] <= time.monotonic():
-                    self._bury()
+                if self.graveyard:
+                    self.graveyard.clear()
                 if self.dead_calls:
                     self._sweep_dead_calls()
                 now = time.monotonic()
@@ -265,18 +259,6 @@ class Worker:
                     break
         finally:
             self._destroy()
-
-    def _bury(self) -> None:
-        """Destroy the frame ports whose grace time is over.
-
-        A worker died of SIGSEGV in ``graveyard.clear()`` one loop turn after a call ended,
-        while the media clock thread ticked the other calls (faulthandler stack, issue 22):
-        the port's ``stopTransmit`` disconnects are only queued by PJSIP's asynchronous
-        conference bridge, so a tick could still call into the port being destroyed.
-        """
-        now = time.monotonic()
-        while self.graveyard and self.graveyard[0][0] <= now:
-            self.graveyard.popleft()
 
     def _destroy(self) -> None:
         for fn in self.shutdown_hooks:
@@ -618,7 +600,7 @@ class Worker:
                 port.stopTransmit(aud)
         leg.port = None
         self._frame_errors_gone += port.errors
-        self.graveyard.append((time.monotonic() + PORT_GRACE_S, port))
+        self.graveyard.append(port)
 
     def leg_media(self, leg: Leg, call: Any) -> None:
         info = call.getInfo()
