@@ -10,7 +10,7 @@ directory), so a crash is reported with its Python stacks and, with gdb, its nat
 backtrace (``sip.worker.crash_report`` in the log). Prints the calls done, the worker
 deaths seen and the crash reports.
 
-    python -m benchmarks.short_call_stress [--calls 400] [--rate 4] [--hold-ms 300]
+    python -m benchmarks.short_call_stress [--calls 400] [--rate 4] [--hold-ms 300] [--busy]
 
 (from the repo root; or with PYTHONPATH=<repo> from a scratch directory, where the cores go)
 """
@@ -30,7 +30,8 @@ from structlog.testing import capture_logs
 
 from bridge.config import LogSettings, SipSettings, WorkerSettings
 from bridge.core.admission import RoomDirectory
-from bridge.core.events import LegJoined, LegLeft
+from bridge.core.events import HangupLeg, LegJoined, LegLeft, SendSipMessage
+from bridge.demo.callers import CallerScript, demo_scenario
 from bridge.devstack.ports import free_udp_tcp_port
 from bridge.sip import devpeers as dp
 from bridge.sip.pool import WorkerPool
@@ -47,7 +48,9 @@ def _pcap(work: Path, seconds: float) -> Path:
     return path
 
 
-def run(calls: int, rate: float, hold_ms: int, core_mb: int, concurrency: int) -> int:
+def run(args: argparse.Namespace) -> int:
+    calls, rate, hold_ms, busy = args.calls, args.rate, args.hold_ms, args.busy
+    core_mb, concurrency = args.core_mb, args.concurrency
     work = Path(tempfile.mkdtemp(prefix="short-call-stress-"))
     seconds = calls / rate + 60
     pool = WorkerPool(
@@ -62,8 +65,10 @@ def run(calls: int, rate: float, hold_ms: int, core_mb: int, concurrency: int) -
         pool.start()
         try:
             first_pid = pool.worker_pids()[0]
+            # the long caller answers MESSAGEs and refreshes (the demo callers' scenario)
+            script = CallerScript("longcall", "Long Call", (), first_half=True)
             long_call = dp.Sipp(
-                dp.sipp_uac_scenario(ROOM, pcap=_pcap(work, seconds), hold_ms=int(seconds * 1000)),
+                demo_scenario(ROOM, script, _pcap(work, seconds)),
                 pool.front_port, work / "long", timeout_s=int(seconds + 60),
             )  # fmt: skip
             long_call.start()
@@ -75,13 +80,23 @@ def run(calls: int, rate: float, hold_ms: int, core_mb: int, concurrency: int) -
             )  # fmt: skip
             started = time.monotonic()
             short.start()
+            long_leg = ""
+            next_text = time.monotonic()
             while short.proc is not None and short.proc.poll() is None:
                 with contextlib.suppress(queue.Empty):
-                    event = pool.get_event(timeout=0.5)
+                    event = pool.get_event(timeout=0.05)
                     joined += isinstance(event, LegJoined)
+                    if isinstance(event, LegJoined):
+                        if not long_leg:
+                            long_leg = event.leg_id
+                        elif busy and joined % 2:  # every other short call: the bridge hangs up
+                            pool.send(HangupLeg(event.leg_id, "stress"))
                     if isinstance(event, LegLeft):
                         left += 1
                         died += event.reason == "worker-died"
+                if busy and long_leg and time.monotonic() >= next_text:
+                    next_text += 0.5  # chat text to the long call, as the room relays it
+                    pool.send(SendSipMessage(leg_id=long_leg, body=f"text {joined}"))
             result = short.wait(30)
             elapsed = time.monotonic() - started
             pids = pool.worker_pids()
@@ -112,5 +127,10 @@ if __name__ == "__main__":
     parser.add_argument("--hold-ms", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=3, help="short calls at once, at most")
     parser.add_argument("--core-mb", type=int, default=2048, help="core dump limit (0 = none)")
+    parser.add_argument(
+        "--busy", action="store_true",
+        help="also: the bridge hangs up every other short call itself and sends the long "
+        "call a MESSAGE every 0.5 s (as in a node)",
+    )  # fmt: skip
     args = parser.parse_args()
-    raise SystemExit(run(args.calls, args.rate, args.hold_ms, args.core_mb, args.concurrency))
+    raise SystemExit(run(args))

@@ -97,6 +97,8 @@ def collect(
         if core:
             backtrace, why = native_backtrace(core)
             note = note or why
+    elif name == "SIGKILL":
+        note = "SIGKILL leaves no stack (the kernel's OOM killer, an operator, a test)"
     return CrashReport(exitcode, name, stack, core, backtrace, note)
 
 
