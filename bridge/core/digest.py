@@ -105,7 +105,7 @@ def parse_authorization(value: str) -> dict[str, str]:
     return out
 
 
-def response(
+def response(  # noqa: PLR0917 (the RFC's own argument order)
     ha1_hex: str, algorithm: str, method: str, uri: str, nonce: str, nc: str, cnonce: str,
     qop: str = "auth",
 ) -> str:  # fmt: skip

@@ -55,8 +55,10 @@ def test_nonce_is_stateless_and_expires() -> None:
 def _auth(algorithm: str, password: str, nonce: str, uri: str = "sip:room@b") -> str:
     h1 = ha1("alice", REALM, password, algorithm)
     r = response(h1, algorithm, "INVITE", uri, nonce, "00000001", "abc")
-    return (f'Digest username="alice", realm="{REALM}", nonce="{nonce}", uri="{uri}", '
-            f'response="{r}", algorithm={algorithm}, cnonce="abc", qop=auth, nc=00000001')  # fmt: skip
+    return (
+        f'Digest username="alice", realm="{REALM}", nonce="{nonce}", uri="{uri}", '
+        f'response="{r}", algorithm={algorithm}, cnonce="abc", qop=auth, nc=00000001'
+    )
 
 
 ACCOUNTS = {
