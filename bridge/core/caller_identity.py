@@ -19,6 +19,7 @@ and rate limits key on :attr:`CallerIdentity.key` / :meth:`CallerIdentity.ban_ke
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -72,7 +73,8 @@ class CallerIdentity:
             return (self.key,)
         out = []
         if self.source_addr:
-            out.append(addr_key(self.source_addr))
+            with contextlib.suppress(ValueError):  # unreadable: nothing to enforce there
+                out.append(addr_key(self.source_addr))
         if self.from_hint:
             out.append(FROM_HINT_PREFIX + self.from_hint)
         return tuple(out)

@@ -27,8 +27,10 @@ from typing import Any, Literal
 from slixmpp import JID
 from slixmpp.exceptions import IqError, IqTimeout
 
+from bridge.core.caller_identity import shown_nick
 from bridge.core.commands import is_command
 from bridge.core.events import LegJoined, LegLeft, SipMessageReceived
+from bridge.core.identity import leg_identity
 from bridge.logs import bound, get_logger
 from bridge.protocol.nicks import caller_nick, unique_nick
 from bridge.protocol.stox import ChatText
@@ -137,11 +139,14 @@ class BridgedRoom:
         existing = self.puppets.get(leg.leg_id)
         if existing is not None:
             return self._joined_event(existing) if existing.present else None
-        jid = JID(
-            puppet_jid(self.xmpp.puppet_key, self.xmpp.boundjid.bare, leg.from_uri, leg.leg_id)
-        )
-        wanted = caller_nick(
-            leg.display_name, leg.from_uri, show_raw_numbers=self.settings.show_raw_numbers
+        ident = leg_identity(leg)  # the puppet JID follows a verified identity only
+        subject = ident.key if ident.verified else ""
+        jid = JID(puppet_jid(self.xmpp.puppet_key, self.xmpp.boundjid.bare, subject, leg.leg_id))
+        wanted = shown_nick(
+            caller_nick(
+                leg.display_name, leg.from_uri, show_raw_numbers=self.settings.show_raw_numbers
+            ),
+            ident,
         )
         puppet = Puppet(leg=leg, jid=jid, wanted_nick=wanted)
         self.puppets[leg.leg_id] = puppet

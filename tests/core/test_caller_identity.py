@@ -62,3 +62,57 @@ def test_nick_and_mode() -> None:
     assert len(shown_nick("x" * 40, unverified)) <= 40
     assert not admits(AdmitMode.VERIFIED_ONLY, unverified)
     assert admits(AdmitMode.OPEN, unverified)
+
+
+# ---- the gate in front of pjsua ------------------------------------------------------------
+
+from bridge.core.caller_gate import CallerPolicy, GateAction  # noqa: E402
+from bridge.core.digest import Account, ha1, response  # noqa: E402
+
+REALM = "bridge.example"
+POLICY = CallerPolicy(
+    realm=REALM, domain="localhost",
+    accounts={"alice": Account(ha1_sha256=ha1("alice", REALM, "pw", "SHA-256"))},
+    peers=PEERS, nonce_secret=b"k" * 32,
+    room_admit={"ops": AdmitMode.VERIFIED_ONLY},
+)  # fmt: skip
+GATE = dict(method="INVITE", request_uri="sip:room@localhost", now=1000.0)
+
+
+def test_forged_account_from_is_challenged() -> None:
+    d = POLICY.gate(room="room", from_uri="<sip:alice@localhost>;tag=1", source_addr="127.0.0.1",
+                    authorizations=[], **GATE)  # type: ignore[arg-type]  # fmt: skip
+    assert d.action is GateAction.CHALLENGE
+    assert [v for k, v in d.headers if "SHA-256" in v and k == "WWW-Authenticate"]
+
+
+def test_stranger_passes_unverified_in_open_room_only() -> None:
+    kw = dict(from_uri="sip:bob@elsewhere", source_addr="127.0.0.1", authorizations=[], **GATE)
+    assert POLICY.gate(room="room", **kw).action is GateAction.PASS  # type: ignore[arg-type]
+    assert POLICY.gate(room="Ops", **kw).action is GateAction.CHALLENGE  # type: ignore[arg-type]
+
+
+def test_trusted_peer_is_never_challenged() -> None:
+    d = POLICY.gate(room="ops", from_uri="sip:alice@localhost", source_addr="127.0.0.2",
+                    authorizations=[], **GATE)  # type: ignore[arg-type]  # fmt: skip
+    assert d.action is GateAction.PASS
+
+
+def test_good_response_authenticates() -> None:
+    challenge = POLICY.gate(room="ops", from_uri="sip:x@y", source_addr="127.0.0.1",
+                            authorizations=[], **GATE)  # type: ignore[arg-type]  # fmt: skip
+    nonce = dict(challenge.headers)["WWW-Authenticate"].split('nonce="')[1].split('"')[0]
+    r = response(ha1("alice", REALM, "pw", "SHA-256"), "SHA-256", "INVITE", "sip:room@localhost",
+                 nonce, "00000001", "c")  # fmt: skip
+    auth = (f'Digest username="alice", realm="{REALM}", nonce="{nonce}", '
+            f'uri="sip:room@localhost", response="{r}", algorithm=SHA-256, qop=auth, '
+            'nc=00000001, cnonce="c"')  # fmt: skip
+    d = POLICY.gate(room="ops", from_uri="sip:x@y", source_addr="127.0.0.1",
+                    authorizations=[auth], **GATE)  # type: ignore[arg-type]  # fmt: skip
+    assert (d.action, d.user) == (GateAction.PASS, "alice")
+    ident = POLICY.identify(call_token="t", gate=d, from_uri="sip:x@y", display="",
+                            source_addr="127.0.0.1", asserted_identity="")  # fmt: skip
+    assert (ident.level, ident.key) == (IdentityLevel.AUTHENTICATED, "sip:alice@bridge.example")
+    bad = POLICY.gate(room="ops", from_uri="sip:x@y", source_addr="127.0.0.1",
+                      authorizations=[auth.replace(r, "0" * 64)], **GATE)  # type: ignore[arg-type]  # fmt: skip
+    assert bad.action is GateAction.REFUSE
