@@ -333,6 +333,11 @@ class StateSettings(_Section):
     )
 
 
+class DigestAlgorithm(StrEnum):
+    SHA256 = "SHA-256"
+    MD5 = "MD5"
+
+
 class DigestAccountSettings(_Section):
     """One SIP account: HA1 = H(user:realm:password) per algorithm, never the password
     (``sipmuc-bridge ha1 USER`` prints these lines)."""
@@ -379,6 +384,12 @@ class IdentitySettings(_Section):
     )
     room_admit: dict[str, AdmitMode] = Field(
         default_factory=dict, description="Per-room override of admit: room name → mode"
+    )
+    digest_algorithms: list[DigestAlgorithm] = Field(
+        default_factory=lambda: [DigestAlgorithm.SHA256, DigestAlgorithm.MD5],
+        min_length=1,
+        description="Digest challenges offered, in preference order (RFC 8760: SHA-256 "
+        "first; some old clients answer only the first one)",
     )
     nonce_ttl_s: int = Field(
         300, ge=10, le=3600, description="Seconds a digest nonce stays valid (stateless)"

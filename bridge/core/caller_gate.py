@@ -24,7 +24,7 @@ from bridge.core.caller_identity import (
     TrustedPeers,
     identify,
 )
-from bridge.core.digest import Account, Outcome, challenges, make_nonce, verify
+from bridge.core.digest import ALGORITHMS, Account, Outcome, challenges, make_nonce, verify
 
 
 class GateAction(StrEnum):
@@ -54,6 +54,7 @@ class CallerPolicy:
     room_admit: Mapping[str, AdmitMode] = field(default_factory=dict)
     nonce_secret: bytes = b""
     nonce_ttl_s: float = 300.0
+    algorithms: tuple[str, ...] = ALGORITHMS  # challenge order
 
     def mode(self, room: str) -> AdmitMode:
         return self.room_admit.get(room.lower(), self.admit)
@@ -112,7 +113,7 @@ class CallerPolicy:
             or self.mode(room) is AdmitMode.VERIFIED_ONLY
         ):
             nonce = make_nonce(self.nonce_secret, self.realm, now)
-            values = challenges(self.realm, nonce, stale=stale)
+            values = challenges(self.realm, nonce, stale=stale, algorithms=self.algorithms)
             return GateDecision(
                 GateAction.CHALLENGE,
                 "nonce expired" if stale else "authentication required",

@@ -68,12 +68,16 @@ def check_nonce(secret: bytes, realm: str, nonce: str, now: float, ttl: float) -
     return NonceState.STALE if age > ttl else NonceState.OK
 
 
-def challenges(realm: str, nonce: str, *, stale: bool = False) -> tuple[str, ...]:
-    """``WWW-Authenticate`` values, one per algorithm, SHA-256 first."""
+def challenges(
+    realm: str, nonce: str, *, stale: bool = False, algorithms: tuple[str, ...] = ALGORITHMS
+) -> tuple[str, ...]:
+    """``WWW-Authenticate`` values, one per algorithm, in preference order (RFC 8760 §2.4:
+    SHA-256 first). Some clients (SIPp 3.6) answer the first challenge whatever its
+    algorithm, hence ``algorithms`` is configurable."""
     extra = ", stale=true" if stale else ""
     return tuple(
         f'Digest realm="{_quote(realm)}", nonce="{nonce}", algorithm={alg}, qop="auth"{extra}'
-        for alg in ALGORITHMS
+        for alg in algorithms
     )
 
 
@@ -165,14 +169,17 @@ def verify(
         return Verdict(Outcome.REFUSED, user, algorithm, "no such account for this algorithm")
     if params.get("qop", "") != "auth" or not params.get("cnonce") or not params.get("nc"):
         return Verdict(Outcome.REFUSED, user, algorithm, "qop=auth with cnonce and nc required")
-    if params.get("uri", "") != request_uri:
-        return Verdict(Outcome.REFUSED, user, algorithm, "digest uri is not the Request-URI")
+    digest_uri = params.get("uri", "")
+    if digest_uri != request_uri and not digest_uri.lower().startswith(("sip:", "sips:")):
+        # RFC 3261 wants the Request-URI here; SIPp 3.6 sends the server's address. The
+        # response covers whatever was sent, so a SIP URI other than ours is tolerated.
+        return Verdict(Outcome.REFUSED, user, algorithm, "digest uri is not a SIP URI")
     nonce = params.get("nonce", "")
     state = check_nonce(secret, realm, nonce, now, ttl)
     if state is NonceState.BAD:
         return Verdict(Outcome.REFUSED, user, algorithm, "nonce not issued by us")
     expected = response(
-        stored, algorithm, method, request_uri, nonce, params["nc"], params["cnonce"]
+        stored, algorithm, method, digest_uri, nonce, params["nc"], params["cnonce"]
     )
     if not hmac.compare_digest(expected, params.get("response", "").lower()):
         return Verdict(Outcome.REFUSED, user, algorithm, "wrong response")

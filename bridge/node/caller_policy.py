@@ -37,6 +37,7 @@ def caller_policy(settings: Settings) -> CallerPolicy:
         room_admit=dict(ident.room_admit),
         nonce_secret=key,
         nonce_ttl_s=float(ident.nonce_ttl_s),
+        algorithms=tuple(dict.fromkeys(str(a.value) for a in ident.digest_algorithms)),
     )
 
 
