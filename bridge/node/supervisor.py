@@ -615,6 +615,11 @@ class Node:
         bans: dict[str, Iterable[str]] = {}
         locked: list[str] = []
         held: list[str] = []
+        present: dict[str, list[str]] = {}
+        for leg in self.legs.values():  # who may chat out of dialog: verified, in the call
+            ident = leg_identity(leg)
+            if ident.verified:
+                present.setdefault(leg.room.lower(), []).append(ident.key)
         for name in self.rooms:
             state = self.engine.cached(name)
             if state is not None:
@@ -630,6 +635,7 @@ class Node:
                 locked=locked,
                 held=held,
                 draining=self.draining,
+                present=present,
             )
         )
 

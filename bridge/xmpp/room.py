@@ -671,6 +671,8 @@ class BridgedRoom:
         if to == str(self.xmpp.control_jid):
             if mtype == "groupchat":
                 self._groupchat(message, nick)
+            elif mtype in {"chat", "normal"} and nick and message["body"]:
+                self._private_command(message, nick)
             return
         puppet = next((p for p in self.puppets.values() if str(p.jid) == to), None)
         if puppet is None:
@@ -680,6 +682,25 @@ class BridgedRoom:
         elif mtype in {"chat", "normal"} and nick and message["body"] and puppet.present:
             chat = ChatText(body=message["body"], thread=message["thread"], lang=message["lang"])
             self.relay.private_to_caller(puppet, nick, chat)
+
+    def _private_command(self, message: Any, nick: str) -> None:
+        """A private message to the bridge's occupant: a command only others cannot read
+        (``!pin 1234`` belongs here, never in the room)."""
+        body = message["body"]
+        if self.on_command is None or nick in self._own_nicks():
+            return
+        if not is_command(body, self.command_prefix):
+            self.relay.tell_occupant(nick, f"Send me commands such as {self.command_prefix}help.")
+            return
+        occupant = self.occupants.get(nick)
+        self.on_command(
+            CommandTyped(
+                room=str(self.jid), nick=nick, body=body, stanza_id=message["id"] or "",
+                jid=occupant.jid if occupant else "",
+                role=occupant.role if occupant else "none",
+                affiliation=occupant.affiliation if occupant else "none", private=True,
+            )
+        )  # fmt: skip
 
     def _own_nicks(self) -> set[str]:
         return {self.control_nick} | {p.nick for p in self.puppets.values() if p.nick}
