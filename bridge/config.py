@@ -374,13 +374,14 @@ class IdentitySettings(_Section):
     )
     trusted_peers: list[str] = Field(
         default_factory=list,
-        description="Addresses/CIDRs whose P-Asserted-Identity is believed (your PBX, SBC, "
-        "the chart's Kamailio); the header is ignored from anyone else",
+        description="Addresses/CIDRs whose P-Asserted-Identity is believed (your PBX or SBC; "
+        "the chart's Kamailio only if it authenticates callers and sets PAI itself); the "
+        "header is ignored from anyone else",
     )
     admit: AdmitMode = Field(
         AdmitMode.OPEN,
         description="open: everyone may call (unverified callers are marked); "
-        "verified-only: unverified callers get 403",
+        "verified-only: unverified callers get 401 (when accounts exist) or 403",
     )
     room_admit: dict[str, AdmitMode] = Field(
         default_factory=dict, description="Per-room override of admit: room name → mode"
