@@ -13,6 +13,11 @@ in-dialog and out-of-dialog requests) answers:
   header says nothing). The identity it checked is kept per Call-ID for the worker
   (:meth:`MessageFilter.identity_of`), which attributes the message by it.
 
+It also gates out-of-dialog SUBSCRIBE (the conference package, :mod:`bridge.sip.evsub`,
+sits later in the chain): a From naming an account is challenged (401), a wrong credential
+gets 403, and a ``verified-only`` room refuses an unverified subscriber (401 when accounts
+exist, else 403), as for INVITE.
+
 Everything else passes on to pjsua, which 200s it and calls the worker. It relies on the
 struct offsets verified by :mod:`bridge.sip.evsub_native`; if they do not match, the
 filter is not installed (logged) and pjsua's accept-all behaviour remains.
@@ -28,7 +33,7 @@ from typing import Any
 
 from bridge.core.admission import RoomDirectory
 from bridge.core.caller_gate import CallerPolicy, GateAction
-from bridge.core.caller_identity import CallerIdentity
+from bridge.core.caller_identity import CallerIdentity, admits
 from bridge.logs import get_logger
 from bridge.sip.sipmsg import (
     SipParseError,
@@ -116,7 +121,10 @@ class MessageFilter:
             return False
         name_ptr = lib.read_ptr_unchecked(msg + lay.msg_method_name)
         name_len = lib.read_ptr_unchecked(msg + lay.msg_method_name + 8)
-        if name_len != 7 or lib.read(name_ptr, 7) != b"MESSAGE":
+        method = lib.read(name_ptr, name_len) if name_len in {7, 9} else None
+        if method == b"SUBSCRIBE":
+            return self._subscribe(rdata, msg)
+        if method != b"MESSAGE":
             return False
         printed = lib.print_msg(msg)
         if printed is None:
@@ -133,6 +141,46 @@ class MessageFilter:
         in_dialog = "tag=" in request.get("to")
         if not in_dialog:
             return self._out_of_dialog(rdata, request)
+        return False
+
+    def _subscribe(self, rdata: int, msg: int) -> bool:
+        printed = self._lib.print_msg(msg)
+        if printed is None:
+            return False  # the package answers 413 itself
+        try:
+            request = parse_request(printed.decode("utf-8", errors="replace"))
+        except SipParseError:
+            return False
+        if "tag=" in request.get("to"):
+            return False  # a refresh inside an accepted subscription
+        info = message_info(request)
+        directory = self._directory()
+        if info.room not in directory.rooms:
+            return False  # the package answers 404
+        policy, source = self._policy, via_received(request)
+        gate = policy.gate(
+            method="SUBSCRIBE", room=info.room, request_uri=request.uri,
+            from_uri=request.get("from"), source_addr=source,
+            authorizations=authorizations(request), now=time.time(),
+        )  # fmt: skip
+        if gate.action is GateAction.CHALLENGE:
+            self._respond(rdata, 401, b"Unauthorized", headers=gate.headers)
+            return True
+        if gate.action is GateAction.REFUSE:
+            self._respond(rdata, 403, b"Authentication failed")
+            return True
+        trusted = bool(policy.peers.match(source))
+        identity = policy.identify(
+            call_token="subscribe", gate=gate, from_uri=info.sender_uri,
+            display=info.sender_display, source_addr=source,
+            asserted_identity=asserted_identity(request) if trusted else "",
+        )  # fmt: skip
+        if not admits(policy.mode(info.room), identity):
+            self._respond(rdata, 403, b"Verified subscribers only")
+            return True
+        if directory.is_banned(info.room, identity.ban_keys()):
+            self._respond(rdata, 403, b"Banned from this conference")
+            return True
         return False
 
     def _out_of_dialog(self, rdata: int, request: Any) -> bool:

@@ -17,6 +17,7 @@ from bridge.core.digest import Account, ha1
 from bridge.core.events import LegJoined
 from bridge.sip import devpeers as dp
 from tests.sip.conftest import PoolHarness
+from tests.sip.rawsip import RawUac
 
 pytestmark = pytest.mark.skipif(shutil.which("sipp") is None, reason="SIPp not installed")
 
@@ -145,3 +146,35 @@ def test_ban_on_source_address_holds_whatever_the_from(
     # another address (a trusted peer here) is not affected by that ban
     ok = dp.sipp_identity_scenario("demo", from_user="mallory", hold_ms=300)
     assert run_sipp(h, tmp_path / "peer", ok, ip="127.0.0.2").returncode == 0
+
+
+def _subscribe(h: PoolHarness, uac: RawUac) -> int:
+    uac.room = "demo"
+    uac.request(
+        "SUBSCRIBE", f"sip:demo@127.0.0.1:{h.port}",
+        headers=("Event: conference", "Accept: application/conference-info+xml",
+                 "Expires: 60"),
+    )  # fmt: skip
+    return uac.final_response("SUBSCRIBE").status
+
+
+def test_subscribe_is_gated_like_invite(make_pool: Callable[..., PoolHarness]) -> None:
+    """The conference package tells who is in the call: a verified-only room tells only
+    verified subscribers, and a From naming an account must prove it."""
+    h = make_pool(callers=policy(room_admit={"demo": AdmitMode.VERIFIED_ONLY}, accounts={}))
+    stranger = RawUac(h.port, user="eve")
+    pbx = RawUac(h.port, user="bob", bind="127.0.0.2",
+                 extra_headers=("P-Asserted-Identity: <sip:bob@pbx.example>",))  # fmt: skip
+    try:
+        assert _subscribe(h, stranger) == 403
+        # past the gate: the package answers (404 here: no supervisor publishes the room)
+        assert _subscribe(h, pbx) == 404
+    finally:
+        stranger.close()
+        pbx.close()
+    h2 = make_pool(callers=policy(algorithms=("MD5",)))
+    forger = RawUac(h2.port, user="alice", from_host="127.0.0.1")
+    try:
+        assert _subscribe(h2, forger) == 401
+    finally:
+        forger.close()
