@@ -52,6 +52,8 @@ class RoomDirectory:
     draining: bool = False
     #: verified identity keys with a leg in each room: who may send out-of-dialog MESSAGE
     present: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    #: linked rooms whose state (bans, lock, PIN) could not be read: new calls get 503
+    unknown: frozenset[str] = frozenset()
 
     @classmethod
     def create(
@@ -65,6 +67,7 @@ class RoomDirectory:
         owners: Mapping[str, str] | None = None,
         draining: bool = False,
         present: Mapping[str, Iterable[str]] | None = None,
+        unknown: Iterable[str] = (),
     ) -> RoomDirectory:
         return cls(
             rooms=frozenset(r.lower() for r in rooms),
@@ -81,6 +84,7 @@ class RoomDirectory:
                 room.lower(): frozenset(normalize_caller(k) for k in keys)
                 for room, keys in (present or {}).items()
             },
+            unknown=frozenset(r.lower() for r in unknown),
         )
 
     def is_present(self, room: str, key: str) -> bool:
@@ -142,7 +146,8 @@ def admit(
     :mod:`bridge.core.caller_identity`). ``refuse_unverified``: the room is verified-only
     and this caller is not.
 
-    Order matters: an unknown room is 404 and a banned caller 403 before any capacity
+    Order matters: an unknown room is 404, a room whose bans, lock and PIN could not be
+    read 503 (fail closed, DESIGN §3), and a banned caller 403 before any capacity
     question, so that no caller is bounced through a redirect only to be refused there.
     A full node answers 503 from the front (nowhere to go) and 486 from a worker (busy
     right here; the caller or the front may retry), both with Retry-After.
@@ -153,6 +158,8 @@ def admit(
         return Reject(404, "Conference not found")
     if refuse_unverified:
         return Reject(403, "Verified callers only (authenticate or call through the PBX)")
+    if room.lower() in directory.unknown:  # bans, lock, PIN unknown: fail closed
+        return Reject(503, "Conference state unavailable", retry_after)
     if directory.is_banned(room, callers):
         return Reject(403, "Banned from this conference")
     if room.lower() in directory.locked:

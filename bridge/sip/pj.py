@@ -24,6 +24,7 @@ import pjsua2 as _pjsua2
 from numpy.typing import NDArray
 
 from bridge.logs import get_logger
+from bridge.sip import codecs, pjlog
 from mixer.clock import grid_deadline
 from mixer.rings import LegPort
 
@@ -40,19 +41,7 @@ STATE_DISCONNECTED: int = int(pj.PJSIP_INV_STATE_DISCONNECTED)
 STATE_EARLY: int = int(pj.PJSIP_INV_STATE_EARLY)
 STATE_INCOMING: int = int(pj.PJSIP_INV_STATE_INCOMING)
 
-CONF_RATE = 16000  # pjmedia conference bridge and our ports; pjmedia resamples 8 kHz codecs
-
-# Explicit codec order (DESIGN §5: speex/16000 tops the wheel's default list).
-# Anything not listed is disabled (priority 0).
-CODEC_PRIORITIES: tuple[tuple[str, int], ...] = (
-    ("G722/16000", 250),
-    ("PCMU/8000", 240),
-    ("PCMA/8000", 230),
-    ("speex/16000", 200),
-    ("speex/8000", 190),
-    ("iLBC/8000", 180),
-    ("GSM/8000", 170),
-)
+BRIDGE_RATE = codecs.BRIDGE_RATE  # pjmedia conference bridge; ports run at their codec's rate
 
 _memmove = ctypes.memmove
 _void_p_at = ctypes.c_void_p.from_address
@@ -64,6 +53,61 @@ def vector_data(vec: Any) -> tuple[int, int]:
     begin = _void_p_at(this).value or 0
     end = _void_p_at(this + 8).value or 0
     return begin, end - begin
+
+
+class StructlogWriter(pj.LogWriter):  # type: ignore[misc]
+    """PJSIP's log lines → structlog (event ``sip.pjsip``), so production logs are all JSON.
+
+    With ``mainThreadOnly`` pjsua2 queues lines from other threads and delivers them on the
+    thread that owns pjsua2, inside its bound context (``worker=…``). The endpoint deletes
+    its writer in ``libDestroy``: ownership is handed to C++ (``__disown__``) so Python never
+    frees it a second time.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._log = get_logger("pjsip")
+
+    def write(self, entry: Any) -> None:
+        try:
+            line = pjlog.parse(int(entry.level), str(entry.msg))
+            self._log.log(
+                line.level, pjlog.EVENT, pj_level=line.pj_level, sender=line.sender,
+                text=line.text,
+            )
+        except Exception:  # never raise into pjsip
+            return
+
+
+_PJ_LOG_FUNC = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_int)
+_LOG_DECOR = int(pj.PJ_LOG_HAS_SENDER | pj.PJ_LOG_HAS_SPACE)
+_pjsip_log = get_logger("pjsip")
+
+
+def _pjlib_log_func(level: int, data: bytes | None, length: int) -> None:
+    """pjlib's own log function while no endpoint (and so no writer) exists."""
+    with contextlib.suppress(Exception):
+        line = pjlog.parse(level, (data or b"")[:length].decode("utf-8", "replace"))
+        _pjsip_log.log(
+            line.level, pjlog.EVENT, pj_level=level, sender=line.sender, text=line.text
+        )
+
+
+_pjlib_log_cb = _PJ_LOG_FUNC(_pjlib_log_func)  # pjlib keeps the pointer: never freed
+
+
+def route_pjlib_log(level: int) -> None:
+    """Before ``libCreate`` and after ``libDestroy`` (pjsua2 then resets pjlib to printing
+    on stdout): pjlib's lines up to ``level`` go to structlog too."""
+    lib = shared_library()
+    for name, argtypes, arg in (
+        ("pj_log_set_level", [ctypes.c_int], level),
+        ("pj_log_set_decor", [ctypes.c_uint], _LOG_DECOR),
+        ("pj_log_set_log_func", [_PJ_LOG_FUNC], _pjlib_log_cb),
+    ):
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, None
+        fn(arg)
 
 
 def create_endpoint(
@@ -80,17 +124,22 @@ def create_endpoint(
     -1 for PJSIP's default of each. ``quality`` (1–10, 0 = PJSIP's default 8) picks the
     conference bridge's resampler: 3–4 the small sinc filter, < 3 linear, else the large one.
     """
+    route_pjlib_log(log_level)
     ep = pj.Endpoint()
     ep.libCreate()
     cfg = pj.EpConfig()
+    writer = StructlogWriter()
+    cfg.logConfig.writer = writer
+    writer.__disown__()  # the endpoint deletes it in libDestroy
+    cfg.logConfig.decor = _LOG_DECOR
     cfg.uaConfig.threadCnt = 0
     cfg.uaConfig.mainThreadOnly = True
     cfg.uaConfig.maxCalls = calls
     cfg.uaConfig.userAgent = user_agent
     cfg.logConfig.level = log_level
     cfg.logConfig.consoleLevel = log_level
-    cfg.medConfig.clockRate = CONF_RATE
-    cfg.medConfig.sndClockRate = CONF_RATE
+    cfg.medConfig.clockRate = BRIDGE_RATE
+    cfg.medConfig.sndClockRate = BRIDGE_RATE
     cfg.medConfig.channelCount = 1
     cfg.medConfig.audioFramePtime = 20
     cfg.medConfig.noVad = True
@@ -127,13 +176,12 @@ def add_transports(
 
 
 def set_codec_priorities(ep: Any) -> list[str]:
-    """Apply :data:`CODEC_PRIORITIES`; returns the enabled codec ids, best first."""
-    wanted = dict(CODEC_PRIORITIES)
+    """Apply :data:`bridge.sip.codecs.CODECS` (opus, G.722, PCMU, PCMA); every other codec
+    pjsua knows is disabled. Returns the enabled codec ids, best first."""
     enabled: list[tuple[int, str]] = []
     for info in ep.codecEnum2():
         cid = str(info.codecId)
-        base = "/".join(cid.split("/")[:2])
-        prio = wanted.get(base, 0)
+        prio = codecs.pjsua_priority(cid)
         ep.codecSetPriority(cid, prio)
         if prio:
             enabled.append((prio, cid))
@@ -180,8 +228,9 @@ class FramePort(pj.AudioMediaPort):  # type: ignore[misc]
 
     realtime_tried = False
 
-    def __init__(self, name: str, rate: int = CONF_RATE) -> None:
+    def __init__(self, name: str, rate: int = BRIDGE_RATE) -> None:
         super().__init__()
+        self.rate = rate
         self.samples = rate // 50
         self.nbytes = self.samples * 2
         self.leg_port: LegPort | None = None
@@ -259,7 +308,7 @@ def _try_realtime(priority: int = 20) -> bool:
 
 
 class _PjFrame(ctypes.Structure):
-    """``pjmedia_frame`` (pjmedia/frame.h, 2.15): type, buf, size, timestamp, bit_info."""
+    """``pjmedia_frame`` (pjmedia/frame.h, 2.17): type, buf, size, timestamp, bit_info."""
 
     _fields_ = [
         ("type", ctypes.c_int),
@@ -366,7 +415,7 @@ def use_aligned_clock(ep: Any, *, phase_s: float) -> MediaClock:
     master = fn()  # idempotent: returns the conference bridge's master port
     if not master:
         raise RuntimeError("pjsua_set_no_snd_dev returned no master port")
-    return MediaClock(int(master), CONF_RATE // 50, phase_s=phase_s)
+    return MediaClock(int(master), BRIDGE_RATE // 50, phase_s=phase_s)
 
 
 class BridgeAccount(pj.Account):  # type: ignore[misc]
@@ -451,9 +500,20 @@ def destroy_call(call: Any) -> None:
     pj._pjsua2.delete_Call(call)
 
 
-def account_config(*, user: str, domain: str, rtp_start: int, rtp_count: int, host: str) -> Any:
-    """A registration-less account whose Contact carries ``;isfocus`` (RFC 4579)."""
+def account_config(
+    *, user: str, domain: str, rtp_start: int, rtp_count: int, host: str, session_expires: int = 0
+) -> Any:
+    """A registration-less account whose Contact carries ``;isfocus`` (RFC 4579).
+
+    ``session_expires`` > 0 puts an RFC 4028 session timer on every call, also when the
+    phone did not ask for one: when a worker dies, a phone that supports timers ends the
+    call at its next refresh (the restarted worker answers 481) or when ours does not come.
+    """
     cfg = pj.AccountConfig()
+    if session_expires:
+        cfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_ALWAYS
+        cfg.callConfig.timerSessExpiresSec = session_expires
+        cfg.callConfig.timerMinSESec = 90
     cfg.idUri = f"sip:{user}@{domain}"
     cfg.sipConfig.contactParams = ";isfocus"
     cfg.regConfig.registrarUri = ""
