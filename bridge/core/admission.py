@@ -50,6 +50,8 @@ class RoomDirectory:
     held: frozenset[str] = frozenset()
     #: the node is draining (SIGTERM): calls in progress go on, new ones get 503
     draining: bool = False
+    #: verified identity keys with a leg in each room: who may send out-of-dialog MESSAGE
+    present: Mapping[str, frozenset[str]] = field(default_factory=dict)
     #: linked rooms whose state (bans, lock, PIN) could not be read: new calls get 503
     unknown: frozenset[str] = frozenset()
 
@@ -64,6 +66,7 @@ class RoomDirectory:
         held: Iterable[str] = (),
         owners: Mapping[str, str] | None = None,
         draining: bool = False,
+        present: Mapping[str, Iterable[str]] | None = None,
         unknown: Iterable[str] = (),
     ) -> RoomDirectory:
         return cls(
@@ -77,8 +80,15 @@ class RoomDirectory:
             held=frozenset(r.lower() for r in held),
             owners={room.lower(): uri for room, uri in (owners or {}).items()},
             draining=draining,
+            present={
+                room.lower(): frozenset(normalize_caller(k) for k in keys)
+                for room, keys in (present or {}).items()
+            },
             unknown=frozenset(r.lower() for r in unknown),
         )
+
+    def is_present(self, room: str, key: str) -> bool:
+        return normalize_caller(key) in self.present.get(room.lower(), frozenset())
 
     def is_banned(self, room: str, callers: Iterable[str]) -> bool:
         ids = {normalize_caller(c) for c in callers if c}
@@ -129,8 +139,12 @@ def admit(
     redirect: Redirect | None = None,
     retry_after: int = 30,
     is_front: bool = False,
+    refuse_unverified: bool = False,
 ) -> Decision:
-    """Decide an INVITE to ``room`` from ``callers`` (From URI, P-Asserted-Identity …).
+    """Decide an INVITE to ``room`` from ``callers`` (the identity's ban keys: its verified
+    key, or an unverified caller's source address and From hint; see
+    :mod:`bridge.core.caller_identity`). ``refuse_unverified``: the room is verified-only
+    and this caller is not.
 
     Order matters: an unknown room is 404, a room whose bans, lock and PIN could not be
     read 503 (fail closed, DESIGN §3), and a banned caller 403 before any capacity
@@ -142,6 +156,8 @@ def admit(
         return Reject(404, "No conference in the Request-URI")
     if room.lower() not in directory.rooms:
         return Reject(404, "Conference not found")
+    if refuse_unverified:
+        return Reject(403, "Verified callers only (authenticate or call through the PBX)")
     if room.lower() in directory.unknown:  # bans, lock, PIN unknown: fail closed
         return Reject(503, "Conference state unavailable", retry_after)
     if directory.is_banned(room, callers):
@@ -247,5 +263,3 @@ def redirect_contact(room: str, host: str, port: int, transport: str) -> str:
     # target, and baresip 1.0 cannot follow a sips: redirect at all (ENOSYS)
     params = f";transport={transport}" if transport in ("tcp", "tls") else ""
     return f"<sip:{room}@{host_part}:{port}{params}>"
-
-

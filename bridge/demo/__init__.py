@@ -31,7 +31,7 @@ from rich.console import Console
 
 from bridge.app import open_node
 from bridge.config import LogFormat, LogLevel, LogSettings, Settings
-from bridge.demo.callers import CALLERS, DemoCaller, prepare, require_tools
+from bridge.demo.callers import CALLERS, DEMO_PBX, DemoCaller, prepare, require_tools
 from bridge.demo.chat import ChatUser
 from bridge.demo.endpoints import FILE_NAME, Endpoints, default_workdir
 from bridge.demo.scenario import DemoFailed, Scenario
@@ -158,6 +158,7 @@ async def _main(options: DemoOptions, workdir: Path, board: Board, view: View) -
                 "rtp_port_start": 30000 + (free_port() % 14000) * 2,
             },
             workers={"pool_size": 1},
+            identity={"trusted_peers": [DEMO_PBX]},  # the simulated phones' PBX
             redis={"embedded_dir": workdir / "redis"},
             http={"port": free_port()},
             log=LogSettings(format=LogFormat.JSON, level=LogLevel.INFO),

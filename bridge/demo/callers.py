@@ -34,6 +34,10 @@ CYCLE_S = 8.0  # one caller talks in each half of this cycle
 SIPP_LIFETIME_S = 7 * 24 * 3600  # SIPp needs a global timeout: a week is "until stopped"
 
 
+#: the simulated phones' PBX: a second loopback address the demo node trusts
+DEMO_PBX = "127.0.0.2"
+
+
 @dataclass(frozen=True)
 class CallerScript:
     """Who the caller is, what they say, and the chat line they send from the phone."""
@@ -92,7 +96,9 @@ def speech_track(script: CallerScript, workdir: Path) -> NDArray[np.int16]:
 def demo_scenario(room: str, script: CallerScript, audio: Path) -> str:
     """SIPp scenario of one demo caller (see the module docstring); ``audio`` holds raw
     G.711 µ-law bytes that SIPp streams in a loop."""
-    base = sipp_uac_scenario(room, pcap=None, hold_ms=0)
+    # the simulated phones sit behind a simulated PBX that asserts who they are (issue 18)
+    pai = f"P-Asserted-Identity: <sip:{script.user}@pbx.demo>"
+    base = sipp_uac_scenario(room, pcap=None, hold_ms=0, extra_headers=pai)
     head = base[: base.index(HOLD_MARK)]
     head = head.replace('"SIPp caller [call_number]"', f'"{script.display}"')
     head = head.replace("caller[call_number]", script.user)
@@ -208,5 +214,6 @@ def prepare(script: CallerScript, room: str, sip_port: int, workdir: Path) -> De
         workdir,
         timeout_s=SIPP_LIFETIME_S,
         extra_args=["-default_behaviors", "all,-abortunexp"],
+        local_ip=DEMO_PBX,
     )
     return DemoCaller(script, sipp, workdir)

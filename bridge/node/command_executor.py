@@ -72,6 +72,14 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 PREFIX = "!"
+PIN_IN_ROOM = (
+    "Not set: a PIN typed in the room is read by everyone in it. Send {prefix}pin to me in a "
+    "private message, or use the bridge's \"pin\" ad-hoc command, and choose a different PIN."
+)
+
+
+def _names_pin(body: str, prefix: str) -> bool:
+    return body.strip().lower().startswith(prefix + "pin")
 
 
 @dataclass
@@ -135,8 +143,15 @@ class CommandExecutor:
             with bound(room=typed.room):
                 log.info("command.refused", command=parsed.command or "?",
                          actor=_bare(typed.jid) or typed.nick, result="invalid",
-                         detail=parsed.message[:200])  # fmt: skip
+                         detail="(hidden)" if _names_pin(typed.body, self.prefix)
+                         else parsed.message[:200])  # fmt: skip
             bridged.tell(typed.nick, parsed.message)
+            return
+        if parsed.name == "pin" and parsed.arg("pin") != "off" and not typed.private:
+            with bound(room=typed.room):
+                log.info("command.refused", command="pin", actor=_bare(typed.jid) or typed.nick,
+                         result="refused", detail="PIN typed in the room")  # fmt: skip
+            bridged.tell(typed.nick, PIN_IN_ROOM.format(prefix=self.prefix))
             return
         event_id = f"cmd:{typed.room}:{typed.nick}:{typed.stanza_id or uuid.uuid4().hex}"
         reply = await self.execute(
@@ -145,7 +160,7 @@ class CommandExecutor:
         )  # fmt: skip
         target = self._bridged(typed.room) or bridged  # a new occupant after !link
         lines = self.node.settings.xmpp.limits.private_reply_lines
-        if reply_privately(parsed.name, reply, lines):
+        if typed.private or reply_privately(parsed.name, reply, lines):
             target.tell(typed.nick, reply.text)
         else:
             self.say(target, f"{typed.nick}: {reply.text}")
@@ -266,7 +281,8 @@ class CommandExecutor:
             await self._set_conference(action.conference, event_id, action.actor,
                                        locked=action.locked)  # fmt: skip
         elif isinstance(action, SetPin):
-            pin_hash = hash_pin(action.pin) if action.pin else ""
+            # PBKDF2 costs ~10 ms: never on the event loop (issue 18)
+            pin_hash = await asyncio.to_thread(hash_pin, action.pin) if action.pin else ""
             await self._set_conference(action.conference, event_id, action.actor,
                                        pin_hash=pin_hash)  # fmt: skip
         elif isinstance(action, DialOut) and room is not None:

@@ -491,6 +491,112 @@ def hold_answering_refreshes(hold_ms: int, sdp: str) -> str:
 """
 
 
+def sipp_identity_scenario(
+    room: str,
+    *,
+    from_user: str,
+    from_host: str = "[local_ip]",
+    extra_headers: str = "",
+    authenticate: bool = False,
+    expect: int = 200,
+    hold_ms: int = 2000,
+    dtmf_info: str = "",
+) -> str:
+    """A caller whose From (and any header, e.g. P-Asserted-Identity) the test chooses.
+
+    ``authenticate``: expect a 401 and answer it with SIPp's digest (``-au``/``-ap``).
+    ``expect``: the final status the INVITE must get; a non-2xx is ACKed and ends the
+    scenario (so SIPp exits 0 only when the bridge answered exactly that).
+    """
+    hdrs = "".join(f"      {h}\n" for h in extra_headers.splitlines() if h.strip())
+    sdp = """v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=sendrecv"""
+
+    def invite(cseq: int, auth: str) -> str:
+        return f"""  <send retrans="500">
+    <![CDATA[
+      INVITE sip:{room}@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "Caller {from_user}" <sip:{from_user}@{from_host}>;tag=[pid]SIPpTag[call_number]
+      To: <sip:{room}@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: {cseq} INVITE
+      Contact: <sip:{from_user}@[local_ip]:[local_port]>
+      Max-Forwards: 70
+{auth}{hdrs}      Content-Type: application/sdp
+      Content-Length: [len]
+
+      {sdp}
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+"""
+
+    def ack_error(cseq: int) -> str:
+        return f"""  <send>
+    <![CDATA[
+      ACK sip:{room}@[remote_ip]:[remote_port] SIP/2.0
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: {cseq} ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+"""
+
+    parts = [_SIPP_HEAD.format(name="identity-uac")]
+    cseq = 1
+    parts.append(invite(cseq, ""))
+    if authenticate:
+        parts.append('  <recv response="401" auth="true"/>\n')
+        parts.append(ack_error(cseq))
+        cseq = 2
+        parts.append(invite(cseq, "      [authentication]\n"))
+    if expect != 200:
+        parts.append(f'  <recv response="{expect}"/>\n')
+        parts.append(ack_error(cseq))
+        parts.append("</scenario>\n")
+        return "".join(parts)
+    parts.append('  <recv response="200" rrs="true">\n' + _DIALOG_CAPTURE + "  </recv>\n")
+    parts.append(
+        """  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [last_From:]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: [cseq] ACK
+      Contact: <sip:caller@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+"""
+    )
+    if dtmf_info:
+        parts.append(
+            _in_dialog("INFO", "application/dtmf-relay", f"Signal={dtmf_info}\r\nDuration=160")
+        )
+        parts.append('  <recv response="200"/>\n')
+    parts.append(f'  <pause milliseconds="{hold_ms}"/>\n')
+    parts.append(_in_dialog("BYE", "", ""))
+    parts.append('  <recv response="200" crlf="true"/>\n')
+    parts.append("</scenario>\n")
+    return "".join(parts)
+
+
 def _in_dialog(method: str, ctype: str, body: str, extra: str = "") -> str:
     ct = f"      Content-Type: {ctype}\n" if ctype else ""
     ex = f"      {extra}\n" if extra else ""
@@ -534,6 +640,7 @@ class Sipp:
     extra_args: list[str] = field(default_factory=list)
     media_port: int = 0  # 0 = a free one
     proc: subprocess.Popen[bytes] | None = None
+    local_ip: str = "127.0.0.1"  # another loopback address (127.0.0.2) plays a trusted peer
 
     def argv(self) -> list[str]:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -545,9 +652,9 @@ class Sipp:
             shutil.which("sipp") or "sipp",
             f"127.0.0.1:{self.target_port}",
             "-sf", str(scen),
-            "-i", "127.0.0.1",
+            "-i", self.local_ip,
             "-p", str(free_udp_tcp_port()),
-            "-mi", "127.0.0.1",
+            "-mi", self.local_ip,
             "-mp", str(media_port),
             "-t", self.transport,
             "-m", str(self.calls),
@@ -613,9 +720,12 @@ class Baresip:
         transport: str = "udp",
         mediaenc: str = "",
         ca_file: Path | None = None,
+        account: str = "",
     ):
         """``transport='tls'`` calls over SIP/TLS (trusting ``ca_file``); ``mediaenc``
-        'srtp' offers SDES-SRTP (RTP/AVP + a=crypto), 'srtp-mand' requires it (RTP/SAVP)."""
+        'srtp' offers SDES-SRTP (RTP/AVP + a=crypto), 'srtp-mand' requires it (RTP/SAVP).
+        ``account``: a whole baresip accounts line instead (e.g. with ``;auth_pass=…``)."""
+        self.account = account
         self.workdir = workdir
         self.source_wav = source_wav
         self.port = free_udp_tcp_port()
@@ -654,7 +764,8 @@ snd_path {d / "dump"}
         params = ";transport=tls" if self.transport == "tls" else ""
         enc = f";mediaenc={self.mediaenc}" if self.mediaenc else ""
         (d / "accounts").write_text(
-            f"<sip:listener@127.0.0.1{params}>;regint=0;answermode=manual{enc}\n"
+            (self.account or f"<sip:listener@127.0.0.1{params}>;regint=0;answermode=manual{enc}")
+            + "\n"
         )
         (d / "contacts").write_text("")
 

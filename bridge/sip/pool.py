@@ -40,6 +40,7 @@ from typing import Protocol, TypeAlias
 from bridge import metrics
 from bridge.config import LogSettings, SipSettings, Transport, WorkerSettings
 from bridge.core.admission import PeerSlots, RoomDirectory
+from bridge.core.caller_gate import CallerPolicy
 from bridge.core.events import (
     DialOutCall,
     DialProgress,
@@ -157,8 +158,10 @@ class WorkerPool:
         *,
         mixer: MixerLike | None = None,
         directory: RoomDirectory | None = None,
+        callers: CallerPolicy | None = None,
     ) -> None:
         self.sip = sip
+        self.callers = callers or CallerPolicy()
         self.settings = workers
         self.log_settings = log_settings or LogSettings()
         self.directory = directory or RoomDirectory()
@@ -420,6 +423,7 @@ class WorkerPool:
                     media_quality=ws.media_quality,
                     stats_interval_s=ws.stats_interval,
                     jitter=(ws.jb_init_ms, ws.jb_min_pre_ms, ws.jb_max_pre_ms, ws.jb_max_ms),
+                    callers=self.callers,
                     core_dump_max_mb=ws.core_dump_max_mb,
                 )
             )
@@ -570,6 +574,7 @@ class WorkerPool:
                         srtp=message.srtp,
                         encrypted=secure.encrypted(message.transport, message.srtp),
                         source_host=c.source_host,
+                        identity=c.identity,
                     )
                 )
         elif isinstance(message, LegEnded):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from bridge.config import LogSettings, SipSettings
 from bridge.core.admission import PeerSlots, RoomDirectory
+from bridge.core.caller_gate import CallerPolicy
 from bridge.sip.sipmsg import CallerInfo
 from mixer.rings import LegAttachment
 
@@ -45,6 +46,7 @@ class WorkerSpec:
     media_quality: int = 0  # pjsua media quality (0 = PJSIP default): picks the resampler
     stats_interval_s: float = 0.0  # WorkerStats reports (0 = none)
     jitter: tuple[int, int, int, int] = (-1, -1, -1, -1)  # jb init, min/max prefetch, size (ms)
+    callers: CallerPolicy = field(default_factory=CallerPolicy)  # who is calling (issue 18)
     crash_file: str = ""  # faulthandler writes the last Python stacks here (bridge.sip.forensics)
     core_dump_max_mb: int = 0  # RLIMIT_CORE of the worker (0 = leave it as inherited)
 

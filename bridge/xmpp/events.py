@@ -157,6 +157,7 @@ class CommandTyped:
     jid: str = ""
     role: str = "none"
     affiliation: str = "none"
+    private: bool = False  # a private message to the bridge's occupant, not the room
     key: str = ""
 
 

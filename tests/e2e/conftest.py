@@ -20,6 +20,7 @@ from bridge.node.supervisor import Node
 from tests.conftest import TEST_USERS
 
 ROOM = "standup"
+TRUSTED_PEER = "127.0.0.2"
 
 
 @pytest.fixture
@@ -57,6 +58,8 @@ def node_settings(prosody: ProsodyServer, redis: RedisServer, **overrides: Any) 
         "workers": {"pool_size": 1, "media_timeout": 0},
         "redis": {"url": redis.url},
         "http": {"port": free_port()},
+        # 127.0.0.2 plays the operator's PBX: its P-Asserted-Identity is believed
+        "identity": {"trusted_peers": [TRUSTED_PEER]},
         "log": {"format": "json"},
     }
     merge(data, overrides)
