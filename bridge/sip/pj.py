@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,8 @@ from mixer.rings import LegPort
 
 pj: Any = _pjsua2
 log = get_logger(__name__)
+
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's bundle (ca-certificates)
 
 FRAME_AUDIO: int = int(pj.PJMEDIA_FRAME_TYPE_AUDIO)
 DTMF_RFC4733: int = int(pj.PJSUA_DTMF_METHOD_RFC2833)
@@ -106,16 +108,32 @@ def create_endpoint(
 
 
 def add_transports(
-    ep: Any, *, host: str, port: int, tls_port: int, cert: str | None, key: str | None
+    ep: Any,
+    *,
+    host: str,
+    port: int,
+    tls_port: int,
+    cert: str | None,
+    key: str | None,
+    transports: Collection[str] = ("udp", "tcp", "tls"),
+    ca_file: str | None = None,
 ) -> None:
-    """UDP and TCP on ``port``; TLS 1.2 on ``tls_port`` when a certificate is given."""
-    for kind in (pj.PJSIP_TRANSPORT_UDP, pj.PJSIP_TRANSPORT_TCP):
+    """UDP and TCP on ``port`` and TLS 1.2 on ``tls_port`` (with a certificate), each only
+    if named in ``transports``: a transport the operator turned off does not listen.
+
+    TLS verifies the peer's certificate when we connect out (dial-out): against ``ca_file``
+    or the system bundle; an unverifiable server fails the call instead of talking to it.
+    """
+    kinds = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP}
+    for name, kind in kinds.items():
+        if name not in transports:
+            continue
         tcfg = pj.TransportConfig()
         tcfg.port = port
         tcfg.boundAddress = host
         tcfg.publicAddress = host
         ep.transportCreate(kind, tcfg)
-    if tls_port and cert and key:
+    if "tls" in transports and tls_port and cert and key:
         tcfg = pj.TransportConfig()
         tcfg.port = tls_port
         tcfg.boundAddress = host
@@ -123,6 +141,8 @@ def add_transports(
         tcfg.tlsConfig.certFile = cert
         tcfg.tlsConfig.privKeyFile = key
         tcfg.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
+        tcfg.tlsConfig.CaListFile = ca_file or SYSTEM_CA_FILE
+        tcfg.tlsConfig.verifyServer = True
         ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tcfg)
 
 

@@ -54,6 +54,7 @@ from bridge.core.events import (
     SipMessageReceived,
     TalkingChanged,
 )
+from bridge.core.limits import limit_call
 from bridge.devstack.ports import free_udp_tcp_port
 from bridge.logs import get_logger
 from bridge.sip.protocol import (
@@ -69,6 +70,7 @@ from bridge.sip.protocol import (
     WorkerReady,
     WorkerSpec,
     WorkerStats,
+    call_limits,
 )
 from bridge.sip.sipmsg import CallerInfo
 from mixer.engine import MixerEvent, TalkerEvent
@@ -185,6 +187,7 @@ class WorkerPool:
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
         self._monitor: threading.Thread | None = None
         self._started = False
+        self.limits = call_limits(sip, workers.retry_after)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 60.0) -> None:
@@ -466,7 +469,14 @@ class WorkerPool:
     def _push_peers(self) -> None:
         if self._workers:
             peers = tuple(self._peer(w) for w in self._workers)
-            self._send_to(self._workers[0], PeersUpdate(peers))
+            rooms: dict[str, int] = {}
+            sources: dict[str, int] = {}
+            for record in self._legs.values():
+                room, source = record.room.lower(), record.caller.source_host
+                rooms[room] = rooms.get(room, 0) + 1
+                if source:
+                    sources[source] = sources.get(source, 0) + 1
+            self._send_to(self._workers[0], PeersUpdate(peers, rooms, sources))
 
     def _run_monitor(self) -> None:
         while True:
@@ -569,7 +579,24 @@ class WorkerPool:
             log.warning("sip.pool.unknown_message", kind=type(message).__name__)
 
     def _on_offered(self, state: _WorkerState, msg: LegOffered) -> None:
-        held = msg.room.lower() in self.directory.held  # PIN room: out of the mix at once
+        # The node-wide caps are checked here, where every leg of every worker is counted
+        # under one lock: a burst spread over the workers cannot slip past them.
+        room, source = msg.room.lower(), msg.caller.source_host
+        legs = self._legs.values()
+        refusal = limit_call(
+            self.limits,
+            source=source,
+            source_calls=sum(1 for r in legs if source and r.caller.source_host == source),
+            room_calls=sum(1 for r in legs if r.room.lower() == room),
+        )
+        if refusal is not None:
+            log.info("sip.leg.limited", leg=msg.leg_id, room=msg.room, source=source,
+                     status=refusal.status, reason=refusal.reason)  # fmt: skip
+            metrics.CALLS_LIMITED.labels(reason=refusal.reason).inc()
+            self._send_to(state, AttachLeg(msg.leg_id, None, refusal.reason, refusal.status,
+                                           refusal.reason, refusal.retry_after))  # fmt: skip
+            return
+        held = room in self.directory.held  # PIN room: out of the mix at once
         try:
             att = self.mixer.add_leg(msg.room, msg.rate, muted=held)
             if held:

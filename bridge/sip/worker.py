@@ -53,6 +53,7 @@ from bridge.core.events import (
     SendSipMessage,
     SipMessageReceived,
 )
+from bridge.core.limits import TokenBuckets, in_networks, limit_call, parse_networks, rate_refusal
 from bridge.logs import bound, configure, get_logger
 from bridge.sip import dialout
 from bridge.sip import pj as pjw
@@ -71,6 +72,7 @@ from bridge.sip.protocol import (
     WorkerReady,
     WorkerSpec,
     WorkerStats,
+    call_limits,
 )
 from bridge.sip.sipmsg import (
     CallerInfo,
@@ -166,6 +168,12 @@ class Worker:
         self.account: Any = None
         self.clock: pjw.MediaClock | None = None
         self._frame_errors_gone = 0  # errors of ports already released
+        limits = spec.sip.limits
+        self.trusted_sources = parse_networks(limits.trusted_sources)
+        self.call_rate = TokenBuckets(limits.call_rate_burst, limits.call_rate_per_minute)
+        self.rate_limited: dict[str, int] = {}  # refusals since the last log line, by source
+        self.call_limits = call_limits(spec.sip, spec.retry_after_s)
+        self.node_load = PeersUpdate(())  # the front's view of the node's calls
         self._next_stats = 0.0
 
     # ------------------------------------------------------------------ plumbing
@@ -201,9 +209,12 @@ class Worker:
         )
         cert = str(spec.sip.tls_certificate) if spec.sip.tls_certificate else None
         key = str(spec.sip.tls_private_key) if spec.sip.tls_private_key else None
+        dial_ca = spec.sip.dialout.ca_file
         pjw.add_transports(
-            self.ep, host=spec.host, port=spec.port, tls_port=spec.tls_port, cert=cert, key=key
-        )
+            self.ep, host=spec.host, port=spec.port, tls_port=spec.tls_port, cert=cert, key=key,
+            transports={str(t) for t in spec.sip.transports},
+            ca_file=str(dial_ca) if dial_ca else None,
+        )  # fmt: skip
         if spec.aligned_clock:
             self.clock = pjw.use_aligned_clock(self.ep, phase_s=spec.clock_phase_s)
         else:
@@ -316,6 +327,7 @@ class Worker:
             self.directory = job.directory
         elif isinstance(job, PeersUpdate):
             self.slot_book.update(p for p in job.peers if p.worker != self.spec.index)
+            self.node_load = job
         elif isinstance(job, HangupLeg):
             leg = self.legs.get(job.leg_id)
             if leg is not None:
@@ -360,6 +372,11 @@ class Worker:
 
     def _periodic(self, now: float) -> None:
         self._close_ports(now)
+        if self.rate_limited:  # one line per period, not one per refused INVITE
+            top = sorted(self.rate_limited.items(), key=lambda kv: -kv[1])[:5]
+            log.warning("sip.invite.rate_limited", refused=sum(self.rate_limited.values()),
+                        sources=len(self.rate_limited), top=dict(top))  # fmt: skip
+            self.rate_limited = {}
         if self.spec.stats_interval_s and now >= self._next_stats:
             self._next_stats = now + self.spec.stats_interval_s
             self._send_stats()
@@ -368,6 +385,14 @@ class Worker:
                 continue
             if not leg.attached and now - leg.created > self.spec.attach_timeout_s:
                 self.hangup(leg, "error", 503)
+                continue
+            if (
+                leg.answered_at
+                and not leg.confirmed
+                and now - leg.answered_at > self.spec.sip.limits.ack_timeout
+            ):  # a 200 never ACKed would hold the slot until pjsip gives up (~32 s)
+                log.info("sip.leg.ack_timeout", leg=leg.leg_id, room=leg.room)
+                self._end_unconfirmed(leg)
                 continue
             if leg.confirmed and not pjw.is_active(leg.call):
                 # pjsua ended the call without telling its wrapper: never keep a ghost leg
@@ -427,13 +452,20 @@ class Worker:
     # ----------------------------------------------------------------- INVITE
     def _on_incoming_call(self, prm: Any) -> None:
         call = pjw.BridgeCall(self.account, prm.callId, self)
+        source = pjw.source_host(prm.rdata)
+        if source and not in_networks(source, self.trusted_sources):
+            wait = self.call_rate.take(source, time.monotonic())
+            if wait:  # before any parsing or lookup: a flood costs one answer each
+                self.rate_limited[source] = self.rate_limited.get(source, 0) + 1
+                self._reject(call, rate_refusal(wait))
+                return
         try:
             request = parse_request(str(prm.rdata.wholeMsg))
         except SipParseError:
             self._reject(call, Reject(400, "Bad Request"))
             return
         room = room_of(request.uri)
-        caller = replace(caller_info(request), source_host=pjw.source_host(prm.rdata))
+        caller = replace(caller_info(request), source_host=source)
         if self._stopping:
             self._reject(call, Reject(503, "Shutting down", self.spec.retry_after_s))
             return
@@ -457,6 +489,16 @@ class Worker:
             retry_after=self.spec.retry_after_s,
             is_front=self.spec.is_front,
         )
+        if isinstance(decision, Accept | Redirect) and self.spec.is_front:
+            # the pool checks again when the leg is offered (authoritative, race-free); this
+            # early look spares a capped caller a redirect that would end in a refusal
+            load = self.node_load
+            decision = limit_call(
+                self.call_limits,
+                source=source,
+                source_calls=load.source_calls.get(source, 0),
+                room_calls=load.room_calls.get(room.lower(), 0),
+            ) or decision
         with bound(room=room, call_id=caller.call_id):
             if isinstance(decision, Reject):
                 log.info("sip.invite.rejected", status=decision.status, reason=decision.reason)
@@ -498,8 +540,8 @@ class Worker:
         leg = self.legs.get(msg.leg_id)
         if leg is None or leg.ended:
             return  # ended while the pool was busy; the pool frees the slot on LegEnded
-        if msg.attachment is None:
-            self.hangup(leg, "error", 503)
+        if msg.attachment is None:  # refused by the pool: a node-wide cap, or no mixer slot
+            self.hangup(leg, msg.reason or "error", msg.status, msg.retry_after)
             return
         try:
             leg.port.leg_port = LegPort(
@@ -513,22 +555,35 @@ class Worker:
             return
         leg.attached = True
         leg.answered = True
+        leg.answered_at = time.monotonic()
         try:
             leg.call.answer(pjw.call_op(200))
         except Exception as exc:  # the call died between 180 and now
             log.info("sip.leg.answer_failed", leg=leg.leg_id, error=pjw.error_text(exc))
 
-    def hangup(self, leg: Leg, reason: str, status: int = 200) -> None:
+    def hangup(self, leg: Leg, reason: str, status: int = 200, retry_after: int = 0) -> None:
         if leg.ended or leg.hangup_reason:
             return
         leg.hangup_reason = reason
         headers = {"Reason": f'SIP;cause={status if status >= 300 else 200};text="{reason}"'}
+        if retry_after and not leg.answered:
+            headers["Retry-After"] = str(retry_after)
         code = status if status >= 300 else 603
         try:
             leg.call.hangup(pjw.call_op(code if not leg.answered else 0, "", headers))
         except Exception as exc:
             log.info("sip.leg.hangup_failed", leg=leg.leg_id, error=pjw.error_text(exc))
             self._leg_ended(leg, reason)
+
+    def _end_unconfirmed(self, leg: Leg) -> None:
+        """Free the slot of a call we answered that never sent its ACK: BYE (pjsip sends it
+        once it may) and the leg ends here at once."""
+        leg.hangup_reason = "ack-timeout"
+        try:
+            leg.call.hangup(pjw.call_op(0, "", {"Reason": 'SIP;cause=408;text="no ACK"'}))
+        except Exception as exc:
+            log.info("sip.leg.hangup_failed", leg=leg.leg_id, error=pjw.error_text(exc))
+        self._leg_ended(leg, "ack-timeout")
 
     # ------------------------------------------------------------- call events
     def on_call_state(self, call: Any) -> None:

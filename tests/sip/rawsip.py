@@ -79,10 +79,11 @@ class RawUac:
     room: str = ""
     cseq: itertools.count[int] = field(init=False)
     received: list[Message] = field(default_factory=list)
+    host: str = "127.0.0.1"  # source address (another 127.x address is another source)
 
     def __post_init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((self.host, 0))
         self.port = self.sock.getsockname()[1]
         self.rtp_port = self.port + 0  # nothing listens there: no RTP is sent back
         self.call_id = secrets.token_hex(8) + "@raw"
@@ -107,7 +108,7 @@ class RawUac:
         return msg
 
     def _via(self) -> str:
-        return f"SIP/2.0/UDP 127.0.0.1:{self.port};rport;branch=z9hG4bK{secrets.token_hex(6)}"
+        return f"SIP/2.0/UDP {self.host}:{self.port};rport;branch=z9hG4bK{secrets.token_hex(6)}"
 
     def request(
         self,
@@ -126,11 +127,11 @@ class RawUac:
             f"{method} {uri} SIP/2.0",
             f"Via: {via or self._via()}",
             "Max-Forwards: 70",
-            f'From: "{self.display}" <sip:{self.user}@127.0.0.1:{self.port}>;tag={self.tag}',
+            f'From: "{self.display}" <sip:{self.user}@{self.host}:{self.port}>;tag={self.tag}',
             f"To: <sip:{self.room or 'x'}@127.0.0.1>" + (f";tag={to_tag}" if to_tag else ""),
             f"Call-ID: {self.call_id}",
             f"CSeq: {n} {method}",
-            f"Contact: <sip:{self.user}@127.0.0.1:{self.port}>",
+            f"Contact: <sip:{self.user}@{self.host}:{self.port}>",
             *headers,
         ]
         if ctype:

@@ -1,0 +1,140 @@
+"""Issue 19: SIP abuse from outside, performed against real workers (raw UDP SIP).
+
+Each source is a distinct loopback address (127.0.0.2, .3, …): the pool fixture trusts
+127.0.0.1 only, as a deployment trusts its own PBX.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+from conftest import PoolHarness
+from rawsip import RawUac
+
+from bridge.core.events import LegJoined
+
+
+def _joined(room: str) -> Callable[[object], bool]:
+    return lambda ev: isinstance(ev, LegJoined) and ev.room == room
+
+
+def _call(port: int, host: str, room: str, held: list[RawUac]) -> int:
+    """INVITE ``room`` from ``host``, following one 302 to a worker; the final status."""
+    uac = RawUac(port, host=host)
+    held.append(uac)
+    final = uac.invite(room)
+    if final.status == 302:
+        target = final.get("Contact").strip("<>").rsplit(":", 1)[1].split(";")[0]
+        return _call(int(target), host, room, held)
+    return final.status
+
+
+def test_an_invite_flood_from_one_source_is_refused_with_retry_after(
+    make_pool: Callable[..., PoolHarness],
+) -> None:
+    h = make_pool(
+        ("demo",), pool_size=1, sip_settings={
+            "limits": {"call_rate_burst": 3, "call_rate_per_minute": 6, "calls_per_source": 50},
+        },
+    )  # fmt: skip
+    statuses = []
+    for _ in range(6):  # to a room that does not exist: scanning costs tokens too
+        uac = RawUac(h.port, host="127.0.0.2")
+        final = uac.invite("nosuchroom")
+        statuses.append((final.status, final.get("Retry-After")))
+        uac.close()
+    assert statuses[:3] == [(404, "")] * 3
+    for status, retry in statuses[3:]:
+        assert status == 503
+        assert 1 <= int(retry) <= 10  # one token every 10 s
+    other = RawUac(h.port, host="127.0.0.3")  # another source is not degraded
+    try:
+        assert other.invite("demo").status == 200
+        h.wait_for(_joined("demo"), label="the other source joined")
+        assert other.bye().status == 200
+    finally:
+        other.close()
+
+
+def test_per_source_and_per_room_caps(make_pool: Callable[..., PoolHarness]) -> None:
+    h = make_pool(
+        ("a", "b"), pool_size=2, calls_per_worker=4, retry_after=9,
+        sip_settings={"limits": {"calls_per_source": 2, "callers_per_room": 3}},
+    )  # fmt: skip
+    held: list[RawUac] = []
+    try:
+        for _ in range(2):
+            uac = RawUac(h.port, host="127.0.0.2")
+            held.append(uac)
+            assert uac.invite("a").status == 200
+            h.wait_for(_joined("a"))
+        third = RawUac(h.port, host="127.0.0.2")  # same source, any room: its cap is node-wide
+        held.append(third)
+        busy = third.invite("b")
+        assert (busy.status, busy.get("Retry-After")) == (486, "9")
+        # another source still gets into the same room, until the room is full
+        uac = RawUac(h.port, host="127.0.0.3")
+        held.append(uac)
+        assert uac.invite("a").status == 200
+        h.wait_for(_joined("a"))
+        full = RawUac(h.port, host="127.0.0.4")
+        held.append(full)
+        refused = full.invite("a")
+        assert (refused.status, refused.get("Retry-After")) == (486, "9")
+        assert "full" in refused.first_line.lower()
+        # … and other rooms are not degraded by a full one
+        assert _call(h.port, "127.0.0.4", "b", held) == 200
+        h.wait_for(_joined("b"))
+    finally:
+        for uac in held:
+            uac.close()
+
+
+def test_an_unacked_answer_frees_its_slot_quickly(make_pool: Callable[..., PoolHarness]) -> None:
+    h = make_pool(
+        ("demo",), pool_size=1, calls_per_worker=1,
+        sip_settings={"limits": {"ack_timeout": 1.0, "call_rate_burst": 100}},
+    )  # fmt: skip
+    silent = RawUac(h.port, host="127.0.0.2")
+    honest = RawUac(h.port, host="127.0.0.3")
+    try:
+        assert silent.invite("demo", ack=False).status == 200  # and never ACKs
+        deadline = time.monotonic() + 8.0  # pjsip alone would hold the slot for ~32 s
+        status = 0
+        while time.monotonic() < deadline:
+            h.drain(0.5)
+            honest.call_id = f"{time.monotonic_ns()}@raw"
+            status = honest.invite("demo").status
+            if status == 200:
+                break
+        assert status == 200
+        h.wait_for(_joined("demo"), label="the honest caller joined")
+    finally:
+        silent.close()
+        honest.close()
+
+
+def _tcp_listens(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _udp_answers(port: int) -> bool:
+    uac = RawUac(port, host="127.0.0.1")
+    try:
+        uac.request("OPTIONS", f"sip:x@127.0.0.1:{port}")
+        return uac.recv(1.5) is not None
+    finally:
+        uac.close()
+
+
+def test_a_disabled_transport_does_not_listen(make_pool: Callable[..., PoolHarness]) -> None:
+    udp_only = make_pool(("demo",), pool_size=1, sip_settings={"transports": ["udp"]})
+    assert _udp_answers(udp_only.port)
+    assert not _tcp_listens(udp_only.port)
+    tcp_only = make_pool(("demo",), pool_size=1, sip_settings={"transports": ["tcp"]})
+    assert _tcp_listens(tcp_only.port)
+    assert not _udp_answers(tcp_only.port)
