@@ -38,7 +38,7 @@ CONFIG_FILE_ENV = "SIPMUC_CONFIG"
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 _LOOPBACK = frozenset({"localhost", "::1", "ip6-localhost"})
-_DOMAIN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+")
+_DOMAIN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 
 
 class ConfigError(Exception):
@@ -209,8 +209,8 @@ class DialOutSettings(_Section):
     )
     trunk_domain: str = Field(
         "",
-        description="Domain of number targets (sip:<number>@<trunk_domain>); empty = the "
-        "proxy's host",
+        description="Domain of number targets: a number is dialled as sip:<number>@<trunk_domain> "
+        "(through the proxy when one is set); never this bridge's own sip.domain",
     )
     username: str = Field("", description="Digest user name for the trunk")
     password: SecretStr = Field(SecretStr(""), description="Digest password for the trunk")
@@ -223,6 +223,11 @@ class DialOutSettings(_Section):
         None,
         description="PEM CA bundle that TLS dial-out verifies the peer against (unset = the "
         "system bundle); certificates are always verified",
+    )
+    allow_private: bool = Field(
+        False,
+        description="Let domain targets resolve to private, loopback or link-local addresses "
+        "(a lab or test network only: otherwise the room could probe your internal network)",
     )
 
     @field_validator("number_patterns")
@@ -251,8 +256,10 @@ class DialOutSettings(_Section):
         if self.enabled and not (self.number_patterns or self.domains):
             raise ValueError("dial-out is enabled but the dial plan allows nothing: set "
                              "number_patterns and/or domains")
-        if self.enabled and self.number_patterns and not (self.proxy or self.trunk_domain):
-            raise ValueError("number_patterns need a proxy or trunk_domain to send numbers to")
+        if self.enabled and self.number_patterns and not self.trunk_domain:
+            raise ValueError("number_patterns need a trunk_domain to send numbers to")
+        if self.proxy and not re.fullmatch(r"sips?:[^\s<>\"?]+", self.proxy):
+            raise ValueError("proxy must be a SIP URI such as 'sip:trunk.example.net;lr'")
         return self
 
 
@@ -272,6 +279,14 @@ class SipSettings(_Section):
     rtp_port_count: int = Field(2000, ge=4, description="Number of RTP ports in the range")
     limits: SipLimits = Field(default_factory=SipLimits)
     dialout: DialOutSettings = Field(default_factory=DialOutSettings)
+
+    @model_validator(mode="after")
+    def _never_dial_ourselves(self) -> Self:
+        trunk = self.dialout.trunk_domain.lower()
+        if trunk and trunk in {self.domain.lower(), self.bind_host.lower()}:
+            raise ValueError("dialout.trunk_domain is this bridge's own SIP domain: numbers "
+                             "would ring our own rooms (a room may be named like a number)")
+        return self
 
     @model_validator(mode="after")
     def _tls_needs_files(self) -> Self:

@@ -23,6 +23,7 @@ import numpy as np
 import pjsua2 as _pjsua2
 from numpy.typing import NDArray
 
+from bridge.config import DialOutSettings
 from bridge.logs import get_logger
 from mixer.clock import grid_deadline
 from mixer.rings import LegPort
@@ -465,9 +466,25 @@ def destroy_call(call: Any) -> None:
     pj._pjsua2.delete_Call(call)
 
 
-def account_config(*, user: str, domain: str, rtp_start: int, rtp_count: int, host: str) -> Any:
-    """A registration-less account whose Contact carries ``;isfocus`` (RFC 4579)."""
+def account_config(
+    *,
+    user: str,
+    domain: str,
+    rtp_start: int,
+    rtp_count: int,
+    host: str,
+    dialout: DialOutSettings | None = None,
+) -> Any:
+    """A registration-less account whose Contact carries ``;isfocus`` (RFC 4579); with
+    dial-out on, the calls it places go through the trunk proxy with its credentials."""
     cfg = pj.AccountConfig()
+    if dialout is not None and dialout.enabled and dialout.proxy:
+        proxy = dialout.proxy if ";lr" in dialout.proxy else f"{dialout.proxy};lr"
+        cfg.sipConfig.proxies.append(proxy)
+    if dialout is not None and dialout.enabled and dialout.username:
+        cred = pj.AuthCredInfo("digest", "*", dialout.username, 0,
+                               dialout.password.get_secret_value())  # fmt: skip
+        cfg.sipConfig.authCreds.append(cred)
     cfg.idUri = f"sip:{user}@{domain}"
     cfg.sipConfig.contactParams = ";isfocus"
     cfg.regConfig.registrarUri = ""

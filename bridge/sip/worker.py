@@ -231,6 +231,7 @@ class Worker:
                 rtp_start=spec.rtp_port_start,
                 rtp_count=spec.rtp_port_count,
                 host=spec.host,
+                dialout=spec.sip.dialout,
             ),
             True,
         )
@@ -385,6 +386,8 @@ class Worker:
                 continue
             if not leg.attached and now - leg.created > self.spec.attach_timeout_s:
                 self.hangup(leg, "error", 503)
+                continue
+            if dialout.ring_expired(self, leg, now):
                 continue
             if (
                 leg.answered_at

@@ -6,14 +6,20 @@ Each source is a distinct loopback address (127.0.0.2, .3, …): the pool fixtur
 
 from __future__ import annotations
 
+import shutil
 import socket
+import ssl
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from conftest import PoolHarness
 from rawsip import RawUac
 
-from bridge.core.events import LegJoined
+from bridge.core.events import DialOutCall, DialProgress, LegJoined
+from bridge.devstack.ports import free_udp_tcp_port
 
 
 def _joined(room: str) -> Callable[[object], bool]:
@@ -138,3 +144,65 @@ def test_a_disabled_transport_does_not_listen(make_pool: Callable[..., PoolHarne
     tcp_only = make_pool(("demo",), pool_size=1, sip_settings={"transports": ["tcp"]})
     assert _tcp_listens(tcp_only.port)
     assert not _udp_answers(tcp_only.port)
+
+
+def _self_signed(work: Path) -> tuple[Path, Path]:
+    cert, key = work / "cert.pem", work / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+         "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def _tls_trunk(cert: Path, key: Path) -> tuple[socket.socket, ssl.SSLContext]:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(15)
+    return server, ctx
+
+
+def _first_bytes(server: socket.socket, ctx: ssl.SSLContext) -> bytes:
+    """What the bridge sends on the first TLS connection (b"" if the handshake failed)."""
+    conn, _ = server.accept()
+    try:
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.settimeout(10)
+            return tls.recv(65535)
+    except (ssl.SSLError, OSError):
+        return b""
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_tls_dial_out_verifies_the_server_certificate(
+    make_pool: Callable[..., PoolHarness], tmp_path: Path, trusted: bool
+) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = _self_signed(tmp_path)
+    server, ctx = _tls_trunk(cert, key)
+    trunk = server.getsockname()[1]
+    h = make_pool(("demo",), pool_size=1, sip_settings={
+        "transports": ["udp", "tcp", "tls"], "tls_certificate": cert, "tls_private_key": key,
+        "tls_port": free_udp_tcp_port(),
+        "dialout": {"enabled": True, "number_patterns": ["[0-9]{4}"],
+                    "trunk_domain": "trunk.example",
+                    "proxy": f"sip:localhost:{trunk};transport=tls",
+                    "ca_file": cert if trusted else None},
+    })  # fmt: skip
+    try:
+        assert h.pool.dial(DialOutCall("demo", "sip:1234@trunk.example", "tls-check"))
+        received = _first_bytes(server, ctx)
+        if trusted:  # the set-up works: with the trunk's CA the INVITE goes through
+            assert received.startswith(b"INVITE sip:1234@trunk.example")
+        else:  # a certificate nobody vouches for: no INVITE, the dial fails
+            assert received == b""
+            failed = h.wait_for(lambda e: isinstance(e, DialProgress) and e.status == "failed")
+            assert isinstance(failed, DialProgress) and failed.reason == "refused"
+    finally:
+        server.close()
