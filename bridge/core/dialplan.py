@@ -20,6 +20,11 @@ from typing import Literal
 
 Outcome = Literal["answered", "busy", "no answer", "refused"]
 
+#: header on every INVITE the bridge places; an INVITE that arrives carrying it is our own
+#: dial-out routed back to us by a trunk (a tenant named a room like the dialled number):
+#: refused with 482 instead of ringing another tenant's conference
+LOOP_HEADER = "X-Sipmuc-Dialout"
+
 _USER = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,%]{1,64}")
 _NUMBER_JUNK = re.compile(r"[\s().\-/]")
 _NUMBER = re.compile(r"\+?[0-9]{1,32}")

@@ -17,7 +17,7 @@ import time
 from typing import Any, Protocol
 
 from bridge.core.admission import strip_uri_params
-from bridge.core.dialplan import outcome_of
+from bridge.core.dialplan import LOOP_HEADER, outcome_of
 from bridge.core.events import DialOutCall, DialProgress
 from bridge.logs import get_logger
 from bridge.sip import pj as pjw
@@ -88,7 +88,7 @@ def start(worker: DialHost, cmd: DialOutCall) -> None:
     leg.port = pjw.FramePort(leg_id)
     worker.legs[leg_id] = leg
     try:
-        call.makeCall(cmd.target_uri, pjw.call_op())
+        call.makeCall(cmd.target_uri, pjw.call_op(0, "", {LOOP_HEADER: "1"}))
     except Exception as exc:
         worker.legs.pop(leg_id, None)
         worker.graveyard.append(leg.port)

@@ -44,6 +44,7 @@ from bridge.core.admission import (
     admit,
     redirect_contact,
 )
+from bridge.core.dialplan import LOOP_HEADER
 from bridge.core.events import (
     DialOutCall,
     DtmfReceived,
@@ -469,6 +470,10 @@ class Worker:
             return
         room = room_of(request.uri)
         caller = replace(caller_info(request), source_host=source)
+        if request.get(LOOP_HEADER.lower()):
+            log.warning("sip.invite.loop", room=room, call_id=caller.call_id)
+            self._reject(call, Reject(482, "Loop Detected"))
+            return
         if self._stopping:
             self._reject(call, Reject(503, "Shutting down", self.spec.retry_after_s))
             return

@@ -117,13 +117,14 @@ def make_pool() -> Iterator[Callable[..., PoolHarness]]:
         sip_settings: dict[str, Any] | None = None,
         **kw: object,
     ) -> PoolHarness:
-        sip = SipSettings(
-            port=free_udp_tcp_port(),
-            rtp_port_start=rtp_range(),
-            rtp_port_count=400,
+        base: dict[str, Any] = {
+            "port": free_udp_tcp_port(),
+            "rtp_port_start": rtp_range(),
+            "rtp_port_count": 400,
             # 127.0.0.1 plays a trusted PBX; abuse tests call from other 127.x addresses
-            **({"limits": {"trusted_sources": ["127.0.0.1"]}} | (sip_settings or {})),
-        )
+            "limits": {"trusted_sources": ["127.0.0.1"]},
+        }
+        sip = SipSettings(**(base | (sip_settings or {})))
         ws = WorkerSettings(
             pool_size=pool_size,
             calls_per_worker=calls_per_worker,

@@ -206,3 +206,20 @@ def test_tls_dial_out_verifies_the_server_certificate(
             assert isinstance(failed, DialProgress) and failed.reason == "refused"
     finally:
         server.close()
+
+
+def test_a_dial_out_routed_back_to_us_never_rings_our_own_room(
+    make_pool: Callable[..., PoolHarness],
+) -> None:
+    """A tenant named a room '1234'; another tenant dials 1234 and the trunk routes the
+    number back to this bridge: the INVITE is recognised as our own and refused."""
+    port = free_udp_tcp_port()
+    h = make_pool(("demo", "1234"), pool_size=1, sip_settings={
+        "port": port,
+        "dialout": {"enabled": True, "number_patterns": ["[0-9]{4}"],
+                    "trunk_domain": "trunk.example", "proxy": f"sip:127.0.0.1:{port}"},
+    })  # fmt: skip
+    assert h.pool.dial(DialOutCall("demo", "sip:1234@trunk.example", "loop"))
+    failed = h.wait_for(lambda e: isinstance(e, DialProgress) and e.status == "failed")
+    assert isinstance(failed, DialProgress) and failed.reason == "refused"
+    assert not [e for _, e in h.seen if isinstance(e, LegJoined) and e.room == "1234"]
