@@ -50,6 +50,8 @@ class RoomDirectory:
     held: frozenset[str] = frozenset()
     #: the node is draining (SIGTERM): calls in progress go on, new ones get 503
     draining: bool = False
+    #: rooms whose MUC is public and open (not members-only): outsiders may see who is there
+    public: frozenset[str] = frozenset()
 
     @classmethod
     def create(
@@ -62,6 +64,7 @@ class RoomDirectory:
         held: Iterable[str] = (),
         owners: Mapping[str, str] | None = None,
         draining: bool = False,
+        public: Iterable[str] = (),
     ) -> RoomDirectory:
         return cls(
             rooms=frozenset(r.lower() for r in rooms),
@@ -74,6 +77,7 @@ class RoomDirectory:
             held=frozenset(r.lower() for r in held),
             owners={room.lower(): uri for room, uri in (owners or {}).items()},
             draining=draining,
+            public=frozenset(r.lower() for r in public),
         )
 
     def is_banned(self, room: str, callers: Iterable[str]) -> bool:

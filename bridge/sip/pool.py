@@ -471,12 +471,17 @@ class WorkerPool:
             peers = tuple(self._peer(w) for w in self._workers)
             rooms: dict[str, int] = {}
             sources: dict[str, int] = {}
+            room_sources: dict[str, set[str]] = {}
             for record in self._legs.values():
                 room, source = record.room.lower(), record.caller.source_host
                 rooms[room] = rooms.get(room, 0) + 1
                 if source:
                     sources[source] = sources.get(source, 0) + 1
-            self._send_to(self._workers[0], PeersUpdate(peers, rooms, sources))
+                    room_sources.setdefault(room, set()).add(source)
+            update = PeersUpdate(peers, rooms, sources,
+                                 {r: frozenset(s) for r, s in room_sources.items()})  # fmt: skip
+            for state in self._workers:  # the front redirects; every worker serves SUBSCRIBE
+                self._send_to(state, update)
 
     def _run_monitor(self) -> None:
         while True:

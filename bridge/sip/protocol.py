@@ -148,13 +148,15 @@ class DirectoryUpdate:
 
 @dataclass(frozen=True, slots=True)
 class PeersUpdate:
-    """Slot occupancy of every worker of the node (sent to the front), and the node's calls
+    """Slot occupancy of every worker of the node (sent to every worker), and the node's calls
     per room and per source address: the front refuses a capped caller at once instead of
     redirecting it to a worker where the pool would refuse it."""
 
     peers: tuple[PeerSlots, ...]
     room_calls: dict[str, int] = field(default_factory=dict)
     source_calls: dict[str, int] = field(default_factory=dict)
+    #: source addresses with a call in each room (who may subscribe to its events)
+    room_sources: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def call_limits(sip: SipSettings, retry_after: int) -> CallLimits:

@@ -141,6 +141,10 @@ class HookContext:
         """Receive supervisor messages of type ``kind`` (``pool.send_extension``)."""
         self._worker.extension_handlers[kind] = handler
 
+    def callers_of(self, room: str) -> frozenset[str]:
+        """Source addresses with a call in ``room`` anywhere on the node (pool snapshot)."""
+        return self._worker.node_load.room_sources.get(room.lower(), frozenset())
+
     def on_shutdown(self, fn: Callable[[], None]) -> None:
         """Called on the pjsua2 thread before the endpoint is destroyed."""
         self._worker.shutdown_hooks.append(fn)

@@ -17,8 +17,12 @@ from pathlib import Path
 import pytest
 from conftest import PoolHarness
 from rawsip import RawUac
+from test_conference_events import ALICE, BOB, Subscriber, room_view
 
+from bridge.core.admission import RoomDirectory
 from bridge.core.events import DialOutCall, DialProgress, LegJoined
+from bridge.protocol.conference_info import conference_from_room
+from bridge.sip.evsub import ConferenceInfoUpdate
 from bridge.devstack.ports import free_udp_tcp_port
 
 
@@ -223,3 +227,68 @@ def test_a_dial_out_routed_back_to_us_never_rings_our_own_room(
     failed = h.wait_for(lambda e: isinstance(e, DialProgress) and e.status == "failed")
     assert isinstance(failed, DialProgress) and failed.reason == "refused"
     assert not [e for _, e in h.seen if isinstance(e, LegJoined) and e.room == "1234"]
+
+
+# ---- conference events (RFC 4575 SUBSCRIBE) ---------------------------------------------------
+
+
+def _push_rooms(h: PoolHarness, *names: str) -> None:
+    for name in names:
+        view = room_view(name, ALICE, BOB)
+        h.pool.send_extension(ConferenceInfoUpdate(name, conference_from_room(view)))
+    h.drain(0.3)
+
+
+def _status(sub: Subscriber, room: str) -> tuple[int, bytes]:
+    dlg = sub.subscribe(room)
+    return dlg.responses[-1].status, (dlg.notifies[0].body if dlg.notifies else b"")
+
+
+def test_subscribe_policy_and_caps(make_pool: Callable[..., PoolHarness]) -> None:
+    directory = RoomDirectory.create(["open", "closed"], public=["open"])
+    h = make_pool(("open", "closed"), pool_size=1, directory=directory, sip_settings={
+        "limits": {"subscriptions_per_source": 2, "subscriptions_per_room": 3},
+    })  # fmt: skip
+    _push_rooms(h, "open", "closed")
+    outsider = Subscriber(h.port, host="127.0.0.2")
+    caller_sub = Subscriber(h.port, host="127.0.0.3")
+    other = Subscriber(h.port, host="127.0.0.4")
+    late = Subscriber(h.port, host="127.0.0.5")
+    caller = RawUac(h.port, host="127.0.0.3")
+    try:
+        status, _ = _status(outsider, "closed")  # members-only room: outsiders are refused
+        assert status == 403
+        status, body = _status(outsider, "open")  # a public room: anyone may watch
+        assert status == 200 and b"Alice" in body
+        # a caller of the members-only room may watch it, nicks included
+        assert caller.invite("closed").status == 200
+        h.wait_for(_joined("closed"))
+        h.drain(0.3)
+        status, body = _status(caller_sub, "closed")
+        assert status == 200 and b"Alice" in body and b"Bob" in body
+        # caps: per source, then per room
+        assert _status(outsider, "open")[0] == 200
+        third = outsider.subscribe("open").responses[-1]  # third from one source
+        assert third.status == 403 and "your address" in third.start
+        assert _status(other, "open")[0] == 200  # another source: the room's third
+        fourth = late.subscribe("open").responses[-1]
+        assert fourth.status == 403 and "this conference" in fourth.start
+    finally:
+        for closeable in (outsider, caller_sub, other, late, caller):
+            closeable.close()
+
+
+def test_anyone_may_subscribe_but_outsiders_see_no_nicks_of_members_only_rooms(
+    make_pool: Callable[..., PoolHarness],
+) -> None:
+    directory = RoomDirectory.create(["closed"])
+    h = make_pool(("closed",), pool_size=1, directory=directory,
+                  sip_settings={"limits": {"subscribe_policy": "anyone"}})  # fmt: skip
+    _push_rooms(h, "closed")
+    outsider = Subscriber(h.port, host="127.0.0.2")
+    try:
+        status, body = _status(outsider, "closed")
+        assert status == 200 and b"conference-info" in body
+        assert b"Alice" not in body and b"Bob" not in body and b"alice@" not in body
+    finally:
+        outsider.close()
