@@ -21,9 +21,9 @@ from test_conference_events import ALICE, BOB, Subscriber, room_view
 
 from bridge.core.admission import RoomDirectory
 from bridge.core.events import DialOutCall, DialProgress, LegJoined
+from bridge.devstack.ports import free_udp_tcp_port
 from bridge.protocol.conference_info import conference_from_room
 from bridge.sip.evsub import ConferenceInfoUpdate
-from bridge.devstack.ports import free_udp_tcp_port
 
 
 def _joined(room: str) -> Callable[[object], bool]:
