@@ -240,7 +240,13 @@ class Worker:
             ),
             True,
         )
-        self.message_filter = MessageFilter(lambda: self.directory)
+        limits = spec.sip.limits
+        self.message_filter = MessageFilter(
+            lambda: self.directory,
+            burst=limits.message_rate_burst,
+            per_minute=limits.message_rate_per_minute,
+            trusted=tuple(limits.trusted_sources),
+        )
         self.message_filter.install()
         context = HookContext(self)
         for hook in spec.hooks:
@@ -378,6 +384,9 @@ class Worker:
 
     def _periodic(self, now: float) -> None:
         self._close_ports(now)
+        if self.message_filter.rate_limited:
+            log.warning("sip.message.rate_limited", refused=self.message_filter.rate_limited)
+            self.message_filter.rate_limited = 0
         if self.rate_limited:  # one line per period, not one per refused INVITE
             top = sorted(self.rate_limited.items(), key=lambda kv: -kv[1])[:5]
             log.warning("sip.invite.rate_limited", refused=sum(self.rate_limited.values()),

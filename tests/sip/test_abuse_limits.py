@@ -20,7 +20,7 @@ from rawsip import RawUac
 from test_conference_events import ALICE, BOB, Subscriber, room_view
 
 from bridge.core.admission import RoomDirectory
-from bridge.core.events import DialOutCall, DialProgress, LegJoined
+from bridge.core.events import DialOutCall, DialProgress, LegJoined, SipMessageReceived
 from bridge.devstack.ports import free_udp_tcp_port
 from bridge.protocol.conference_info import conference_from_room
 from bridge.sip.evsub import ConferenceInfoUpdate
@@ -292,3 +292,30 @@ def test_anyone_may_subscribe_but_outsiders_see_no_nicks_of_members_only_rooms(
         assert b"Alice" not in body and b"Bob" not in body and b"alice@" not in body
     finally:
         outsider.close()
+
+
+def test_a_message_flood_from_one_source_is_refused(make_pool: Callable[..., PoolHarness]) -> None:
+    h = make_pool(("demo",), pool_size=1, sip_settings={
+        "limits": {"message_rate_burst": 3, "message_rate_per_minute": 12},
+    })  # fmt: skip
+    flood = RawUac(h.port, host="127.0.0.2")
+    other = RawUac(h.port, host="127.0.0.3")
+    try:
+        answers = []
+        for n in range(6):
+            flood.room = "demo"
+            flood.request("MESSAGE", f"sip:demo@127.0.0.1:{h.port}", body=f"spam {n}",
+                          ctype="text/plain")  # fmt: skip
+            final = flood.final_response("MESSAGE")
+            answers.append((final.status, final.get("Retry-After")))
+        assert answers[:3] == [(200, "")] * 3
+        assert answers[3:] == [(503, "5")] * 3  # 12 a minute: one every 5 s
+        relayed = [e for e in h.drain(0.5) if isinstance(e, SipMessageReceived)]
+        assert [e.body for e in relayed] == ["spam 0", "spam 1", "spam 2"]
+        other.room = "demo"
+        other.request("MESSAGE", f"sip:demo@127.0.0.1:{h.port}", body="hello",
+                      ctype="text/plain")  # fmt: skip
+        assert other.final_response("MESSAGE").status == 200
+    finally:
+        flood.close()
+        other.close()
