@@ -152,7 +152,7 @@ class SipLimits(_Section):
         10, ge=1, description="INVITEs one source address may send in a burst (then 503)"
     )
     call_rate_per_minute: float = Field(
-        30.0, gt=0, description="Sustained INVITE rate per source address and worker"
+        30.0, gt=0, description="Sustained new-INVITE rate per source address and worker (503)"
     )
     callers_per_room: int = Field(
         50, ge=0, description="Calls one conference may hold at once, dialled ones included (486)"
@@ -164,11 +164,14 @@ class SipLimits(_Section):
         description="Seconds an answered call may wait for the caller's ACK before its slot is "
         "freed (a 200 without ACK otherwise holds a slot ~32 s)",
     )
-    message_rate_burst: int = Field(
-        20, ge=1, description="Out-of-dialog MESSAGEs one source address may send in a burst"
+    request_rate_burst: int = Field(
+        20,
+        ge=1,
+        description="Other requests (MESSAGE, SUBSCRIBE, OPTIONS, INFO …; not ACK, BYE, CANCEL "
+        "or re-INVITE) one source address may send in a burst",
     )
-    message_rate_per_minute: float = Field(
-        120.0, gt=0, description="Sustained out-of-dialog MESSAGE rate per source (then 503)"
+    request_rate_per_minute: float = Field(
+        120.0, gt=0, description="Sustained rate of those requests per source and worker (503)"
     )
     subscribe_policy: Literal["callers", "public", "anyone", "nobody"] = Field(
         "public",

@@ -7,9 +7,9 @@ in-dialog and out-of-dialog requests) answers:
 
 * 415 Unsupported Media Type + ``Accept: text/plain`` for any type but text/plain
   (stox-im: text/plain must work; richer types are refused, not silently mangled);
-* out-of-dialog only: 404 for a room that is not linked, 403 for a banned sender;
-* 503 + Retry-After to a source address over its MESSAGE rate (``sip.limits``; trusted
-  sources exempt), in or out of dialog, before anything else is looked at.
+* out-of-dialog only: 404 for a room that is not linked, 403 for a banned sender.
+
+(Per-source rates are enforced earlier, by :mod:`bridge.sip.floodguard`.)
 
 Everything else passes on to pjsua, which 200s it and calls the worker. It relies on the
 struct offsets verified by :mod:`bridge.sip.evsub_native`; if they do not match, the
@@ -19,14 +19,12 @@ filter is not installed (logged) and pjsua's accept-all behaviour remains.
 from __future__ import annotations
 
 import ctypes
-import time
 from collections.abc import Callable
 from typing import Any
 
 from bridge.core.admission import RoomDirectory
-from bridge.core.limits import TokenBuckets, in_networks, parse_networks, retry_seconds
 from bridge.logs import get_logger
-from bridge.sip.sipmsg import SipParseError, message_info, parse_request, via_source
+from bridge.sip.sipmsg import SipParseError, message_info, parse_request
 
 log = get_logger(__name__)
 
@@ -36,21 +34,10 @@ _KEEPALIVE: list[Any] = []  # pjsip keeps raw pointers to the module and callbac
 
 
 class MessageFilter:
-    def __init__(
-        self,
-        directory: Callable[[], RoomDirectory],
-        *,
-        burst: int = 20,
-        per_minute: float = 120.0,
-        trusted: tuple[str, ...] = (),
-    ) -> None:
+    def __init__(self, directory: Callable[[], RoomDirectory]) -> None:
         self._directory = directory
         self.installed = False
         self.refused = 0
-        self.rate_limited = 0
-        self._rate = TokenBuckets(burst, per_minute)
-        self._retry_after = retry_seconds(60.0 / per_minute)
-        self._trusted = parse_networks(trusted)
 
     def install(self) -> bool:
         """Register on this process's endpoint (pjsua2 thread, after libStart)."""
@@ -77,8 +64,6 @@ class MessageFilter:
         lib.write_ptr(hdr, head_addr)
         lib.write_ptr(hdr + 8, head_addr)
         self._accept_list = head_addr
-        self._retry_list = self._header_list(lib, pool, create_hdr, b"Retry-After",
-                                             str(self._retry_after).encode())
         module = nat.PjsipModule()
         module.name = nat.pj_str(b"mod-sipmuc-message-filter")
         module.id = -1
@@ -91,20 +76,6 @@ class MessageFilter:
             return False
         self.installed = True
         return True
-
-    def _header_list(self, lib: Any, pool: int, create_hdr: Any, name: bytes, value: bytes) -> int:
-        """A one-header pjsip list (static: built once, reused by every response)."""
-        nat = self._nat
-        name_s, value_s = nat.pj_str(name), nat.pj_str(value)
-        hdr = int(create_hdr(pool, ctypes.byref(name_s), ctypes.byref(value_s)))
-        head = ctypes.create_string_buffer(64)
-        head_addr = ctypes.addressof(head)
-        lib.write_ptr(head_addr, hdr)
-        lib.write_ptr(head_addr + 8, hdr)
-        lib.write_ptr(hdr, head_addr)
-        lib.write_ptr(hdr + 8, head_addr)
-        _KEEPALIVE.append((name_s, value_s, head))
-        return head_addr
 
     def _on_rx_request(self, rdata: int | None) -> int:
         try:
@@ -130,14 +101,6 @@ class MessageFilter:
             request = parse_request(printed.decode("utf-8", errors="replace"))
         except SipParseError:
             return False
-        source = via_source(request.get("via"))
-        if source and not in_networks(source, self._trusted):
-            wait = self._rate.take(source, time.monotonic())
-            if wait:
-                self.rate_limited += 1
-                self._respond(rdata, 503, b"Too many requests from your address",
-                              self._retry_list)
-                return True
         ctype = request.get("content-type").split(";", 1)[0].strip().lower()
         if ctype and ctype != ACCEPTED:
             self._respond(rdata, 415, None, self._accept_list)

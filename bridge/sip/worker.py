@@ -54,10 +54,11 @@ from bridge.core.events import (
     SendSipMessage,
     SipMessageReceived,
 )
-from bridge.core.limits import TokenBuckets, in_networks, limit_call, parse_networks, rate_refusal
+from bridge.core.limits import in_networks, limit_call, rate_refusal
 from bridge.logs import bound, configure, get_logger
 from bridge.sip import dialout
 from bridge.sip import pj as pjw
+from bridge.sip.floodguard import FloodGuard
 from bridge.sip.leg import Leg
 from bridge.sip.msgfilter import MessageFilter
 from bridge.sip.protocol import (
@@ -174,9 +175,13 @@ class Worker:
         self.clock: pjw.MediaClock | None = None
         self._frame_errors_gone = 0  # errors of ports already released
         limits = spec.sip.limits
-        self.trusted_sources = parse_networks(limits.trusted_sources)
-        self.call_rate = TokenBuckets(limits.call_rate_burst, limits.call_rate_per_minute)
-        self.rate_limited: dict[str, int] = {}  # refusals since the last log line, by source
+        self.flood_guard = FloodGuard(
+            call_burst=limits.call_rate_burst,
+            call_per_minute=limits.call_rate_per_minute,
+            request_burst=limits.request_rate_burst,
+            request_per_minute=limits.request_rate_per_minute,
+            trusted=tuple(limits.trusted_sources),
+        )
         self.call_limits = call_limits(spec.sip, spec.retry_after_s)
         self.node_load = PeersUpdate(())  # the front's view of the node's calls
         self._next_stats = 0.0
@@ -240,13 +245,8 @@ class Worker:
             ),
             True,
         )
-        limits = spec.sip.limits
-        self.message_filter = MessageFilter(
-            lambda: self.directory,
-            burst=limits.message_rate_burst,
-            per_minute=limits.message_rate_per_minute,
-            trusted=tuple(limits.trusted_sources),
-        )
+        self.flood_guard.install()
+        self.message_filter = MessageFilter(lambda: self.directory)
         self.message_filter.install()
         context = HookContext(self)
         for hook in spec.hooks:
@@ -384,14 +384,11 @@ class Worker:
 
     def _periodic(self, now: float) -> None:
         self._close_ports(now)
-        if self.message_filter.rate_limited:
-            log.warning("sip.message.rate_limited", refused=self.message_filter.rate_limited)
-            self.message_filter.rate_limited = 0
-        if self.rate_limited:  # one line per period, not one per refused INVITE
-            top = sorted(self.rate_limited.items(), key=lambda kv: -kv[1])[:5]
-            log.warning("sip.invite.rate_limited", refused=sum(self.rate_limited.values()),
-                        sources=len(self.rate_limited), top=dict(top))  # fmt: skip
-            self.rate_limited = {}
+        refused = self.flood_guard.refused
+        if refused:  # one line per period, not one per refused request
+            log.warning("sip.rate_limited", refused=sum(refused.values()),
+                        sources=len(refused), top=dict(refused.most_common(5)))  # fmt: skip
+            refused.clear()
         if self.spec.stats_interval_s and now >= self._next_stats:
             self._next_stats = now + self.spec.stats_interval_s
             self._send_stats()
@@ -470,10 +467,11 @@ class Worker:
     def _on_incoming_call(self, prm: Any) -> None:
         call = pjw.BridgeCall(self.account, prm.callId, self)
         source = pjw.source_host(prm.rdata)
-        if source and not in_networks(source, self.trusted_sources):
-            wait = self.call_rate.take(source, time.monotonic())
-            if wait:  # before any parsing or lookup: a flood costs one answer each
-                self.rate_limited[source] = self.rate_limited.get(source, 0) + 1
+        guard = self.flood_guard
+        if not guard.installed and source and not in_networks(source, guard.trusted):
+            wait = guard.calls.take(source, time.monotonic())  # the slow path: no guard module
+            if wait:
+                guard.refused[source] += 1
                 self._reject(call, rate_refusal(wait))
                 return
         try:

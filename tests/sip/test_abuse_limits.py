@@ -296,7 +296,7 @@ def test_anyone_may_subscribe_but_outsiders_see_no_nicks_of_members_only_rooms(
 
 def test_a_message_flood_from_one_source_is_refused(make_pool: Callable[..., PoolHarness]) -> None:
     h = make_pool(("demo",), pool_size=1, sip_settings={
-        "limits": {"message_rate_burst": 3, "message_rate_per_minute": 12},
+        "limits": {"request_rate_burst": 3, "request_rate_per_minute": 12},
     })  # fmt: skip
     flood = RawUac(h.port, host="127.0.0.2")
     other = RawUac(h.port, host="127.0.0.3")
