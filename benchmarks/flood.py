@@ -228,9 +228,9 @@ async def legitimate(node: Node, work: Path, speech: np.ndarray, pcap: Path,
                      phase: Phase) -> None:  # fmt: skip
     """The legitimate caller joins ``quiet`` and hears another caller talk there."""
     port = node.pool.front_port
-    work.mkdir(parents=True, exist_ok=True)
     silence = work / "silence.wav"
-    dp.write_wav(silence, np.zeros(8000 * 30, np.int16), 8000)
+    await asyncio.to_thread(silence.parent.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(dp.write_wav, silence, np.zeros(8000 * 30, np.int16), 8000)
     listener = dp.Baresip(work / "baresip", silence)
     before = set(node.legs)
     t0 = time.monotonic()

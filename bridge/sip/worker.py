@@ -515,7 +515,8 @@ class Worker:
             decision = limit_call(
                 self.call_limits,
                 source=source,
-                source_calls=load.source_calls.get(source, 0),
+                source_calls=load.source_calls.get(source, 0)
+                + self.slot_book.pending_from(source, now),
                 room_calls=load.room_calls.get(room.lower(), 0),
             ) or decision
         with bound(room=room, call_id=caller.call_id):
@@ -528,7 +529,7 @@ class Worker:
                 self.pending_rejects[call.getId()] = call
                 call.answer(op)
             elif isinstance(decision, Redirect):
-                self.slot_book.hold(decision.worker, now)
+                self.slot_book.hold(decision.worker, now, source)
                 transport = via_transport(request.get("via"))
                 contact = redirect_contact(room, decision.host, decision.port, transport)
                 log.info("sip.invite.redirected", worker=decision.worker, contact=contact)

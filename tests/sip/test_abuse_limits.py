@@ -319,3 +319,28 @@ def test_a_message_flood_from_one_source_is_refused(make_pool: Callable[..., Poo
     finally:
         flood.close()
         other.close()
+
+
+def test_redirects_never_followed_do_not_exhaust_the_workers(
+    make_pool: Callable[..., PoolHarness],
+) -> None:
+    """The front holds a worker slot for each 302 until the caller arrives there; a source
+    that never follows its redirects must not hold more than its own call cap that way."""
+    h = make_pool(("demo",), pool_size=2, calls_per_worker=2,  # front 1 slot + worker 2
+                  sip_settings={"limits": {"calls_per_source": 2}})  # fmt: skip
+    held: list[RawUac] = []
+    try:
+        first = RawUac(h.port, host="127.0.0.2")
+        held.append(first)
+        assert first.invite("demo").status == 200  # the front's own slot
+        h.wait_for(_joined("demo"))
+        answers = []
+        for _ in range(3):  # redirected, never followed
+            uac = RawUac(h.port, host="127.0.0.2")
+            held.append(uac)
+            answers.append(uac.invite("demo").status)
+        assert answers == [302, 486, 486]
+        assert _call(h.port, "127.0.0.3", "demo", held) == 200  # a slot is still there
+    finally:
+        for uac in held:
+            uac.close()
