@@ -12,6 +12,7 @@ from bridge import __version__
 from bridge.config import Settings, redacted
 from bridge.http import Readiness, serve_http
 from bridge.logs import get_logger
+from bridge.node.caller_policy import caller_policy
 from bridge.node.command_executor import CommandExecutor
 from bridge.node.services import build_state
 from bridge.node.supervisor import Node, initial_directory
@@ -43,7 +44,10 @@ async def open_node(settings: Settings, readiness: Readiness | None = None) -> A
         await component.start()
         try:
             directory = await initial_directory(settings, services)
-            pool = WorkerPool(settings.sip, settings.workers, settings.log, directory=directory)
+            pool = WorkerPool(
+                settings.sip, settings.workers, settings.log, directory=directory,
+                callers=caller_policy(settings),
+            )  # fmt: skip
             try:
                 await asyncio.to_thread(pool.start)
                 # ready = the node can take a call now (a full node sheds new callers)

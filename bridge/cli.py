@@ -1,4 +1,4 @@
-"""``sipmuc-bridge`` command line: run, demo, check-config, version."""
+"""``sipmuc-bridge`` command line: run, demo, check-config, ha1, version."""
 
 from __future__ import annotations
 
@@ -60,8 +60,45 @@ def _parser() -> argparse.ArgumentParser:
         "--xmpp-port", type=int, default=0, metavar="PORT",
         help="XMPP client (c2s) port (default 5222 when free, else any free port)",
     )  # fmt: skip
+    ha1_cmd = sub.add_parser(
+        "ha1",
+        help="print a SIP digest account's settings line (HA1 for SHA-256 and MD5; the "
+        "password is read from the terminal or stdin and never printed)",
+    )
+    ha1_cmd.add_argument("user", help="the account's user name (what the phone sends)")
+    ha1_cmd.add_argument("--realm", required=True, help="identity.realm (default: sip.domain)")
+    ha1_cmd.add_argument(
+        "--format", choices=("toml", "env"), default="toml",
+        help="a TOML table for the settings file (default) or an environment variable",
+    )  # fmt: skip
     sub.add_parser("version", help="print the version")
     return parser
+
+
+def _ha1(user: str, realm: str, fmt: str) -> int:
+    """HA1 lines for ``identity.accounts``: the password itself is never stored."""
+    import getpass
+
+    from bridge.core.digest import ha1
+
+    if not user or any(c in user for c in ' "\\:@'):
+        print("sipmuc-bridge: the user name must not contain spaces, quotes, : or @",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_CONFIG
+    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline()
+    password = password.rstrip("\r\n")
+    if not password:
+        print("sipmuc-bridge: empty password", file=sys.stderr)
+        return EXIT_CONFIG
+    sha, md5 = ha1(user, realm, password, "SHA-256"), ha1(user, realm, password, "MD5")
+    if fmt == "env":
+        value = json.dumps({"ha1_sha256": sha, "ha1_md5": md5})
+        print(f"SIPMUC_IDENTITY__ACCOUNTS__{user.upper()}='{value}'")
+    else:
+        print(f'[identity.accounts."{user}"]  # realm {realm}')
+        print(f'ha1_sha256 = "{sha}"')
+        print(f'ha1_md5 = "{md5}"')
+    return 0
 
 
 def _load(config: Path | None) -> Settings:
@@ -99,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(f"sipmuc-bridge {__version__}")
         return 0
+    if args.command == "ha1":
+        return _ha1(args.user, args.realm, args.format)
     if args.command == "demo":
         from bridge.demo import DemoOptions, run_demo
 

@@ -31,6 +31,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bridge.core.caller_identity import AdmitMode, TrustedPeers
 from mixer.frames import TICK_SECONDS
 
 ENV_PREFIX = "SIPMUC_"
@@ -484,19 +485,79 @@ class StateSettings(_Section):
     )
 
 
+class DigestAlgorithm(StrEnum):
+    SHA256 = "SHA-256"
+    MD5 = "MD5"
+
+
+class DigestAccountSettings(_Section):
+    """One SIP account: HA1 = H(user:realm:password) per algorithm, never the password
+    (``sipmuc-bridge ha1 USER`` prints these lines)."""
+
+    ha1_sha256: str = Field("", description="SHA-256 HA1 (RFC 8760), 64 hex digits")
+    ha1_md5: str = Field("", description="MD5 HA1 for phones without SHA-256, 32 hex digits")
+
+    @model_validator(mode="after")
+    def _hex(self) -> Self:
+        for name, size in (("ha1_sha256", 64), ("ha1_md5", 32)):
+            value = getattr(self, name).strip().lower()
+            if value and (len(value) != size or any(c not in "0123456789abcdef" for c in value)):
+                raise ValueError(f"{name} must be {size} hex digits (an HA1, not a password)")
+            setattr(self, name, value)
+        if not self.ha1_sha256 and not self.ha1_md5:
+            raise ValueError("an account needs ha1_sha256 and/or ha1_md5")
+        return self
+
+
 class IdentitySettings(_Section):
-    """Caller ↔ JID bindings (RFC 7081 §3.5): headers are hints, only these entries bind."""
+    """Who a caller is (docs/security.md): SIP digest accounts, trusted peers whose
+    P-Asserted-Identity counts, what a node admits, and caller ↔ JID bindings."""
 
     trusted_bindings: dict[str, str] = Field(
         default_factory=dict,
-        description="Trusted mapping caller SIP URI → JID (from a directory or by hand); a "
-        "caller is shown as that occupant only when listed here",
+        description="Trusted mapping caller identity (sip:user@realm of an account, or an "
+        "asserted URI) → JID; only authenticated or asserted callers are ever bound",
     )
-    trust_asserted_identity: bool = Field(
-        False,
-        description="Also look P-Asserted-Identity up in trusted_bindings (only behind a "
-        "trusted proxy that sets it, RFC 3325)",
+    realm: str = Field("", description="Digest realm of the accounts (default: sip.domain)")
+    accounts: dict[str, DigestAccountSettings] = Field(
+        default_factory=dict,
+        description="SIP digest accounts user → {ha1_sha256, ha1_md5} (stored as HA1, never "
+        "plain); a caller whose From names an account must authenticate",
     )
+    trusted_peers: list[str] = Field(
+        default_factory=list,
+        description="Addresses/CIDRs whose P-Asserted-Identity is believed (your PBX or SBC; "
+        "the chart's Kamailio only if it authenticates callers and sets PAI itself); the "
+        "header is ignored from anyone else",
+    )
+    admit: AdmitMode = Field(
+        AdmitMode.OPEN,
+        description="open: everyone may call (unverified callers are marked); "
+        "verified-only: unverified callers get 401 (when accounts exist) or 403",
+    )
+    room_admit: dict[str, AdmitMode] = Field(
+        default_factory=dict, description="Per-room override of admit: room name → mode"
+    )
+    digest_algorithms: list[DigestAlgorithm] = Field(
+        default_factory=lambda: [DigestAlgorithm.SHA256, DigestAlgorithm.MD5],
+        min_length=1,
+        description="Digest challenges offered, in preference order (RFC 8760: SHA-256 "
+        "first; some old clients answer only the first one)",
+    )
+    nonce_ttl_s: int = Field(
+        300, ge=10, le=3600, description="Seconds a digest nonce stays valid (stateless)"
+    )
+
+    @field_validator("trusted_peers")
+    @classmethod
+    def _peers(cls, value: list[str]) -> list[str]:
+        TrustedPeers.parse(value)  # raises a clear ValueError on a bad entry
+        return value
+
+    @field_validator("room_admit")
+    @classmethod
+    def _rooms(cls, value: dict[str, AdmitMode]) -> dict[str, AdmitMode]:
+        return {room.lower(): mode for room, mode in value.items()}
 
 
 class LogSettings(_Section):

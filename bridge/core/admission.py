@@ -52,6 +52,8 @@ class RoomDirectory:
     draining: bool = False
     #: rooms whose MUC is public and open (not members-only): outsiders may see who is there
     public: frozenset[str] = frozenset()
+    #: verified identity keys with a leg in each room: who may send out-of-dialog MESSAGE
+    present: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -65,6 +67,7 @@ class RoomDirectory:
         owners: Mapping[str, str] | None = None,
         draining: bool = False,
         public: Iterable[str] = (),
+        present: Mapping[str, Iterable[str]] | None = None,
     ) -> RoomDirectory:
         return cls(
             rooms=frozenset(r.lower() for r in rooms),
@@ -78,7 +81,14 @@ class RoomDirectory:
             owners={room.lower(): uri for room, uri in (owners or {}).items()},
             draining=draining,
             public=frozenset(r.lower() for r in public),
+            present={
+                room.lower(): frozenset(normalize_caller(k) for k in keys)
+                for room, keys in (present or {}).items()
+            },
         )
+
+    def is_present(self, room: str, key: str) -> bool:
+        return normalize_caller(key) in self.present.get(room.lower(), frozenset())
 
     def is_banned(self, room: str, callers: Iterable[str]) -> bool:
         ids = {normalize_caller(c) for c in callers if c}
@@ -129,8 +139,12 @@ def admit(
     redirect: Redirect | None = None,
     retry_after: int = 30,
     is_front: bool = False,
+    refuse_unverified: bool = False,
 ) -> Decision:
-    """Decide an INVITE to ``room`` from ``callers`` (From URI, P-Asserted-Identity …).
+    """Decide an INVITE to ``room`` from ``callers`` (the identity's ban keys: its verified
+    key, or an unverified caller's source address and From hint; see
+    :mod:`bridge.core.caller_identity`). ``refuse_unverified``: the room is verified-only
+    and this caller is not.
 
     Order matters: an unknown room is 404 and a banned caller 403 before any capacity
     question, so that no caller is bounced through a redirect only to be refused there.
@@ -141,6 +155,8 @@ def admit(
         return Reject(404, "No conference in the Request-URI")
     if room.lower() not in directory.rooms:
         return Reject(404, "Conference not found")
+    if refuse_unverified:
+        return Reject(403, "Verified callers only (authenticate or call through the PBX)")
     if directory.is_banned(room, callers):
         return Reject(403, "Banned from this conference")
     if room.lower() in directory.locked:
@@ -253,5 +269,3 @@ def redirect_contact(room: str, host: str, port: int, transport: str) -> str:
         return f"<sips:{room}@{host_part}:{port}>"
     params = ";transport=tcp" if transport == "tcp" else ""
     return f"<sip:{room}@{host_part}:{port}{params}>"
-
-

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bridge.core.caller_identity import CallerIdentity
+
 # ---- SIP worker → supervisor ---------------------------------------------------------------
 
 
@@ -22,7 +24,7 @@ class LegJoined:
     worker: int
     from_uri: str
     display_name: str = ""
-    asserted_identity: str = ""  # P-Asserted-Identity, a hint only
+    asserted_identity: str = ""  # P-Asserted-Identity (only ever set from a trusted peer)
     impp_uris: tuple[str, ...] = ()  # Call-Info ...;purpose=impp values (RFC 6993), a hint only
     xmpp_contacts: tuple[str, ...] = ()  # XMPP-Contact header values, a hint only
     codec: str = ""
@@ -30,6 +32,7 @@ class LegJoined:
     transport: str = "udp"  # SIP transport of the INVITE: udp, tcp, tls
     encrypted: bool = False  # TLS signalling and SRTP media (RFC 7081 §7)
     source_host: str = ""  # IP address the INVITE came from
+    identity: CallerIdentity | None = None  # who is calling; None only in old tests
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,7 @@ class SipMessageReceived:
     leg_id: str = ""
     sender_display: str = ""
     source_host: str = ""  # IP address the MESSAGE came from (matches out-of-dialog to a leg)
+    sender_key: str = ""  # out-of-dialog: the verified identity key the filter checked
 
 
 # ---- supervisor → SIP worker ---------------------------------------------------------------

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from bridge.core.admission import normalize_caller
+from bridge.core.caller_identity import CallerIdentity, identify
 from bridge.core.events import LegJoined
 
 
@@ -88,37 +89,36 @@ def normalize_trusted(mapping: Mapping[str, str]) -> dict[str, str]:
 
 
 def verify_binding(
-    caller_uri: str,
+    identity_key: str,
     *,
+    verified: bool,
     trusted: Mapping[str, str],
     impp_uris: Iterable[str] = (),
     xmpp_contacts: Iterable[str] = (),
-    asserted_identity: str = "",
-    trust_asserted_identity: bool = False,
+    verified_by: str = "config",
 ) -> BindingDecision:
-    """Bind only what a trusted mapping confirms; a header alone never binds.
+    """Bind only a *verified* caller (authenticated or asserted, never a From header) and
+    only to what the trusted mapping says for its identity; a header alone never binds.
 
     ``trusted`` must be in comparison form (:func:`normalize_trusted`). A hint that
     contradicts the trusted mapping is reported and ignored: the mapping wins.
     """
     hints = hinted_jids(impp_uris, xmpp_contacts)
-    lookups: list[tuple[str, str]] = []
+    if not verified:
+        return BindingDecision("", "", "unverified callers are never bound", hints)
+    jid = None
+    key = ""
     with contextlib.suppress(ValueError):
-        lookups.append((caller_key(caller_uri), "config"))
-    if trust_asserted_identity and asserted_identity:
-        with contextlib.suppress(ValueError):
-            lookups.append((caller_key(asserted_identity), "asserted-identity"))
-    for key, source in lookups:
+        key = caller_key(identity_key)
         jid = trusted.get(key)
-        if jid is None:
-            continue
+    if jid is not None:
         if hints and jid not in hints:
             reason = f"trusted mapping of {key} wins over contradicting hints"
         elif hints:
             reason = f"hint confirmed by trusted mapping of {key}"
         else:
             reason = f"trusted mapping of {key}"
-        return BindingDecision(jid, source, reason, hints)
+        return BindingDecision(jid, verified_by, reason, hints)
     if hints:
         reason = "unverified hint ignored: a header alone never binds (RFC 7081 §3.5)"
     else:
@@ -138,31 +138,40 @@ __all__ = [
     "caller_key",
     "hinted_jids",
     "jid_key",
+    "leg_identity",
     "normalize_trusted",
     "participant_key",
     "verify_binding",
 ]
 
 
-def sender_leg(legs: Iterable[LegJoined], room: str, sender_uri: str, source_host: str) -> str:
+def sender_leg(legs: Iterable[LegJoined], room: str, sender_key: str) -> str:
     """The leg an out-of-dialog MESSAGE comes from, or "" when it cannot be told.
 
-    Many phones (Linphone among them) send chat outside the call's dialog. Such a MESSAGE
-    is the caller's only if it names the same caller (From, compared as ``caller_key``) and
-    comes from the host the call came from, in the same room, and exactly one leg fits: a
-    From header alone would let anyone speak as any caller they can name.
+    Many phones (Linphone among them) send chat outside the call's dialog. The SIP side
+    lets such a MESSAGE through only from an authenticated or asserted sender who has a
+    leg in the room, and names that identity (``sender_key``); the message is attributed
+    to that identity's most recent leg in the room. A From header never attributes.
     """
-    if not source_host:
+    if not sender_key:
         return ""
-    try:
-        key = caller_key(sender_uri)
-    except ValueError:
-        return ""
-    found = []
-    for leg in legs:
-        if leg.room.lower() != room.lower() or leg.source_host != source_host:
-            continue
-        with contextlib.suppress(ValueError):
-            if caller_key(leg.from_uri) == key:
-                found.append(leg.leg_id)
-    return found[0] if len(found) == 1 else ""
+    found = [
+        leg.leg_id
+        for leg in legs
+        if leg.room.lower() == room.lower()
+        and leg.identity is not None
+        and leg.identity.verified
+        and leg.identity.key == sender_key
+    ]
+    return found[-1] if found else ""
+
+
+def leg_identity(leg: LegJoined) -> CallerIdentity:
+    """The leg's identity; a leg without one (a test double, an old worker) is unverified:
+    never trusted by default."""
+    if leg.identity is not None:
+        return leg.identity
+    return identify(
+        call_token=leg.leg_id, from_uri=leg.from_uri, display=leg.display_name,
+        source_addr=leg.source_host,
+    )  # fmt: skip

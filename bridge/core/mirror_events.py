@@ -134,6 +134,8 @@ class CallerJoined(_Event):
     bound_jid: str = ""
     verified_by: str = ""
     accepts_messages: bool = True
+    #: unverified callers only: where a ban on them lands (caller_identity.ban_keys)
+    ban_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

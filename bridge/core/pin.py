@@ -37,7 +37,8 @@ class AdmitLeg:
 
 
 PinAction = AdmitLeg | HangupLeg | PlayTone | SendSipMessage
-PinStatus = Literal["collecting", "admitted", "refused"]
+PinStatus = Literal["collecting", "checking", "admitted", "refused"]
+ROOM_KEY = "*"
 
 
 def _digest(pin: str) -> bytes:
@@ -80,22 +81,34 @@ def pin_hash_matches(entered: str, stored: str) -> bool:
 
 
 class PinLimiter:
-    """Wrong-PIN budget per caller key (caller URI, or source address for anonymous callers)
-    over a sliding window, shared by all calls of that caller to one conference.
+    """Wrong-PIN budget per key over a sliding window, shared by all calls of that key to
+    one conference. Keys (issue 18): the source address of an unverified caller (never its
+    From, which it rewrites at will), the identity of a verified one, and ``*`` for the
+    whole room (a second, larger budget: many addresses cannot share out the guessing).
+
+    Lockouts grow: the first time a key exhausts its budget it waits for the window to
+    slide; every later time, for ``window × 2^n`` (at most ``max_lockout``).
 
     In memory on this node; a caller redirected to another replica starts a fresh budget
     there (bounded by the number of replicas).
     """
 
     def __init__(
-        self, max_failures: int = 10, window: float = 900.0, max_keys: int = 10_000
+        self,
+        max_failures: int = 10,
+        window: float = 900.0,
+        max_keys: int = 10_000,
+        max_lockout: float = 86_400.0,
     ) -> None:
         if max_failures < 1 or window <= 0 or max_keys < 1:
             raise ValueError("max_failures and max_keys must be >= 1 and window > 0")
         self.max_failures = max_failures
         self.window = window
         self.max_keys = max_keys
+        self.max_lockout = max_lockout
         self._failures: dict[str, deque[float]] = {}
+        self._strikes: dict[str, int] = {}  # times a key exhausted its budget
+        self._locked_until: dict[str, float] = {}
 
     def _recent(self, key: str, now: float) -> deque[float] | None:
         stamps = self._failures.get(key)
@@ -113,12 +126,13 @@ class PinLimiter:
         return len(stamps) if stamps is not None else 0
 
     def retry_after(self, key: str, now: float) -> float:
-        """0 when the caller may try a PIN now; else seconds until the oldest failure in the
-        window expires (for a 403/``Retry-After`` before answering)."""
+        """0 when the caller may try a PIN now; else seconds until it may (the oldest
+        failure in the window expires, or a growing lockout ends)."""
+        locked = max(0.0, self._locked_until.get(key, 0.0) - now)
         stamps = self._recent(key, now)
         if stamps is None or len(stamps) < self.max_failures:
-            return 0.0
-        return max(0.0, stamps[len(stamps) - self.max_failures] + self.window - now)
+            return locked
+        return max(locked, stamps[len(stamps) - self.max_failures] + self.window - now)
 
     def record_failure(self, key: str, now: float) -> None:
         stamps = self._recent(key, now)
@@ -129,6 +143,16 @@ class PinLimiter:
         stamps.append(now)
         while len(stamps) > self.max_failures:  # older ones no longer decide anything
             stamps.popleft()
+        if len(stamps) >= self.max_failures:
+            strike = self._strikes.get(key, 0)
+            if strike:
+                lock = min(self.max_lockout, self.window * 2**strike)
+                self._locked_until[key] = now + lock
+            if len(self._strikes) >= self.max_keys and key not in self._strikes:
+                del self._strikes[next(iter(self._strikes))]  # bounded: the oldest goes
+            self._strikes[key] = strike + 1
+            for old in [k for k, t in self._locked_until.items() if t <= now]:
+                del self._locked_until[old]
 
     def _evict(self, now: float) -> None:
         """Keep memory bounded under a flood of distinct keys: drop expired, then oldest."""
@@ -164,6 +188,11 @@ class PinEntry:
     timeout: float = 60.0  # seconds from start to a correct PIN
     max_digits: int = 16  # a longer entry is a wrong attempt (no unbounded buffer)
     accepts_messages: bool = True
+    room_limiter: PinLimiter | None = None  # the whole room's budget (key ``*``)
+    #: ``#`` returns status "checking" and the caller runs :meth:`check` (PBKDF2, ~10 ms)
+    #: off its event loop, then :meth:`resolve`
+    defer_check: bool = False
+    pending: str = field(init=False, default="", repr=False)
     status: PinStatus = "collecting"
     attempts_left: int = field(init=False)
     deadline: float = field(init=False, default=0.0)
@@ -186,9 +215,15 @@ class PinEntry:
             "refused", (*self._tell(text), HangupLeg(self.leg_id, reason, status_code=403))
         )
 
+    def _locked(self, now: float) -> bool:
+        if self.limiter.retry_after(self.caller, now) > 0:
+            return True
+        room = self.room_limiter
+        return room is not None and room.retry_after(ROOM_KEY, now) > 0
+
     def start(self, now: float) -> PinStep:
         self.deadline = now + self.timeout
-        if self.limiter.retry_after(self.caller, now) > 0:
+        if self._locked(now):
             return self._refuse(TOO_MANY, "too many wrong PINs")
         return PinStep("collecting", self._tell(PROMPT))
 
@@ -201,6 +236,8 @@ class PinEntry:
         """One DTMF key. Keys after the outcome, and A-D, change nothing."""
         if self.status != "collecting":
             return PinStep(self.status)
+        if self.pending:  # a check is running: keys typed meanwhile are dropped
+            return PinStep("collecting")
         if self.deadline and now >= self.deadline:
             return self._refuse(TIMED_OUT, "no PIN entered")
         if digit == "*":
@@ -217,21 +254,34 @@ class PinEntry:
             return PinStep("collecting", self._tell(PROMPT))
         entered = "".join(self._typed)
         self._typed.clear()
-        if self._matches(entered):
-            self.status = "admitted"
-            return PinStep("admitted", (AdmitLeg(self.leg_id),))
-        return self._wrong(now)
+        if self.defer_check:
+            self.pending = entered
+            return PinStep("checking")
+        return self.resolve(self.check(entered), now)
 
-    def _matches(self, entered: str) -> bool:
+    def check(self, entered: str) -> bool:
+        """Does ``entered`` match? Pure but slow for a stored hash (PBKDF2)."""
         if is_pin_hash(self.pin):
             return pin_hash_matches(entered, self.pin)
         return pin_matches(entered, self.pin)
 
+    def resolve(self, matched: bool, now: float) -> PinStep:
+        """The outcome of :meth:`check` on the submitted entry."""
+        self.pending = ""
+        if self.status != "collecting":
+            return PinStep(self.status)
+        if matched:
+            self.status = "admitted"
+            return PinStep("admitted", (AdmitLeg(self.leg_id),))
+        return self._wrong(now)
+
     def _wrong(self, now: float) -> PinStep:
         self._typed.clear()
         self.limiter.record_failure(self.caller, now)
+        if self.room_limiter is not None:
+            self.room_limiter.record_failure(ROOM_KEY, now)
         self.attempts_left -= 1
-        if self.attempts_left <= 0 or self.limiter.retry_after(self.caller, now) > 0:
+        if self.attempts_left <= 0 or self._locked(now):
             return self._refuse(TOO_MANY, "wrong PIN")
         beep: tuple[PinAction, ...] = (PlayTone(self.leg_id, "beep"),)
         return PinStep("collecting", beep + self._tell(WRONG.format(left=self.attempts_left)))

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+from bridge.core.caller_identity import is_unverified_key
 from bridge.core.events import HangupLeg, MuteLeg, PlayTone, SendSipMessage
 from bridge.core.identity import bare_jid, caller_key, jid_key, participant_key
 from bridge.core.mirror_events import (
@@ -260,16 +261,25 @@ def _kick(event: OccupantKicked, state: RoomState) -> _Out:
     return changes, actions
 
 
+def _ban_keys(p: str, legs: Iterable[LegRecord]) -> list[str]:
+    """Where a ban on participant ``p`` is stored: its key when verified; an unverified
+    caller's per-call key would stop nobody, so its source address (and From hint)."""
+    if not is_unverified_key(p):
+        return [p]
+    return list(dict.fromkeys(k for leg in legs for k in leg.ban_keys))
+
+
 def _ban(event: OccupantBanned, state: RoomState) -> _Out:
     p, _ = _resolve(state, event.occupant_jid)
     if not p:
         return _none()
     legs = state.legs_of(p)
     changes: list[Change] = []
-    if p not in state.bans:
-        puppets = tuple(leg.puppet_jid for leg in legs if leg.puppet_jid)
-        record = BanRecord(reason=event.reason, puppet_jids=puppets, **_stamp(event))
-        changes.append(put(p, record))
+    puppets = tuple(leg.puppet_jid for leg in legs if leg.puppet_jid)
+    for key in _ban_keys(p, legs):
+        if key not in state.bans:
+            record = BanRecord(reason=event.reason, puppet_jids=puppets, **_stamp(event))
+            changes.append(put(key, record))
     why = "banned from the chat room" + (f": {event.reason}" if event.reason else "")
     actions: list[Action] = []
     for leg in legs:
@@ -281,9 +291,13 @@ def _ban(event: OccupantBanned, state: RoomState) -> _Out:
 
 def _unban(event: OccupantUnbanned, state: RoomState) -> _Out:
     p, _ = _resolve(state, event.occupant_jid)
-    if p not in state.bans:
-        return _none()
-    return [Delete("bans", p)], []  # future INVITEs are admitted again; nothing to do now
+    try:
+        bare = bare_jid(event.occupant_jid)
+    except ValueError:
+        bare = ""
+    keys = [k for k, ban in state.bans.items() if k == p or (bare and bare in ban.puppet_jids)]
+    # future INVITEs are admitted again; nothing to do now
+    return [Delete("bans", k) for k in dict.fromkeys(keys)], []
 
 
 def _privilege(event: OccupantPrivilegeChanged, state: RoomState) -> _Out:
@@ -356,7 +370,7 @@ def _joined(event: CallerJoined, state: RoomState) -> _Out:
     p = participant_key(key, event.bound_jid)
     binding = state.bindings.get(key)
     bound_p = jid_key(binding.jid) if binding is not None else ""
-    if state.is_banned(p, key, bound_p):  # admission should have said 403 already
+    if state.is_banned(p, key, bound_p, *event.ban_keys):  # admission said 403 already
         return [], [HangupLeg(event.leg_id, "banned from this conference", 403)]
     puppet = "" if event.bound_jid else bare_jid(event.puppet_jid)
     leg = LegRecord(
@@ -368,6 +382,7 @@ def _joined(event: CallerJoined, state: RoomState) -> _Out:
         call_id=event.call_id,
         node=event.node,
         accepts_messages=event.accepts_messages,
+        ban_keys=event.ban_keys if is_unverified_key(p) else (),
         **_stamp(event),
     )
     changes: list[Change] = [put(event.leg_id, leg)]
@@ -491,7 +506,7 @@ def _caller_ban(event: CallerBanned, state: RoomState) -> _Out:
     legs = state.legs_of(p)
     puppets = tuple(each.puppet_jid for each in legs if each.puppet_jid)
     record = BanRecord(reason=event.reason, puppet_jids=puppets, **_stamp(event))
-    changes: list[Change] = [put(p, record)]
+    changes: list[Change] = [put(key, record) for key in _ban_keys(p, legs)]
     why = "banned" + (f": {event.reason}" if event.reason else "")
     actions: list[Action] = []
     for each in legs:
@@ -540,7 +555,7 @@ def _restore(event: Restore, state: RoomState) -> _Out:
             continue
         binding = state.bindings.get(leg.caller_uri)
         bound_p = jid_key(binding.jid) if binding is not None else ""
-        if state.is_banned(leg.participant, leg.caller_uri, bound_p):
+        if state.is_banned(leg.participant, leg.caller_uri, bound_p, *leg.ban_keys):
             changes.append(Delete("legs", leg.leg_id))
             actions.append(HangupLeg(leg.leg_id, "banned from this conference"))
             continue

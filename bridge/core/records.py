@@ -101,6 +101,8 @@ class LegRecord(Record):
     call_id: str = ""
     node: str = ""
     accepts_messages: bool = True
+    #: an unverified caller's enforceable keys (addr:<ip>, from:<uri>): a ban lands there
+    ban_keys: tuple[str, ...] = ()
 
     def token(self) -> str:
         return self.leg_id

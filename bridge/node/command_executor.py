@@ -76,6 +76,14 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 PREFIX = "!"
+PIN_IN_ROOM = (
+    "Not set: a PIN typed in the room is read by everyone in it. Send {prefix}pin to me in a "
+    "private message, or use the bridge's \"pin\" ad-hoc command, and choose a different PIN."
+)
+
+
+def _names_pin(body: str, prefix: str) -> bool:
+    return body.strip().lower().startswith(prefix + "pin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +142,13 @@ class CommandExecutor:
         bridged = self._bridged(typed.room)
         if bridged is None:
             return
+        def answer(text: str) -> None:
+            target = self._bridged(typed.room) or bridged  # a new occupant after !link
+            if typed.private:
+                target.relay.tell_occupant(typed.nick, text)
+            else:
+                self.say(target, f"{typed.nick}: {text}")
+
         parsed = parse_command(typed.body, self.prefix)
         if isinstance(parsed, ParseError):
             if parsed.code == "not-command":
@@ -141,16 +156,22 @@ class CommandExecutor:
             with bound(room=typed.room):
                 log.info("command.refused", command=parsed.command or "?",
                          actor=_bare(typed.jid) or typed.nick, result="invalid",
-                         detail=parsed.message[:200])  # fmt: skip
-            self.say(bridged, f"{typed.nick}: {parsed.message}")
+                         detail="(hidden)" if _names_pin(typed.body, self.prefix)
+                         else parsed.message[:200])  # fmt: skip
+            answer(parsed.message)
+            return
+        if parsed.name == "pin" and parsed.arg("pin") != "off" and not typed.private:
+            with bound(room=typed.room):
+                log.info("command.refused", command="pin", actor=_bare(typed.jid) or typed.nick,
+                         result="refused", detail="PIN typed in the room")  # fmt: skip
+            answer(PIN_IN_ROOM.format(prefix=self.prefix))
             return
         event_id = f"cmd:{typed.room}:{typed.nick}:{typed.stanza_id or uuid.uuid4().hex}"
         reply = await self.execute(
             typed.room, parsed, nick=typed.nick, jid=_bare(typed.jid), role=typed.role,
             event_id=event_id,
         )  # fmt: skip
-        target = self._bridged(typed.room) or bridged  # a new occupant after !link
-        self.say(target, f"{typed.nick}: {reply.text}")
+        answer(reply.text)
 
     async def from_adhoc(
         self, room_jid: str, issuer_jid: str, parsed: ParsedCommand
@@ -252,7 +273,8 @@ class CommandExecutor:
             await self._set_conference(action.conference, event_id, action.actor,
                                        locked=action.locked)  # fmt: skip
         elif isinstance(action, SetPin):
-            pin_hash = hash_pin(action.pin) if action.pin else ""
+            # PBKDF2 costs ~10 ms: never on the event loop (issue 18)
+            pin_hash = await asyncio.to_thread(hash_pin, action.pin) if action.pin else ""
             await self._set_conference(action.conference, event_id, action.actor,
                                        pin_hash=pin_hash)  # fmt: skip
         elif isinstance(action, DialOut) and room is not None:

@@ -6,7 +6,8 @@ The pool puts every new leg of a PIN room out of the mix from its first frame
 goes to its :class:`~bridge.core.pin.PinEntry`, and only a right PIN releases it
 (``HoldLeg(held=False)``) and hands it back to ``on_admitted`` — the normal join (mirror
 policy, puppet in the room). Wrong PINs, too many of them across calls
-(:class:`~bridge.core.pin.PinLimiter`, per conference and caller) or no PIN in time end the
+(:class:`~bridge.core.pin.PinLimiter`, per conference and source address or verified
+identity, plus one budget for the whole conference) or no PIN in time end the
 call with 403. Legs the bridge dialled itself (``!dial``) are trusted and never asked.
 """
 
@@ -17,14 +18,31 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
-from bridge.core.admission import normalize_caller
+from bridge.core.caller_identity import addr_key
 from bridge.core.events import HangupLeg, HoldLeg, LegJoined, PlayTone, SendSipMessage
+from bridge.core.identity import leg_identity
 from bridge.core.pin import AdmitLeg, PinEntry, PinLimiter, PinStep
 from bridge.logs import bound, get_logger
 
 log = get_logger(__name__)
 
 Send = Callable[[HangupLeg | HoldLeg | PlayTone | SendSipMessage], None]
+
+
+#: the whole room may fail this many times more than one caller before everyone waits
+ROOM_BUDGET_FACTOR = 5
+
+
+def pin_key(leg: LegJoined) -> str:
+    """Whose wrong-PIN budget a leg spends: a verified caller's identity, else the source
+    address (issue 18: never From, which a guesser changes at every call)."""
+    ident = leg_identity(leg)
+    if ident.verified:
+        return ident.key
+    try:
+        return addr_key(leg.source_host)
+    except ValueError:
+        return "addr:unknown"  # all callers we cannot place share one budget
 
 
 class PinGate:
@@ -45,6 +63,7 @@ class PinGate:
         self.timeout = timeout
         self._new_limiter = limiter
         self.limiters: dict[str, PinLimiter] = {}  # conference → wrong-PIN budget per caller
+        self.room_limiters: dict[str, PinLimiter] = {}  # conference → the whole room's budget
         self.waiting: dict[str, tuple[LegJoined, PinEntry]] = {}
         self.passed: set[str] = set()  # admitted or trusted legs: never asked (again)
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -70,9 +89,15 @@ class PinGate:
             self.send(HoldLeg(leg.leg_id, True))
         conference = leg.room.lower()
         limiter = self.limiters.setdefault(conference, self._new_limiter())
+        room_limiter = self.room_limiters.get(conference)
+        if room_limiter is None:
+            per_key = limiter.max_failures
+            room_limiter = self.room_limiters[conference] = PinLimiter(
+                max_failures=per_key * ROOM_BUDGET_FACTOR, window=limiter.window
+            )
         entry = PinEntry(
-            leg.leg_id, normalize_caller(leg.from_uri) or leg.call_id, pin_hash, limiter,
-            max_attempts=self.max_attempts, timeout=self.timeout,
+            leg.leg_id, pin_key(leg), pin_hash, limiter, max_attempts=self.max_attempts,
+            timeout=self.timeout, room_limiter=room_limiter, defer_check=True,
         )  # fmt: skip
         self.waiting[leg.leg_id] = (leg, entry)
         with bound(room=conference, participant=leg.leg_id):
@@ -88,7 +113,14 @@ class PinGate:
         waiting = self.waiting.get(leg_id)
         if waiting is None:
             return False
-        await self._step(leg_id, waiting[1].feed(digit, time.time()))
+        entry = waiting[1]
+        step = entry.feed(digit, time.time())
+        if step.status == "checking":  # PBKDF2 (~10 ms) runs off the event loop
+            matched = await asyncio.to_thread(entry.check, entry.pending)
+            if self.waiting.get(leg_id) is not waiting:
+                return True  # hung up (or timed out) meanwhile
+            step = entry.resolve(matched, time.time())
+        await self._step(leg_id, step)
         return True
 
     def forget(self, leg_id: str) -> None:

@@ -22,6 +22,7 @@ from slixmpp.exceptions import IqError, IqTimeout
 from bridge import metrics
 from bridge.config import Settings
 from bridge.core.admission import RoomDirectory
+from bridge.core.caller_identity import shown_nick
 from bridge.core.events import (
     DialProgress,
     DtmfReceived,
@@ -34,7 +35,7 @@ from bridge.core.events import (
     SipMessageReceived,
     TalkingChanged,
 )
-from bridge.core.identity import normalize_trusted, sender_leg, verify_binding
+from bridge.core.identity import leg_identity, normalize_trusted, sender_leg, verify_binding
 from bridge.core.mirror_events import (
     Action,
     BanJid,
@@ -310,31 +311,36 @@ class Node:
             self.legs[leg.leg_id] = leg
             metrics.CALLS.labels(outcome="answered").inc()
             self._count_legs()
+            ident = leg_identity(leg)
             binding = verify_binding(
-                leg.from_uri,
-                trusted=self._trusted,
-                impp_uris=leg.impp_uris,
-                xmpp_contacts=leg.xmpp_contacts,
-                asserted_identity=leg.asserted_identity,
-                trust_asserted_identity=self.settings.identity.trust_asserted_identity,
-            )
-            if binding.hints:
+                ident.key, verified=ident.verified, trusted=self._trusted,
+                impp_uris=leg.impp_uris, xmpp_contacts=leg.xmpp_contacts,
+                verified_by="config" if ident.level == "authenticated" else "asserted-identity",
+            )  # fmt: skip
+            if binding.hints or binding.jid:
                 log.info("identity.checked", bound=bool(binding.jid), why=binding.reason)
             jid = puppet_jid(
-                self.component.puppet_key, self.component.boundjid.bare, leg.from_uri, leg.leg_id
-            )
-            nick = caller_nick(
-                leg.display_name, leg.from_uri,
-                show_raw_numbers=self.settings.xmpp.show_raw_numbers,
+                self.component.puppet_key, self.component.boundjid.bare,
+                ident.key if ident.verified else "", leg.leg_id,
+            )  # fmt: skip
+            nick = shown_nick(
+                caller_nick(
+                    leg.display_name, leg.from_uri,
+                    show_raw_numbers=self.settings.xmpp.show_raw_numbers,
+                ),
+                ident,
             )  # fmt: skip
             event = CallerJoined(
                 event_id=f"join:{leg.leg_id}:{leg.call_id}", room=room.name, origin="sip",
-                actor=leg.from_uri, at=time.time(), leg_id=leg.leg_id, caller_uri=leg.from_uri,
+                actor=ident.key, at=time.time(), leg_id=leg.leg_id, caller_uri=ident.key,
                 nick=nick, puppet_jid=jid, call_id=leg.call_id,
                 node=self.settings.state.node_id, bound_jid=binding.jid,
-                verified_by=binding.verified_by,
+                verified_by=binding.verified_by, ban_keys=ident.ban_keys(),
             )  # fmt: skip
-            log.info("leg.joined", nick=nick, codec=leg.codec, encrypted=leg.encrypted)
+            log.info(
+                "leg.joined", nick=nick, codec=leg.codec, encrypted=leg.encrypted,
+                level=ident.level, identity=ident.key, verified_by=ident.verified_by,
+            )  # fmt: skip
             await self._handle(room, event)
             if not leg.encrypted and self.settings.xmpp.announce_unencrypted_calls:
                 room.bridged.announce(
@@ -393,9 +399,11 @@ class Node:
         if room is None:
             return
         if not event.leg_id:
-            leg_id = sender_leg(self.legs.values(), event.room, event.sender_uri, event.source_host)
-            if leg_id:  # a caller's phone sending chat outside the call's dialog
-                event = replace(event, leg_id=leg_id)
+            leg_id = sender_leg(self.legs.values(), event.room, event.sender_key)
+            if not leg_id:  # the SIP filter checked presence; the leg left meanwhile
+                log.info("relay.from_sip_dropped", room=room.name, why="sender not in the room")
+                return
+            event = replace(event, leg_id=leg_id)  # a caller's phone chatting out of dialog
         outcome = await room.bridged.relay_from_sip(event)
         log.info("relay.from_sip", room=room.name, participant=event.leg_id, outcome=outcome)
 
@@ -420,8 +428,12 @@ class Node:
         mirror = self._mirror_event(room, event)
         if mirror is not None:
             await self._handle(room, mirror)
-        if isinstance(event, room_events.PuppetJoinFailed) and event.condition == "forbidden":
-            self.pool.send(HangupLeg(event.leg_id, "banned from the chat room", 403))
+        if isinstance(event, room_events.PuppetJoinFailed):
+            # nobody stays in the mix without being in the room (issue 18)
+            status, why = join_failure_status(event.condition)
+            log.warning("leg.ended_join_failed", participant=event.leg_id,
+                        condition=event.condition, status=status)  # fmt: skip
+            self.pool.send(HangupLeg(event.leg_id, why, status))
         self._refresh_conference(room)
 
     def _mirror_event(self, room: LinkedRoom, event: room_events.RoomEvent) -> MirrorEvent | None:
@@ -512,8 +524,10 @@ class Node:
         joined = self.legs.get(leg_id)
         if joined is None:
             return ""
+        ident = leg_identity(joined)
+        subject = ident.key if ident.verified else ""
         return puppet_jid(
-            self.component.puppet_key, self.component.boundjid.bare, joined.from_uri, leg_id
+            self.component.puppet_key, self.component.boundjid.bare, subject, leg_id
         ).split("/", 1)[0]
 
     # ---- engine → actions ----------------------------------------------------------------
@@ -613,6 +627,11 @@ class Node:
         bans: dict[str, Iterable[str]] = {}
         locked: list[str] = []
         held: list[str] = []
+        present: dict[str, list[str]] = {}
+        for leg in self.legs.values():  # who may chat out of dialog: verified, in the call
+            ident = leg_identity(leg)
+            if ident.verified:
+                present.setdefault(leg.room.lower(), []).append(ident.key)
         for name in self.rooms:
             state = self.engine.cached(name)
             if state is not None:
@@ -629,6 +648,7 @@ class Node:
                 held=held,
                 draining=self.draining,
                 public=[name for name, room in self.rooms.items() if room.public],
+                present=present,
             )
         )
 
@@ -749,3 +769,19 @@ def _privilege(role: str, affiliation: str) -> Privilege:
     if role == "moderator":
         return "moderator"
     return "participant"
+
+
+#: why a puppet could not join → (SIP status of the BYE's Reason / final response, text)
+_JOIN_FAILURES = {
+    "forbidden": (403, "banned from the chat room"),
+    "registration-required": (403, "the chat room is members-only"),
+    "not-authorized": (403, "the chat room needs a password"),
+    "not-allowed": (403, "the chat room does not allow this caller"),
+    "service-unavailable": (480, "the chat room is full"),
+    "conflict": (480, "no free nickname in the chat room"),
+}
+
+
+def join_failure_status(condition: str) -> tuple[int, str]:
+    """A call whose puppet the room refused ends: 403 when refused, 480 otherwise."""
+    return _JOIN_FAILURES.get(condition, (480, f"cannot join the chat room ({condition})"))

@@ -282,6 +282,112 @@ def sipp_uac_scenario(
     return "".join(parts)
 
 
+def sipp_identity_scenario(
+    room: str,
+    *,
+    from_user: str,
+    from_host: str = "[local_ip]",
+    extra_headers: str = "",
+    authenticate: bool = False,
+    expect: int = 200,
+    hold_ms: int = 2000,
+    dtmf_info: str = "",
+) -> str:
+    """A caller whose From (and any header, e.g. P-Asserted-Identity) the test chooses.
+
+    ``authenticate``: expect a 401 and answer it with SIPp's digest (``-au``/``-ap``).
+    ``expect``: the final status the INVITE must get; a non-2xx is ACKed and ends the
+    scenario (so SIPp exits 0 only when the bridge answered exactly that).
+    """
+    hdrs = "".join(f"      {h}\n" for h in extra_headers.splitlines() if h.strip())
+    sdp = """v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=sendrecv"""
+
+    def invite(cseq: int, auth: str) -> str:
+        return f"""  <send retrans="500">
+    <![CDATA[
+      INVITE sip:{room}@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "Caller {from_user}" <sip:{from_user}@{from_host}>;tag=[pid]SIPpTag[call_number]
+      To: <sip:{room}@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: {cseq} INVITE
+      Contact: <sip:{from_user}@[local_ip]:[local_port]>
+      Max-Forwards: 70
+{auth}{hdrs}      Content-Type: application/sdp
+      Content-Length: [len]
+
+      {sdp}
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+"""
+
+    def ack_error(cseq: int) -> str:
+        return f"""  <send>
+    <![CDATA[
+      ACK sip:{room}@[remote_ip]:[remote_port] SIP/2.0
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: {cseq} ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+"""
+
+    parts = [_SIPP_HEAD.format(name="identity-uac")]
+    cseq = 1
+    parts.append(invite(cseq, ""))
+    if authenticate:
+        parts.append('  <recv response="401" auth="true"/>\n')
+        parts.append(ack_error(cseq))
+        cseq = 2
+        parts.append(invite(cseq, "      [authentication]\n"))
+    if expect != 200:
+        parts.append(f'  <recv response="{expect}"/>\n')
+        parts.append(ack_error(cseq))
+        parts.append("</scenario>\n")
+        return "".join(parts)
+    parts.append('  <recv response="200" rrs="true"/>\n')
+    parts.append(
+        """  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [last_From:]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: [cseq] ACK
+      Contact: <sip:caller@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+"""
+    )
+    if dtmf_info:
+        parts.append(
+            _in_dialog("INFO", "application/dtmf-relay", f"Signal={dtmf_info}\r\nDuration=160")
+        )
+        parts.append('  <recv response="200"/>\n')
+    parts.append(f'  <pause milliseconds="{hold_ms}"/>\n')
+    parts.append(_in_dialog("BYE", "", ""))
+    parts.append('  <recv response="200" crlf="true"/>\n')
+    parts.append("</scenario>\n")
+    return "".join(parts)
+
+
 def _in_dialog(method: str, ctype: str, body: str, extra: str = "") -> str:
     ct = f"      Content-Type: {ctype}\n" if ctype else ""
     ex = f"      {extra}\n" if extra else ""
@@ -326,6 +432,7 @@ class Sipp:
     extra_args: list[str] = field(default_factory=list)
     media_port: int = 0  # 0 = a free one
     proc: subprocess.Popen[bytes] | None = None
+    local_ip: str = "127.0.0.1"  # another loopback address (127.0.0.2) plays a trusted peer
 
     def argv(self) -> list[str]:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -337,9 +444,9 @@ class Sipp:
             shutil.which("sipp") or "sipp",
             f"127.0.0.1:{self.target_port}",
             "-sf", str(scen),
-            "-i", "127.0.0.1",
+            "-i", self.local_ip,
             "-p", str(free_udp_tcp_port()),
-            "-mi", "127.0.0.1",
+            "-mi", self.local_ip,
             "-mp", str(media_port),
             "-t", self.transport,
             "-m", str(self.calls),
@@ -396,7 +503,16 @@ class Baresip:
     ``heard()`` returns the decoded audio it received (sndfile module, 16-bit mono).
     """
 
-    def __init__(self, workdir: Path, source_wav: Path, *, codecs: tuple[str, ...] = ("g711",)):
+    def __init__(
+        self,
+        workdir: Path,
+        source_wav: Path,
+        *,
+        codecs: tuple[str, ...] = ("g711",),
+        account: str = "<sip:listener@127.0.0.1>;regint=0;answermode=manual",
+    ):
+        """``account``: a baresip accounts line, e.g. with ``;auth_pass=…`` for digest."""
+        self.account = account
         self.workdir = workdir
         self.source_wav = source_wav
         self.port = free_udp_tcp_port()
@@ -426,7 +542,7 @@ module_tmp account.so
 snd_path {d / "dump"}
 """
         )
-        (d / "accounts").write_text("<sip:listener@127.0.0.1>;regint=0;answermode=manual\n")
+        (d / "accounts").write_text(self.account + "\n")
         (d / "contacts").write_text("")
 
     def start(self, uri: str, seconds: int) -> None:

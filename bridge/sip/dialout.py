@@ -14,9 +14,11 @@ Here")`` and ``LegEnded`` (the pool frees the slot; no ``LegLeft`` for a leg nev
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, Protocol
 
-from bridge.core.admission import strip_uri_params
+from bridge.core.admission import normalize_caller, strip_uri_params
+from bridge.core.caller_identity import CallerIdentity, IdentityLevel
 from bridge.core.dialplan import LOOP_HEADER, outcome_of
 from bridge.core.events import DialOutCall, DialProgress
 from bridge.logs import get_logger
@@ -80,7 +82,11 @@ def start(worker: DialHost, cmd: DialOutCall) -> None:
     spec = worker.spec
     leg_id = worker.new_leg_id()
     call = pjw.BridgeCall(worker.account, pjw.pj.PJSUA_INVALID_ID, None)
-    caller = CallerInfo(strip_uri_params(cmd.target_uri), cmd.display_name, "", (), (), "")
+    target = strip_uri_params(cmd.target_uri)
+    identity = CallerIdentity(  # the bridge chose whom to call: it asserts who that is
+        IdentityLevel.ASSERTED, normalize_caller(target), cmd.display_name, "", "", "dial-out"
+    )
+    caller = CallerInfo(target, cmd.display_name, "", (), (), "", identity=identity)
     leg = Leg(leg_id, cmd.room, call, caller, time.monotonic())
     leg.answered = True  # a hang-up before the answer is a CANCEL, never a final response
     leg.extra[DIAL_KEY] = cmd
@@ -101,7 +107,7 @@ def start(worker: DialHost, cmd: DialOutCall) -> None:
         call_id = str(call.getInfo().callIdString)
     except Exception:
         call_id = ""
-    leg.caller = CallerInfo(caller.from_uri, caller.display_name, "", (), (), call_id)
+    leg.caller = replace(caller, call_id=call_id)
     log.info("sip.dial.started", leg=leg_id, room=cmd.room, target=cmd.target_uri)
     worker.send(DialProgress(cmd.request_id, cmd.room, "trying", leg_id=leg_id))
     worker.send(LegOffered(leg_id, spec.index, cmd.room, leg.caller, pjw.CONF_RATE))

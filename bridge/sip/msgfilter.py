@@ -7,7 +7,16 @@ in-dialog and out-of-dialog requests) answers:
 
 * 415 Unsupported Media Type + ``Accept: text/plain`` for any type but text/plain
   (stox-im: text/plain must work; richer types are refused, not silently mangled);
-* out-of-dialog only: 404 for a room that is not linked, 403 for a banned sender.
+* out-of-dialog only: 404 for a room that is not linked; then the sender must be
+  *authenticated* (digest: 401 challenge, SHA-256 and MD5) or *asserted* (a trusted peer's
+  P-Asserted-Identity), not banned, and have a leg in the room, else 403 (issue 18: a From
+  header says nothing). The identity it checked is kept per Call-ID for the worker
+  (:meth:`MessageFilter.identity_of`), which attributes the message by it.
+
+It also gates out-of-dialog SUBSCRIBE (the conference package, :mod:`bridge.sip.evsub`,
+sits later in the chain): a From naming an account is challenged (401), a wrong credential
+gets 403, and a ``verified-only`` room refuses an unverified subscriber (401 when accounts
+exist, else 403), as for INVITE.
 
 (Per-source rates are enforced earlier, by :mod:`bridge.sip.floodguard`.)
 
@@ -19,12 +28,23 @@ filter is not installed (logged) and pjsua's accept-all behaviour remains.
 from __future__ import annotations
 
 import ctypes
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from bridge.core.admission import RoomDirectory
+from bridge.core.caller_gate import CallerPolicy, GateAction
+from bridge.core.caller_identity import CallerIdentity, admits
 from bridge.logs import get_logger
-from bridge.sip.sipmsg import SipParseError, message_info, parse_request
+from bridge.sip.sipmsg import (
+    SipParseError,
+    asserted_identity,
+    authorizations,
+    message_info,
+    parse_request,
+    via_received,
+)
 
 log = get_logger(__name__)
 
@@ -33,11 +53,23 @@ PRIORITY = 24  # after the transaction layer (16), before the UA/dialog layer (3
 _KEEPALIVE: list[Any] = []  # pjsip keeps raw pointers to the module and callbacks
 
 
+MAX_REMEMBERED = 256
+
+
 class MessageFilter:
-    def __init__(self, directory: Callable[[], RoomDirectory]) -> None:
+    def __init__(
+        self, directory: Callable[[], RoomDirectory], policy: CallerPolicy | None = None
+    ) -> None:
         self._directory = directory
+        self._policy = policy or CallerPolicy()
         self.installed = False
         self.refused = 0
+        self._identities: OrderedDict[str, CallerIdentity] = OrderedDict()
+
+    def identity_of(self, call_id: str) -> CallerIdentity | None:
+        """The verified sender of the out-of-dialog MESSAGE with this Call-ID that this
+        filter let through (pjsua calls the worker right after, on the same thread)."""
+        return self._identities.pop(call_id, None)
 
     def install(self) -> bool:
         """Register on this process's endpoint (pjsua2 thread, after libStart)."""
@@ -91,7 +123,10 @@ class MessageFilter:
             return False
         name_ptr = lib.read_ptr_unchecked(msg + lay.msg_method_name)
         name_len = lib.read_ptr_unchecked(msg + lay.msg_method_name + 8)
-        if name_len != 7 or lib.read(name_ptr, 7) != b"MESSAGE":
+        method = lib.read(name_ptr, name_len) if name_len in {7, 9} else None
+        if method == b"SUBSCRIBE":
+            return self._subscribe(rdata, msg)
+        if method != b"MESSAGE":
             return False
         printed = lib.print_msg(msg)
         if printed is None:
@@ -107,20 +142,127 @@ class MessageFilter:
             return True
         in_dialog = "tag=" in request.get("to")
         if not in_dialog:
-            info = message_info(request)
-            directory = self._directory()
-            if info.room not in directory.rooms:
-                self._respond(rdata, 404, b"Conference not found")
-                return True
-            if directory.is_banned(info.room, [info.sender_uri]):
-                self._respond(rdata, 403, b"Banned from this conference")
-                return True
+            return self._out_of_dialog(rdata, request)
         return False
 
-    def _respond(self, rdata: int, code: int, text: bytes | None, hdrs: int | None = None) -> None:
+    def _subscribe(self, rdata: int, msg: int) -> bool:
+        printed = self._lib.print_msg(msg)
+        if printed is None:
+            return False  # the package answers 413 itself
+        try:
+            request = parse_request(printed.decode("utf-8", errors="replace"))
+        except SipParseError:
+            return False
+        if "tag=" in request.get("to"):
+            return False  # a refresh inside an accepted subscription
+        info = message_info(request)
+        directory = self._directory()
+        if info.room not in directory.rooms:
+            return False  # the package answers 404
+        policy, source = self._policy, via_received(request)
+        gate = policy.gate(
+            method="SUBSCRIBE", room=info.room, request_uri=request.uri,
+            from_uri=request.get("from"), source_addr=source,
+            authorizations=authorizations(request), now=time.time(),
+        )  # fmt: skip
+        if gate.action is GateAction.CHALLENGE:
+            self._respond(rdata, 401, b"Unauthorized", headers=gate.headers)
+            return True
+        if gate.action is GateAction.REFUSE:
+            self._respond(rdata, 403, b"Authentication failed")
+            return True
+        trusted = bool(policy.peers.match(source))
+        identity = policy.identify(
+            call_token="subscribe", gate=gate, from_uri=info.sender_uri,
+            display=info.sender_display, source_addr=source,
+            asserted_identity=asserted_identity(request) if trusted else "",
+        )  # fmt: skip
+        if not admits(policy.mode(info.room), identity):
+            self._respond(rdata, 403, b"Verified subscribers only")
+            return True
+        if directory.is_banned(info.room, identity.ban_keys()):
+            self._respond(rdata, 403, b"Banned from this conference")
+            return True
+        return False
+
+    def _out_of_dialog(self, rdata: int, request: Any) -> bool:
+        info = message_info(request)
+        directory = self._directory()
+        if info.room not in directory.rooms:
+            self._respond(rdata, 404, b"Conference not found")
+            return True
+        policy, source = self._policy, via_received(request)
+        gate = policy.gate(
+            method="MESSAGE", room=info.room, request_uri=request.uri,
+            from_uri=request.get("from"), source_addr=source,
+            authorizations=authorizations(request), now=time.time(), require_verified=True,
+        )  # fmt: skip
+        if gate.action is GateAction.CHALLENGE:
+            self._respond(rdata, 401, b"Unauthorized", headers=gate.headers)
+            return True
+        if gate.action is GateAction.REFUSE:
+            log.info("sip.message.refused", room=info.room, why=gate.reason, source=source)
+            self._respond(rdata, 403, b"Authenticated or asserted callers only")
+            return True
+        trusted = bool(policy.peers.match(source))
+        identity = policy.identify(
+            call_token="message", gate=gate, from_uri=info.sender_uri,
+            display=info.sender_display, source_addr=source,
+            asserted_identity=asserted_identity(request) if trusted else "",
+        )  # fmt: skip
+        if not identity.verified:
+            self._respond(rdata, 403, b"Authenticated or asserted callers only")
+            return True
+        if directory.is_banned(info.room, identity.ban_keys()):
+            self._respond(rdata, 403, b"Banned from this conference")
+            return True
+        if not directory.is_present(info.room, identity.key):
+            self._respond(rdata, 403, b"Not in this conference")
+            return True
+        self._identities[info.call_id] = identity
+        while len(self._identities) > MAX_REMEMBERED:
+            self._identities.popitem(last=False)
+        return False
+
+    def _respond(
+        self,
+        rdata: int,
+        code: int,
+        text: bytes | None,
+        hdrs: int | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.refused += 1
         reason = self._nat.pj_str(text) if text else None
         ref = ctypes.byref(reason) if reason is not None else None
-        status = self._lib.endpt_respond(self._endpt, None, rdata, code, ref, hdrs, None, None)
-        if status != 0:
-            self._lib.endpt_respond_stateless(self._endpt, rdata, code, ref, hdrs, None)
+        pool = None
+        if headers:  # pjsip clones the list into the response: a scratch pool will do
+            pool = self._lib.create_pool(self._endpt, b"msgfilter-hdrs", 1024, 1024)
+            hdrs, _alive = self._header_list(pool, headers)
+        try:
+            status = self._lib.endpt_respond(self._endpt, None, rdata, code, ref, hdrs, None, None)
+            if status != 0:
+                self._lib.endpt_respond_stateless(self._endpt, rdata, code, ref, hdrs, None)
+        finally:
+            if pool is not None:
+                self._lib.release_pool(self._endpt, pool)
+
+    def _header_list(self, pool: int, pairs: tuple[tuple[str, str], ...]) -> tuple[int, Any]:
+        """A pjsip_hdr list of generic string headers (one per pair) in ``pool``."""
+        nat, lib = self._nat, self._lib
+        create = lib.lib.pjsip_generic_string_hdr_create
+        head = ctypes.create_string_buffer(64)
+        addr = ctypes.addressof(head)
+        lib.write_ptr(addr, addr)
+        lib.write_ptr(addr + 8, addr)
+        strings = []
+        for name, value in pairs:
+            pn, pv = nat.pj_str(name.encode()), nat.pj_str(value.encode())
+            strings += [pn, pv]
+            hdr = int(create(pool, ctypes.byref(pn), ctypes.byref(pv)))
+            last = lib.read_ptr_unchecked(addr)  # insert before the head: at the end
+            lib.write_ptr(hdr, last)
+            lib.write_ptr(hdr + 8, addr)
+            lib.write_ptr(last + 8, hdr)
+            lib.write_ptr(addr, hdr)
+        return addr, (head, strings)

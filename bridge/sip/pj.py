@@ -168,13 +168,19 @@ def header(name: str, value: str) -> Any:
     return h
 
 
-def call_op(status: int = 0, reason: str = "", headers: dict[str, str] | None = None) -> Any:
+def call_op(
+    status: int = 0,
+    reason: str = "",
+    headers: dict[str, str] | tuple[tuple[str, str], ...] | None = None,
+) -> Any:
+    """``headers``: a dict, or pairs when a name repeats (two WWW-Authenticate)."""
     op = pj.CallOpParam(True)
     if status:
         op.statusCode = status
     if reason:
         op.reason = reason
-    for name, value in (headers or {}).items():
+    pairs = headers.items() if isinstance(headers, dict) else (headers or ())
+    for name, value in pairs:
         op.txOption.headers.append(header(name, value))
     return op
 

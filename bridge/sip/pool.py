@@ -38,6 +38,7 @@ from typing import Protocol, TypeAlias
 from bridge import metrics
 from bridge.config import LogSettings, SipSettings, Transport, WorkerSettings
 from bridge.core.admission import PeerSlots, RoomDirectory
+from bridge.core.caller_gate import CallerPolicy
 from bridge.core.events import (
     DialOutCall,
     DialProgress,
@@ -155,8 +156,10 @@ class WorkerPool:
         *,
         mixer: MixerLike | None = None,
         directory: RoomDirectory | None = None,
+        callers: CallerPolicy | None = None,
     ) -> None:
         self.sip = sip
+        self.callers = callers or CallerPolicy()
         self.settings = workers
         self.log_settings = log_settings or LogSettings()
         self.directory = directory or RoomDirectory()
@@ -414,6 +417,7 @@ class WorkerPool:
                     media_quality=ws.media_quality,
                     stats_interval_s=ws.stats_interval,
                     jitter=(ws.jb_init_ms, ws.jb_min_pre_ms, ws.jb_max_pre_ms, ws.jb_max_ms),
+                    callers=self.callers,
                 )
             )
         return specs
@@ -572,6 +576,7 @@ class WorkerPool:
                         transport=c.transport,
                         encrypted=c.encrypted,
                         source_host=c.source_host,
+                        identity=c.identity,
                     )
                 )
         elif isinstance(message, LegEnded):

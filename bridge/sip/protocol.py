@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from bridge.config import LogSettings, SipSettings
 from bridge.core.admission import PeerSlots, RoomDirectory
+from bridge.core.caller_gate import CallerPolicy
 from bridge.core.limits import CallLimits, parse_networks
 from bridge.sip.sipmsg import CallerInfo
 from mixer.rings import LegAttachment
@@ -46,6 +47,7 @@ class WorkerSpec:
     media_quality: int = 0  # pjsua media quality (0 = PJSIP default): picks the resampler
     stats_interval_s: float = 0.0  # WorkerStats reports (0 = none)
     jitter: tuple[int, int, int, int] = (-1, -1, -1, -1)  # jb init, min/max prefetch, size (ms)
+    callers: CallerPolicy = field(default_factory=CallerPolicy)  # who is calling (issue 18)
 
 
 # ---- worker → pool --------------------------------------------------------------------

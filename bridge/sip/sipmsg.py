@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from bridge.core.admission import strip_uri_params
+from bridge.core.caller_identity import CallerIdentity
 
 # RFC 3261 §7.3.3 compact forms (plus RFC 3515/3891/4028 ones that may appear).
 _COMPACT = {
@@ -270,6 +271,7 @@ class CallerInfo:
     transport: str = "udp"  # of the INVITE's top Via: udp, tcp, tls
     srtp: bool = False  # the offered audio is RTP/SAVP (SDES-keyed SRTP)
     source_host: str = ""  # IP address the INVITE came from (packet source, not a header)
+    identity: CallerIdentity | None = None  # who is calling (bridge.core.caller_identity)
 
     @property
     def encrypted(self) -> bool:
@@ -301,13 +303,34 @@ def via_source(via: str) -> str:
 
 def offers_srtp(sdp: str) -> bool:
     """True when the SDP's audio stream is RTP/SAVP or RTP/SAVPF (RFC 3711, 4568)."""
-    return any(
-        line.startswith("m=audio") and "/SAVP" in line.upper() for line in sdp.splitlines()
-    )
+    return any(line.startswith("m=audio") and "/SAVP" in line.upper() for line in sdp.splitlines())
 
 
-def caller_info(request: SipRequest) -> CallerInfo:
-    """Extract the caller description the supervisor gets in ``LegJoined``."""
+def via_received(request: SipRequest) -> str:
+    """The ``received`` parameter of the top Via: pjsip writes the packet's source address
+    there on every request it receives (sip_transport.c), before any module sees it, and
+    prints it before any parameter the sender wrote. '' if absent."""
+    vias = request.get_all("via")
+    if not vias:
+        return ""
+    for param in vias[0].split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "received":
+            return value.strip().strip("[]")
+    return ""
+
+
+def authorizations(request: SipRequest) -> list[str]:
+    """Every ``Authorization`` header value (not split: a credential contains commas)."""
+    return [value for name, value in request.headers if name == "authorization"][:4]
+
+
+def caller_info(request: SipRequest, *, trusted_peer: bool = False) -> CallerInfo:
+    """Extract the caller description the supervisor gets in ``LegJoined``.
+
+    P-Asserted-Identity is read only when the request came from a trusted peer
+    (``trusted_peer``); from anyone else it is dropped here, before anything reads it.
+    """
     try:
         sender = parse_name_addr(request.get("from"))
     except SipParseError:
@@ -315,7 +338,7 @@ def caller_info(request: SipRequest) -> CallerInfo:
     return CallerInfo(
         from_uri=strip_uri_params(sender.uri),
         display_name=sender.display[:128],
-        asserted_identity=asserted_identity(request),
+        asserted_identity=asserted_identity(request) if trusted_peer else "",
         impp_uris=impp_uris(request),
         xmpp_contacts=xmpp_contacts(request),
         call_id=request.get("call-id"),

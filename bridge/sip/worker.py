@@ -44,6 +44,8 @@ from bridge.core.admission import (
     admit,
     redirect_contact,
 )
+from bridge.core.caller_gate import GateAction
+from bridge.core.caller_identity import admits
 from bridge.core.dialplan import LOOP_HEADER
 from bridge.core.events import (
     DialOutCall,
@@ -80,6 +82,7 @@ from bridge.sip.sipmsg import (
     CallerInfo,
     MessageInfo,
     SipParseError,
+    authorizations,
     caller_info,
     message_info,
     parse_request,
@@ -105,6 +108,7 @@ def _collect_garbage() -> None:
         gc.collect(1)
     elif young > GC_THRESHOLDS[0]:
         gc.collect(0)
+
 
 ACCEPTED_MESSAGE_TYPES = ("text/plain",)
 FOCUS_USER = "conference"
@@ -246,7 +250,7 @@ class Worker:
             True,
         )
         self.flood_guard.install()
-        self.message_filter = MessageFilter(lambda: self.directory)
+        self.message_filter = MessageFilter(lambda: self.directory, spec.callers)
         self.message_filter.install()
         context = HookContext(self)
         for hook in spec.hooks:
@@ -480,11 +484,32 @@ class Worker:
             self._reject(call, Reject(400, "Bad Request"))
             return
         room = room_of(request.uri)
-        caller = replace(caller_info(request), source_host=source)
         if request.get(LOOP_HEADER.lower()):
-            log.warning("sip.invite.loop", room=room, call_id=caller.call_id)
+            log.warning("sip.invite.loop", room=room, call_id=request.get("call-id"))
             self._reject(call, Reject(482, "Loop Detected"))
             return
+        policy = self.spec.callers
+        gate = policy.gate(
+            method="INVITE", room=room, request_uri=request.uri, from_uri=request.get("from"),
+            source_addr=source, authorizations=authorizations(request), now=time.time(),
+        )  # fmt: skip
+        if gate.action is not GateAction.PASS:
+            log.info("sip.invite.challenged", room=room, action=gate.action, why=gate.reason)
+            if gate.action is GateAction.CHALLENGE:
+                self.pending_rejects[call.getId()] = call
+                call.answer(pjw.call_op(401, "Unauthorized", gate.headers))
+            else:
+                self._reject(call, Reject(403, "Authentication failed"))
+            return
+        trusted = bool(policy.peers.match(source))
+        caller = replace(caller_info(request, trusted_peer=trusted), source_host=source)
+        leg_id = self.new_leg_id()
+        identity = policy.identify(
+            call_token=leg_id, gate=gate, from_uri=caller.from_uri,
+            display=caller.display_name, source_addr=source,
+            asserted_identity=caller.asserted_identity,
+        )  # fmt: skip
+        caller = replace(caller, identity=identity)
         if self._stopping:
             self._reject(call, Reject(503, "Shutting down", self.spec.retry_after_s))
             return
@@ -502,11 +527,12 @@ class Worker:
         decision = admit(
             self.directory,
             room,
-            [caller.from_uri, caller.asserted_identity],
+            identity.admission_keys(),
             has_local_slot=has_slot,
             redirect=redirect,
             retry_after=self.spec.retry_after_s,
             is_front=self.spec.is_front,
+            refuse_unverified=not admits(policy.mode(room), identity),
         )
         if isinstance(decision, Accept | Redirect) and self.spec.is_front:
             # the pool checks again when the leg is offered (authoritative, race-free); this
@@ -538,15 +564,14 @@ class Worker:
                 call.answer(op)
             else:
                 assert isinstance(decision, Accept)
-                self._accept(call, room, caller)
+                self._accept(call, room, caller, leg_id)
 
     def _reject(self, call: Any, decision: Reject) -> None:
         headers = {"Retry-After": str(decision.retry_after)} if decision.retry_after else {}
         self.pending_rejects[call.getId()] = call
         call.answer(pjw.call_op(decision.status, decision.reason, headers))
 
-    def _accept(self, call: Any, room: str, caller: CallerInfo) -> None:
-        leg_id = self.new_leg_id()
+    def _accept(self, call: Any, room: str, caller: CallerInfo, leg_id: str) -> None:
         leg = Leg(leg_id, room, call, caller, time.monotonic())
         call.handler = _LegHandler(self, leg)
         self.legs[leg_id] = leg
@@ -554,7 +579,11 @@ class Worker:
         call.answer(pjw.call_op(180))
         self.send(LegOffered(leg_id, self.spec.index, room, caller, pjw.CONF_RATE))
         self.report_busy()
-        log.info("sip.invite.accepted", leg=leg_id, room=room, caller=caller.from_uri)
+        ident = caller.identity
+        log.info(
+            "sip.invite.accepted", leg=leg_id, room=room, caller=caller.from_uri,
+            level=ident.level if ident else "", identity=ident.key if ident else "",
+        )  # fmt: skip
 
     def _on_attach(self, msg: AttachLeg) -> None:
         leg = self.legs.get(msg.leg_id)
@@ -717,11 +746,13 @@ class Worker:
             # pjsua has already answered 200 (it replies before the callback): drop it.
             log.info("sip.message.unknown_room", room=info.room, sender=info.sender_uri)
             return
-        if self.directory.is_banned(info.room, [info.sender_uri]):
-            log.info("sip.message.banned", room=info.room, sender=info.sender_uri)
+        identity = self.message_filter.identity_of(info.call_id)
+        if identity is None:  # the filter did not check it (not installed): never trust From
+            log.warning("sip.message.unchecked", room=info.room, sender=info.sender_uri)
             return
         event = _message_event(info, prm, info.room, "", info.sender_display)
-        self.send(replace(event, source_host=pjw.source_host(prm.rdata)))
+        source = pjw.source_host(prm.rdata)
+        self.send(replace(event, source_host=source, sender_key=identity.key))
 
     # ---------------------------------------------------------------- commands
     def _send_message(self, cmd: SendSipMessage) -> None:

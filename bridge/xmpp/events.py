@@ -156,6 +156,7 @@ class CommandTyped:
     jid: str = ""
     role: str = "none"
     affiliation: str = "none"
+    private: bool = False  # a private message to the bridge's occupant, not the room
 
 
 RoomEvent = (

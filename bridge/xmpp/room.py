@@ -27,8 +27,10 @@ from typing import Any, Literal
 from slixmpp import JID
 from slixmpp.exceptions import IqError, IqTimeout
 
+from bridge.core.caller_identity import shown_nick
 from bridge.core.commands import is_command
 from bridge.core.events import LegJoined, LegLeft, SipMessageReceived
+from bridge.core.identity import leg_identity
 from bridge.logs import bound, get_logger
 from bridge.protocol.nicks import caller_nick, unique_nick
 from bridge.protocol.stox import ChatText
@@ -137,11 +139,14 @@ class BridgedRoom:
         existing = self.puppets.get(leg.leg_id)
         if existing is not None:
             return self._joined_event(existing) if existing.present else None
-        jid = JID(
-            puppet_jid(self.xmpp.puppet_key, self.xmpp.boundjid.bare, leg.from_uri, leg.leg_id)
-        )
-        wanted = caller_nick(
-            leg.display_name, leg.from_uri, show_raw_numbers=self.settings.show_raw_numbers
+        ident = leg_identity(leg)  # the puppet JID follows a verified identity only
+        subject = ident.key if ident.verified else ""
+        jid = JID(puppet_jid(self.xmpp.puppet_key, self.xmpp.boundjid.bare, subject, leg.leg_id))
+        wanted = shown_nick(
+            caller_nick(
+                leg.display_name, leg.from_uri, show_raw_numbers=self.settings.show_raw_numbers
+            ),
+            ident,
         )
         puppet = Puppet(leg=leg, jid=jid, wanted_nick=wanted)
         self.puppets[leg.leg_id] = puppet
@@ -666,6 +671,8 @@ class BridgedRoom:
         if to == str(self.xmpp.control_jid):
             if mtype == "groupchat":
                 self._groupchat(message, nick)
+            elif mtype in {"chat", "normal"} and nick and message["body"]:
+                self._private_command(message, nick)
             return
         puppet = next((p for p in self.puppets.values() if str(p.jid) == to), None)
         if puppet is None:
@@ -675,6 +682,25 @@ class BridgedRoom:
         elif mtype in {"chat", "normal"} and nick and message["body"] and puppet.present:
             chat = ChatText(body=message["body"], thread=message["thread"], lang=message["lang"])
             self.relay.private_to_caller(puppet, nick, chat)
+
+    def _private_command(self, message: Any, nick: str) -> None:
+        """A private message to the bridge's occupant: a command only others cannot read
+        (``!pin 1234`` belongs here, never in the room)."""
+        body = message["body"]
+        if self.on_command is None or nick in self._own_nicks():
+            return
+        if not is_command(body, self.command_prefix):
+            self.relay.tell_occupant(nick, f"Send me commands such as {self.command_prefix}help.")
+            return
+        occupant = self.occupants.get(nick)
+        self.on_command(
+            CommandTyped(
+                room=str(self.jid), nick=nick, body=body, stanza_id=message["id"] or "",
+                jid=occupant.jid if occupant else "",
+                role=occupant.role if occupant else "none",
+                affiliation=occupant.affiliation if occupant else "none", private=True,
+            )
+        )  # fmt: skip
 
     def _own_nicks(self) -> set[str]:
         return {self.control_nick} | {p.nick for p in self.puppets.values() if p.nick}

@@ -6,11 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bridge.core.caller_identity import CallerIdentity, IdentityLevel
 from bridge.core.events import LegJoined
 from bridge.core.identity import (
     bare_jid,
     caller_key,
     hinted_jids,
+    leg_identity,
     normalize_trusted,
     participant_key,
     sender_leg,
@@ -23,6 +25,7 @@ TRUSTED = normalize_trusted({"sip:Alice@PBX.example": "Alice@Localhost"})
 def test_header_alone_never_binds() -> None:
     d = verify_binding(
         "sip:mallory@evil.example",
+        verified=True,
         trusted=TRUSTED,
         impp_uris=["<xmpp:alice@localhost>"],
         xmpp_contacts=["xmpp:alice@localhost"],
@@ -35,6 +38,7 @@ def test_header_alone_never_binds() -> None:
 def test_hint_confirmed_by_trusted_mapping_binds() -> None:
     d = verify_binding(
         "<sips:alice@pbx.example;transport=tls>",
+        verified=True,
         trusted=TRUSTED,
         impp_uris=["xmpp:alice@localhost"],
     )
@@ -42,23 +46,31 @@ def test_hint_confirmed_by_trusted_mapping_binds() -> None:
 
 
 def test_trusted_mapping_binds_without_hint() -> None:
-    d = verify_binding("sip:alice@pbx.example", trusted=TRUSTED)
+    d = verify_binding("sip:alice@pbx.example", verified=True, trusted=TRUSTED)
     assert d.jid == "alice@localhost"
 
 
 def test_contradicting_hint_loses_to_the_mapping() -> None:
-    d = verify_binding("sip:alice@pbx.example", trusted=TRUSTED, impp_uris=["xmpp:boss@localhost"])
+    d = verify_binding(
+        "sip:alice@pbx.example", verified=True, trusted=TRUSTED,
+        impp_uris=["xmpp:boss@localhost"],
+    )  # fmt: skip
     assert d.jid == "alice@localhost" and "wins" in d.reason
 
 
-def test_asserted_identity_only_when_trusted() -> None:
-    kw = dict(
-        trusted=TRUSTED,
-        asserted_identity="<sip:alice@pbx.example>",
+def test_unverified_identity_is_never_bound() -> None:
+    """Issue 18: a From (or any unverified identity) naming a mapped caller binds nothing."""
+    d = verify_binding(
+        "sip:alice@pbx.example", verified=False, trusted=TRUSTED,
         impp_uris=["xmpp:alice@localhost"],
+    )  # fmt: skip
+    assert not d.bound and "unverified" in d.reason
+
+
+def test_asserted_identity_binds_as_asserted() -> None:
+    d = verify_binding(
+        "sip:alice@pbx.example", verified=True, trusted=TRUSTED, verified_by="asserted-identity"
     )
-    assert not verify_binding("sip:anonymous@anonymous.invalid", **kw).bound  # type: ignore[arg-type]
-    d = verify_binding("sip:anonymous@anonymous.invalid", trust_asserted_identity=True, **kw)  # type: ignore[arg-type]
     assert (d.jid, d.verified_by) == ("alice@localhost", "asserted-identity")
 
 
@@ -92,29 +104,37 @@ _HINT = st.one_of(st.text(max_size=40), st.builds("xmpp:{}@localhost".format, _U
 @given(_USER, st.lists(_HINT, max_size=3))
 def test_no_header_ever_binds_an_unlisted_caller(user: str, hints: list[str]) -> None:
     d = verify_binding(
-        f"sip:{user}@elsewhere.example", trusted=TRUSTED, impp_uris=hints, xmpp_contacts=hints
-    )
+        f"sip:{user}@elsewhere.example", verified=True, trusted=TRUSTED, impp_uris=hints,
+        xmpp_contacts=hints,
+    )  # fmt: skip
     assert not d.bound
 
 
-def _leg(leg_id: str, from_uri: str, host: str, room: str = "standup") -> LegJoined:
-    return LegJoined(leg_id, room, f"{leg_id}@pbx", 1, from_uri, source_host=host)
+def _leg(leg_id: str, key: str, room: str = "standup", *, verified: bool = True) -> LegJoined:
+    level = IdentityLevel.AUTHENTICATED if verified else IdentityLevel.UNVERIFIED
+    ident = CallerIdentity(level, key if verified else f"unverified:{leg_id}", "", "10.0.0.5")
+    return LegJoined(leg_id, room, f"{leg_id}@pbx", 1, key, source_host="10.0.0.5",
+                     identity=ident)  # fmt: skip
 
 
-def test_out_of_dialog_message_is_matched_to_one_caller_by_from_and_source_host() -> None:
+def test_out_of_dialog_message_is_matched_by_verified_identity_only() -> None:
     legs = [
-        _leg("w1.0.1", "sip:bob@10.0.0.5:5062", "10.0.0.5"),
-        _leg("w1.0.2", "sip:carol@10.0.0.6", "10.0.0.6"),
-        _leg("w1.0.3", "sip:bob@10.0.0.5", "10.0.0.5", room="other"),
+        _leg("w1.0.1", "sip:bob@bridge"),
+        _leg("w1.0.2", "sip:carol@bridge"),
+        _leg("w1.0.3", "sip:bob@bridge", room="other"),
+        _leg("w1.0.4", "sip:mallory@bridge", verified=False),
     ]
-    # a phone's chat outside its call: same caller (port and params ignored), same host
-    assert sender_leg(legs, "Standup", '"Bob" <sip:Bob@10.0.0.5:5099;x=y>', "10.0.0.5") == (
-        "w1.0.1")  # fmt: skip
-    # the same From from another host is not that caller; nor is an unknown or absent host
-    assert sender_leg(legs, "standup", "sip:bob@10.0.0.5", "10.0.0.66") == ""
-    assert sender_leg(legs, "standup", "sip:bob@10.0.0.5", "") == ""
-    assert sender_leg(legs, "standup", "sip:mallory@10.0.0.5", "10.0.0.5") == ""
-    assert sender_leg(legs, "standup", "not a uri", "10.0.0.5") == ""
-    # two calls from one caller and host: which one spoke cannot be told
-    twice = [*legs, _leg("w2.0.1", "sip:bob@10.0.0.5", "10.0.0.5")]
-    assert sender_leg(twice, "standup", "sip:bob@10.0.0.5", "10.0.0.5") == ""
+    assert sender_leg(legs, "Standup", "sip:bob@bridge") == "w1.0.1"
+    assert sender_leg(legs, "standup", "") == ""
+    assert sender_leg(legs, "standup", "sip:dave@bridge") == ""
+    # an unverified leg is never a sender, whatever its From says
+    assert sender_leg(legs, "standup", "sip:mallory@bridge") == ""
+    # two calls of one identity: the latest
+    twice = [*legs, _leg("w2.0.1", "sip:bob@bridge")]
+    assert sender_leg(twice, "standup", "sip:bob@bridge") == "w2.0.1"
+
+
+def test_a_leg_without_identity_is_unverified_and_per_call() -> None:
+    a = leg_identity(LegJoined("w1.0.1", "r", "c", 1, "sip:alice@pbx.example"))
+    b = leg_identity(LegJoined("w1.0.2", "r", "c", 1, "sip:alice@pbx.example"))
+    assert not a.verified and a.key != b.key

@@ -165,3 +165,37 @@ def test_any_key_sequence(sequence: str, pin: str) -> None:
     if e.status == "admitted":
         assert pin + "#" in sequence
     assert limiter.failures(CALLER, 1.0) <= 3
+
+
+def test_lockouts_grow_each_time_the_budget_is_spent() -> None:
+    limiter = PinLimiter(max_failures=2, window=100.0)
+    for t in (0.0, 1.0):
+        limiter.record_failure("addr:192.0.2.1", t)
+    first = limiter.retry_after("addr:192.0.2.1", 1.0)
+    assert first == pytest.approx(99.0)  # the first time: the window slides
+    for t in (200.0, 201.0):
+        limiter.record_failure("addr:192.0.2.1", t)
+    assert limiter.retry_after("addr:192.0.2.1", 201.0) == pytest.approx(200.0)  # 2 x window
+    for t in (500.0, 501.0):
+        limiter.record_failure("addr:192.0.2.1", t)
+    assert limiter.retry_after("addr:192.0.2.1", 501.0) == pytest.approx(400.0)  # 4 x window
+
+
+def test_the_room_budget_stops_guessing_from_many_addresses() -> None:
+    room = PinLimiter(max_failures=3, window=100.0)
+    step = None
+    for n in range(3):  # three "different callers", one wrong PIN each
+        e = PinEntry(f"leg-{n}", f"addr:192.0.2.{n}", "4711", PinLimiter(), room_limiter=room)
+        e.start(0.0)
+        step = keys(e, "0000#", now=1.0)[-1]
+    assert step is not None and step.status == "refused"
+    fresh = PinEntry("leg-9", "addr:198.51.100.9", "4711", PinLimiter(), room_limiter=room)
+    assert fresh.start(2.0).status == "refused"
+
+
+def test_deferred_check_runs_outside_the_entry() -> None:
+    e = entry(defer_check=True)
+    step = keys(e, "4711#")[-1]
+    assert step.status == "checking" and e.pending == "4711"
+    assert e.feed("9", 0.0).status == "collecting" and e.pending == "4711"  # ignored meanwhile
+    assert e.resolve(e.check(e.pending), 0.0).status == "admitted"

@@ -20,6 +20,7 @@ from bridge.node.supervisor import Node
 from tests.conftest import TEST_USERS
 
 ROOM = "standup"
+TRUSTED_PEER = "127.0.0.2"
 
 
 @pytest.fixture
@@ -54,11 +55,13 @@ def node_settings(prosody: ProsodyServer, redis: RedisServer, **overrides: Any) 
             # below the ephemeral range, so never the SIP port itself
             "rtp_port_start": 10000 + sip_port % 20000,
             # 127.0.0.1 plays a trusted PBX; abuse tests call from other 127.x addresses
-            "limits": {"trusted_sources": ["127.0.0.1"]},
+            "limits": {"trusted_sources": ["127.0.0.1", TRUSTED_PEER]},
         },
         "workers": {"pool_size": 1, "media_timeout": 0},
         "redis": {"url": redis.url},
         "http": {"port": free_port()},
+        # 127.0.0.2 plays the operator's PBX: its P-Asserted-Identity is believed
+        "identity": {"trusted_peers": [TRUSTED_PEER]},
         "log": {"format": "json"},
     }
     data.update(overrides)

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from bridge.devstack.prosody import ProsodyServer
 from bridge.metrics import REGISTRY
 from bridge.node.supervisor import Node
-from tests.e2e.conftest import ROOM, NodeFactory
+from tests.e2e.conftest import ROOM, TRUSTED_PEER, NodeFactory
 from tests.sip.rawsip import Message, RawUac
 from tests.xmpp.clients import ChatUser, chat_user
 
@@ -42,7 +42,12 @@ async def until(predicate: Callable[[], object], what: str, within: float = WAIT
 async def caller(
     node: Node, user: str = "carl", display: str = "Carl Caller"
 ) -> AsyncIterator[RawUac]:
-    uac = RawUac(node.pool.front_port, user=user, display=display)
+    """A caller behind the operator's PBX (127.0.0.2, a trusted peer): its identity is
+    asserted (P-Asserted-Identity), so moderation follows it from call to call."""
+    uac = RawUac(
+        node.pool.front_port, user=user, display=display, bind=TRUSTED_PEER,
+        extra_headers=(f"P-Asserted-Identity: <sip:{user}@pbx.example>",),
+    )  # fmt: skip
     try:
         yield uac
     finally:
@@ -208,28 +213,40 @@ async def test_text_relay_both_ways_exactly_once(
 async def test_chat_a_phone_sends_outside_its_call_is_relayed_as_that_caller(
     node: Node, moderated_prosody: ProsodyServer
 ) -> None:
-    """Linphone and others send chat as a MESSAGE outside the call's dialog: it is the
-    caller's when it names the same caller and comes from the call's host; a stranger's
-    MESSAGE naming nobody in the room is not relayed."""
+    """Linphone and others send chat as a MESSAGE outside the call's dialog. Issue 18: it
+    is relayed only from an authenticated or asserted sender with a leg in the room; a
+    From header (even from the call's own host) proves nothing and gets 403, not 200."""
     async with moderator(moderated_prosody) as alice, caller(node) as uac:
         await caller_in_room(node, alice, uac, "Carl Caller")
         uri = f"sip:{ROOM}@127.0.0.1:{node.pool.front_port}"
-        for user, text in (("mallory", "spoofed?"), ("carl", "typed outside the call")):
-            other = RawUac(node.pool.front_port, user=user, display="Whoever")
+        pai = "P-Asserted-Identity: <sip:{}@pbx.example>"
+        attempts = [
+            # forged From, straight from the Internet (not the PBX)
+            (RawUac(node.pool.front_port, user="carl", from_host="pbx.example"), 403),
+            # the PBX's address, but no identity asserted: still nobody
+            (RawUac(node.pool.front_port, user="carl", bind=TRUSTED_PEER), 403),
+            # the PBX vouches for someone who is not in the call
+            (RawUac(node.pool.front_port, user="dave", bind=TRUSTED_PEER,
+                    extra_headers=(pai.format("dave"),)), 403),
+            # forged PAI from an untrusted address
+            (RawUac(node.pool.front_port, user="carl", extra_headers=(pai.format("carl"),)), 403),
+            # the PBX vouches for carl, who is in the call
+            (RawUac(node.pool.front_port, user="carl", bind=TRUSTED_PEER,
+                    extra_headers=(pai.format("carl"),)), 200),
+        ]  # fmt: skip
+        for n, (other, expected) in enumerate(attempts):
             other.room = ROOM
             try:
-                other.request("MESSAGE", uri, body=text, ctype="text/plain")
+                other.request("MESSAGE", uri, body=f"attempt {n}", ctype="text/plain")
                 final = await asyncio.to_thread(other.final_response, "MESSAGE")
-                assert final.status == 200
+                assert final.status == expected, (n, final.first_line)
             finally:
                 other.close()
-        await alice.wait_for(
-            lambda: any(m.body == "typed outside the call" for m in alice.messages), WAIT
-        )
+        last = f"attempt {len(attempts) - 1}"
+        await alice.wait_for(lambda: any(m.body == last for m in alice.messages), WAIT)
         await asyncio.sleep(0.5)
-        texts = ("spoofed?", "typed outside the call")
-        said = [(m.nick, m.body) for m in alice.messages if m.body in texts]
-        assert said == [("Carl Caller", "typed outside the call")]
+        said = [(m.nick, m.body) for m in alice.messages if m.body.startswith("attempt")]
+        assert said == [("Carl Caller", last)]
 
 
 async def test_caller_leaving_removes_the_puppet(

@@ -133,3 +133,20 @@ def test_run_serves_until_sigterm(
     rest = running_bridge.stderr.read()
     assert running_bridge.wait(timeout=15) == 0
     assert [e["event"] for e in _events(rest)][-1] == "bridge.stopped"
+
+
+def test_ha1_prints_a_settings_table_that_loads(tmp_path: Path) -> None:
+    """``sipmuc-bridge ha1``: the operator's way to an account line; no password in it."""
+    from bridge.config import load_settings
+    from bridge.core.digest import ha1
+
+    out = subprocess.run(
+        [sys.executable, "-m", "bridge", "ha1", "alice", "--realm", "sip.example"],
+        input="wonderland\n", capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "wonderland" not in out
+    config = tmp_path / "bridge.toml"
+    config.write_text("demo = true\n" + out)
+    account = load_settings(config).identity.accounts["alice"]
+    assert account.ha1_sha256 == ha1("alice", "sip.example", "wonderland", "SHA-256")
+    assert account.ha1_md5 == ha1("alice", "sip.example", "wonderland", "MD5")

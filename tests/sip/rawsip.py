@@ -79,11 +79,16 @@ class RawUac:
     room: str = ""
     cseq: itertools.count[int] = field(init=False)
     received: list[Message] = field(default_factory=list)
-    host: str = "127.0.0.1"  # source address (another 127.x address is another source)
+    #: local address: another loopback address (127.0.0.2) plays a trusted peer (a PBX)
+    bind: str = "127.0.0.1"
+    #: sent with every request, e.g. a P-Asserted-Identity the "PBX" vouches for
+    extra_headers: tuple[str, ...] = ()
+    #: the From host (default: the local address); a forger writes someone else's
+    from_host: str = ""
 
     def __post_init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((self.host, 0))
+        self.sock.bind((self.bind, 0))
         self.port = self.sock.getsockname()[1]
         self.rtp_port = self.port + 0  # nothing listens there: no RTP is sent back
         self.call_id = secrets.token_hex(8) + "@raw"
@@ -108,7 +113,7 @@ class RawUac:
         return msg
 
     def _via(self) -> str:
-        return f"SIP/2.0/UDP {self.host}:{self.port};rport;branch=z9hG4bK{secrets.token_hex(6)}"
+        return f"SIP/2.0/UDP {self.bind}:{self.port};rport;branch=z9hG4bK{secrets.token_hex(6)}"
 
     def request(
         self,
@@ -127,11 +132,13 @@ class RawUac:
             f"{method} {uri} SIP/2.0",
             f"Via: {via or self._via()}",
             "Max-Forwards: 70",
-            f'From: "{self.display}" <sip:{self.user}@{self.host}:{self.port}>;tag={self.tag}',
+            f'From: "{self.display}" <sip:{self.user}@{self.from_host or self.bind}'
+            f'{"" if self.from_host else f":{self.port}"}>;tag={self.tag}',
             f"To: <sip:{self.room or 'x'}@127.0.0.1>" + (f";tag={to_tag}" if to_tag else ""),
             f"Call-ID: {self.call_id}",
             f"CSeq: {n} {method}",
-            f"Contact: <sip:{self.user}@{self.host}:{self.port}>",
+            f"Contact: <sip:{self.user}@{self.bind}:{self.port}>",
+            *self.extra_headers,
             *headers,
         ]
         if ctype:

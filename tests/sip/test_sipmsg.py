@@ -6,6 +6,7 @@ import pytest
 
 from bridge.sip.sipmsg import (
     SipParseError,
+    authorizations,
     caller_info,
     message_info,
     parse_name_addr,
@@ -14,6 +15,7 @@ from bridge.sip.sipmsg import (
     split_list,
     uri_host,
     uri_user,
+    via_received,
 )
 
 INVITE = (
@@ -35,11 +37,13 @@ INVITE = (
 
 def test_caller_info_reads_every_hint() -> None:
     req = parse_request(INVITE)
-    info = caller_info(req)
+    info = caller_info(req, trusted_peer=True)
     assert req.method == "INVITE"
     assert info.from_uri == "sip:alice@example.org"
     assert info.display_name == 'Alice "A" Smith'
     assert info.asserted_identity == "sip:alice@pbx.example.org"
+    # from anyone but a trusted peer the header is dropped before anything reads it
+    assert caller_info(req).asserted_identity == ""
     assert info.impp_uris == ("xmpp:alice@example.org", "xmpp:alice-work@example.com")
     assert info.xmpp_contacts == ("alice@example.org/phone", "alice@example.net")
     assert info.call_id == "abc@10.0.0.1"
@@ -118,3 +122,13 @@ def test_not_a_request() -> None:
         parse_request("SIP/2.0 200 OK\r\n\r\n")
     with pytest.raises(SipParseError):
         parse_request("garbage")
+
+
+def test_via_received_is_the_packet_source_pjsip_wrote() -> None:
+    req = parse_request(
+        "MESSAGE sip:r@b SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4:5060;received=127.0.0.2;"
+        "branch=z9;received=6.6.6.6\r\nVia: SIP/2.0/UDP 9.9.9.9;received=7.7.7.7\r\n"
+        'Authorization: Digest username="a", realm="r"\r\n\r\n'
+    )
+    assert via_received(req) == "127.0.0.2"
+    assert authorizations(req) == ['Digest username="a", realm="r"']
