@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bridge.core.caller_gate import CallerPolicy
+from bridge.core.caller_identity import TrustedPeers
 from bridge.core.events import DtmfReceived, LegJoined, LegLeft, MuteLeg, TalkingChanged
 from bridge.sip import devpeers as dp
 from tests.sip.conftest import PoolHarness, Speech
@@ -125,7 +127,8 @@ def test_twelve_callers_across_workers_reach_one_room_and_are_heard(
 def test_dtmf_message_and_identity_hints_from_sipp(
     make_pool: Callable[..., PoolHarness], speech: Speech, tmp_path: Path
 ) -> None:
-    h = make_pool()
+    # SIPp plays the operator's PBX (127.0.0.2, a trusted peer): its PAI is read
+    h = make_pool(callers=CallerPolicy(peers=TrustedPeers.parse(["127.0.0.2"])))
     dtmf_pcap = Path("/usr/share/sip-tester/dtmf_2833_1.pcap")
     scenario = dp.sipp_uac_scenario(
         "demo",
@@ -137,11 +140,12 @@ def test_dtmf_message_and_identity_hints_from_sipp(
         "Call-Info: <xmpp:alice@example.org>;purpose=impp\n"
         "XMPP-Contact: alice@example.org/phone;[call_id]",
     )
-    r = dp.Sipp(scenario, h.port, tmp_path / "sipp").run()
+    r = dp.Sipp(scenario, h.port, tmp_path / "sipp", local_ip="127.0.0.2").run()
     assert r.returncode == 0, r.errors
     h.until(lambda: any(isinstance(e, LegLeft) for _, e in h.seen), label="left")
     joined = next(e for _, e in h.seen if isinstance(e, LegJoined))
     assert joined.asserted_identity == "sip:+15551234@pbx.example"
+    assert joined.identity is not None and joined.identity.key == "sip:+15551234@pbx.example"
     assert joined.impp_uris == ("xmpp:alice@example.org",)
     assert joined.xmpp_contacts == ("alice@example.org/phone",)
     assert joined.display_name == "SIPp caller 1" and joined.codec.startswith("PCMU")

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from bridge.core.admission import RoomDirectory
+from bridge.core.caller_gate import CallerPolicy
+from bridge.core.caller_identity import TrustedPeers
 from bridge.core.events import (
     HangupLeg,
     LegJoined,
@@ -34,7 +36,9 @@ def _joined(room: str = "demo") -> Callable[[object], bool]:
 
 
 def test_admission_answers(make_pool: Callable[..., PoolHarness]) -> None:
-    directory = RoomDirectory.create(["demo", "locked"], bans={"demo": ["sip:banned@127.0.0.1"]},
+    # an unverified caller's From is only a hint, but a ban may name it (issue 18)
+    directory = RoomDirectory.create(["demo", "locked"],
+                                     bans={"demo": ["from:sip:banned@127.0.0.1"]},
                                      locked=["locked"])  # fmt: skip
     h = make_pool(pool_size=1, calls_per_worker=1, retry_after=17, directory=directory)
     uac = RawUac(h.port)
@@ -82,8 +86,17 @@ def test_front_redirects_to_a_worker_with_a_slot(make_pool: Callable[..., PoolHa
 
 
 def test_messages_in_and_out_of_dialog(make_pool: Callable[..., PoolHarness]) -> None:
-    h = make_pool()
-    ood = RawUac(h.port, display="Bob")
+    # out of dialog only from a verified sender in the room (issue 18): here the PBX at
+    # 127.0.0.2 asserts bob, whom the supervisor reported present
+    directory = RoomDirectory.create(["demo"], present={"demo": ["sip:bob@pbx.example"]})
+    h = make_pool(directory=directory,
+                  callers=CallerPolicy(peers=TrustedPeers.parse(["127.0.0.2"])))  # fmt: skip
+    stranger = RawUac(h.port, user="bob", from_host="pbx.example")
+    stranger.room = "demo"
+    stranger.request("MESSAGE", f"sip:demo@127.0.0.1:{h.port}", body="x", ctype="text/plain")
+    assert stranger.final_response("MESSAGE").status == 403
+    ood = RawUac(h.port, display="Bob", bind="127.0.0.2",
+                 extra_headers=("P-Asserted-Identity: <sip:bob@pbx.example>",))  # fmt: skip
     ood.room = "demo"
     ood.request(
         "MESSAGE", f"sip:demo@127.0.0.1:{h.port}", body="hello room", ctype="text/plain",
@@ -94,8 +107,8 @@ def test_messages_in_and_out_of_dialog(make_pool: Callable[..., PoolHarness]) ->
     assert isinstance(ev, SipMessageReceived)
     assert (ev.room, ev.body, ev.subject, ev.language, ev.leg_id) == (
         "demo", "hello room", "greetings", "fr", "")  # fmt: skip
-    assert (ev.sender_uri, ev.sender_display, ev.call_id) == (
-        f"sip:raw@127.0.0.1:{ood.port}", "Bob", ood.call_id)  # fmt: skip
+    assert (ev.sender_uri, ev.sender_display, ev.call_id, ev.sender_key) == (
+        f"sip:raw@127.0.0.2:{ood.port}", "Bob", ood.call_id, "sip:bob@pbx.example")  # fmt: skip
 
     for ctype, body in (("text/html", "<b>x</b>"), ("application/json", "{}")):
         other = RawUac(h.port)

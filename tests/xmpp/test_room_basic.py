@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from bridge.core.caller_identity import CallerIdentity, IdentityLevel
 from bridge.core.events import LegJoined, LegLeft, SendSipMessage, SipMessageReceived
+from bridge.core.identity import caller_key
 from bridge.devstack.prosody import ProsodyServer
 from bridge.xmpp.events import PuppetJoined, PuppetLeft, RoomJoined
 from bridge.xmpp.relay import RelayOutcome
@@ -12,14 +14,18 @@ from tests.xmpp.conftest import BridgeFactory
 SIP_URI = "sip:weekly@sip.localhost"
 
 
-def leg(leg_id: str = "leg-1", **fields: str) -> LegJoined:
-    values = {
+def leg(leg_id: str = "leg-1", *, verified: bool = True, **fields: str) -> LegJoined:
+    """A caller the operator's PBX vouches for (asserted), unless ``verified=False``."""
+    values: dict[str, object] = {
         "room": "weekly",
         "call_id": f"{leg_id}@10.0.0.5",
         "worker": 0,
         "from_uri": "sip:+33612345612@pbx.example;user=phone",
     }
     values.update(fields)
+    if verified:
+        key = caller_key(str(values["from_uri"]))
+        values["identity"] = CallerIdentity(IdentityLevel.ASSERTED, key, "", "10.0.0.5")
     return LegJoined(leg_id=leg_id, **values)  # type: ignore[arg-type]
 
 
@@ -59,6 +65,11 @@ async def test_caller_appears_and_leaves(
             PuppetJoined,
             PuppetLeft,
         ]
+        # issue 18: a caller nobody vouches for is marked, and its puppet is per call
+        stranger = await room.caller_joined(leg("leg-2", verified=False, display_name="Bob"))
+        assert stranger is not None and stranger.nick == "Bob (unverified)"
+        again = await room.caller_joined(leg("leg-3", verified=False, display_name="Bob"))
+        assert again is not None and again.jid.split("/")[0] != stranger.jid.split("/")[0]
 
 
 async def test_message_each_way_exactly_once(
