@@ -31,7 +31,7 @@ from rich.console import Console
 
 from bridge.app import open_node
 from bridge.config import LogFormat, LogLevel, LogSettings, Settings
-from bridge.demo.callers import CALLERS, DemoCaller, prepare, require_tools
+from bridge.demo.callers import CALLERS, DEMO_PBX, DemoCaller, prepare, require_tools
 from bridge.demo.chat import ChatUser
 from bridge.demo.scenario import DemoFailed, Endpoints, Scenario
 from bridge.demo.view import Board, LiveView, PlainView, Step, View
@@ -181,6 +181,7 @@ async def _main(options: DemoOptions, workdir: Path, board: Board, view: View) -
                 "limits": {"trusted_sources": ["127.0.0.1", "::1"]},
             },
             workers={"pool_size": 1},
+            identity={"trusted_peers": [DEMO_PBX]},  # the simulated phones' PBX
             redis={"embedded_dir": workdir / "redis"},
             http={"port": free_port()},
             log=LogSettings(format=LogFormat.JSON, level=LogLevel.INFO),

@@ -23,6 +23,10 @@ RATE = 8000
 CYCLE_S = 8.0  # one caller talks in each half of this cycle
 
 
+#: the simulated phones' PBX: a second loopback address the demo node trusts
+DEMO_PBX = "127.0.0.2"
+
+
 @dataclass(frozen=True)
 class CallerScript:
     """Who the caller is, what they say, and the chat line they send from the phone."""
@@ -81,7 +85,9 @@ def speech_track(script: CallerScript, seconds: float, workdir: Path) -> NDArray
 
 def demo_scenario(room: str, script: CallerScript, pcap: Path) -> str:
     """SIPp scenario of one demo caller (see the module docstring)."""
-    base = sipp_uac_scenario(room, pcap=pcap, hold_ms=0)
+    # the simulated phones sit behind a simulated PBX that asserts who they are (issue 18)
+    pai = f"P-Asserted-Identity: <sip:{script.user}@pbx.demo>"
+    base = sipp_uac_scenario(room, pcap=pcap, hold_ms=0, extra_headers=pai)
     head = base[: base.index('  <pause milliseconds="0"/>')]
     head = head.replace('"SIPp caller [call_number]"', f'"{script.display}"')
     head = head.replace("caller[call_number]", script.user)
@@ -190,5 +196,6 @@ def prepare(script: CallerScript, room: str, sip_port: int, seconds: float,
         workdir,
         timeout_s=int(seconds) + 600,
         extra_args=["-default_behaviors", "all,-abortunexp"],
+        local_ip=DEMO_PBX,
     )
     return DemoCaller(script, sipp, seconds, workdir)

@@ -23,7 +23,7 @@ import psutil
 from bridge.devstack.ports import free_port, free_udp_tcp_port
 from bridge.devstack.prosody import ProsodyServer
 from bridge.devstack.redis_server import RedisServer
-from tests.e2e.conftest import ROOM, make_node, moderated_prosody, node_settings
+from tests.e2e.conftest import ROOM, TRUSTED_PEER, make_node, moderated_prosody, node_settings
 from tests.sip.rawsip import RawUac
 from tests.xmpp.clients import ChatUser, chat_user
 
@@ -52,7 +52,12 @@ async def moderator(prosody: ProsodyServer, user: str = "alice") -> AsyncIterato
 
 
 async def dial(port: int, user: str, display: str) -> tuple[RawUac, int]:
-    uac = RawUac(port, user=user, display=display)
+    """A caller behind the operator's PBX (the trusted peer 127.0.0.2 asserts it), so its
+    nick is plain and its moderation survives calls and restarts (issue 18)."""
+    uac = RawUac(
+        port, user=user, display=display, bind=TRUSTED_PEER,
+        extra_headers=(f"P-Asserted-Identity: <sip:{user}@pbx.example>",),
+    )  # fmt: skip
     final = await asyncio.to_thread(uac.invite, ROOM)
     return uac, final.status
 
