@@ -3,9 +3,9 @@
 One node (2 rooms, default abuse limits, nothing trusted) against real Prosody and Redis, all
 on loopback. Two phases in the same run, same node: a baseline without flood, then with:
 
-* 127.0.0.2 sends ``--invite-rate`` INVITEs/s (default 500) to room ``flooded``, never ACKs;
-* 127.0.0.3 sends ``--message-rate`` out-of-dialog MESSAGEs/s (default 1000) to ``flooded``;
-* 127.0.0.4 sends ``--subscribes`` SUBSCRIBEs (default 1000, Event: conference) to ``flooded``;
+* 127.0.0.12 sends ``--invite-rate`` INVITEs/s (default 500) to room ``flooded``, never ACKs;
+* 127.0.0.13 sends ``--message-rate`` out-of-dialog MESSAGEs/s (default 1000) to ``flooded``;
+* 127.0.0.14 sends ``--subscribes`` SUBSCRIBEs (default 1000, Event: conference) to ``flooded``;
 * a chat user in ``flooded`` types ``--command-rate`` owner commands/s (``!status``, ``!help``).
 
 Meanwhile, in room ``quiet``: the legitimate caller (baresip, recording what it hears)
@@ -146,20 +146,20 @@ Job = tuple[str, float, int, Callable[[int], bytes]]  # source, rate, count, req
 
 def _jobs(port: int, opts: dict[str, float]) -> dict[str, Job]:
     sdp = (
-        "v=0\r\no=f 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n"
+        "v=0\r\no=f 1 1 IN IP4 127.0.0.12\r\ns=-\r\nc=IN IP4 127.0.0.12\r\nt=0 0\r\n"
         "m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
     )
     seconds = opts["seconds"]
     return {
-        "INVITE": ("127.0.0.2", opts["invite_rate"], int(opts["invite_rate"] * seconds),
-                   lambda n: _request("INVITE", "127.0.0.2", port, n, body=sdp,
+        "INVITE": ("127.0.0.12", opts["invite_rate"], int(opts["invite_rate"] * seconds),
+                   lambda n: _request("INVITE", "127.0.0.12", port, n, body=sdp,
                                       ctype="application/sdp")),
-        "MESSAGE": ("127.0.0.3", opts["message_rate"], int(opts["message_rate"] * seconds),
-                    lambda n: _request("MESSAGE", "127.0.0.3", port, n, body=f"spam {n}",
+        "MESSAGE": ("127.0.0.13", opts["message_rate"], int(opts["message_rate"] * seconds),
+                    lambda n: _request("MESSAGE", "127.0.0.13", port, n, body=f"spam {n}",
                                        ctype="text/plain")),
-        "SUBSCRIBE": ("127.0.0.4", opts["subscribes"] / max(1.0, seconds / 2),
+        "SUBSCRIBE": ("127.0.0.14", opts["subscribes"] / max(1.0, seconds / 2),
                       int(opts["subscribes"]),
-                      lambda n: _request("SUBSCRIBE", "127.0.0.4", port, n,
+                      lambda n: _request("SUBSCRIBE", "127.0.0.14", port, n,
                                          extra="Event: conference\r\nExpires: 600")),
     }  # fmt: skip
 

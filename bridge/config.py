@@ -144,7 +144,8 @@ class SipLimits(_Section):
     trusted_sources: list[str] = Field(
         default_factory=list,
         description="IP addresses or networks (CIDR) of trusted peers, e.g. your PBX or SBC "
-        "that carries many callers: exempt from the per-source caps and rates",
+        "that carries many callers: exempt from the per-source caps and rates "
+        "(identity.trusted_peers are added to this list)",
     )
     calls_per_source: int = Field(
         4, ge=0, description="Calls one source address may hold at once, node-wide (486)"
@@ -605,6 +606,16 @@ class Settings(BaseSettings):
         # replica's and redirect callers to itself until they expire.
         if not self.state.node_id:
             self.state.node_id = f"{socket.gethostname()}-{self.sip.port}"
+        return self
+
+    @model_validator(mode="after")
+    def _peers_are_trusted_sources(self) -> Self:
+        """A PBX whose P-Asserted-Identity we believe carries many callers: the per-source
+        caps would otherwise cap the whole PBX like one caller."""
+        limits = self.sip.limits
+        extra = [p for p in self.identity.trusted_peers if p not in limits.trusted_sources]
+        if extra:
+            limits.trusted_sources = [*limits.trusted_sources, *extra]
         return self
 
     @model_validator(mode="after")

@@ -177,7 +177,8 @@ async def _main(options: DemoOptions, workdir: Path, board: Board, view: View) -
                 "domain": domain,
                 "port": sip_port,
                 "rtp_port_start": 30000 + (free_port() % 14000) * 2,
-                # every demo caller (scripted or yours) dials from this machine
+                # your own softphone dials from this machine (the scripted phones come
+                # through the simulated PBX, a trusted peer: exempt from the caps as well)
                 "limits": {"trusted_sources": ["127.0.0.1", "::1"]},
             },
             workers={"pool_size": 1},
