@@ -144,10 +144,10 @@ SubscribePolicy = Literal["callers", "public", "anyone", "nobody"]
 class SubscribeLimits:
     """Who may subscribe to a room's conference events, and how many at once.
 
-    ``policy``: ``callers`` — only sources that have a call in that room, or trusted
-    sources; ``public`` — as ``callers``, plus anyone for rooms that are public (not
-    members-only); ``anyone`` — everyone (members-only rooms then show no nicks to
-    outsiders); ``nobody`` — the package is refused (403) to all but trusted sources.
+    ``policy``: ``callers`` — only sources that have a call in that room, authenticated or
+    asserted subscribers, or trusted sources; ``public`` — as ``callers``, plus anyone for
+    rooms that are public (not members-only); ``anyone`` — everyone (members-only rooms
+    then show no nicks to outsiders); ``nobody`` — refused (403) to all but trusted sources.
     """
 
     policy: SubscribePolicy = "public"
@@ -173,6 +173,7 @@ class SubscriberFacts:
     room_public: bool  # the MUC room is public and not members-only
     room_subscriptions: int
     source_subscriptions: int
+    verified: bool = False  # authenticated (digest) or asserted by a trusted peer (issue 18)
 
 
 def decide_subscribe(limits: SubscribeLimits, facts: SubscriberFacts) -> SubscribeDecision:
@@ -180,7 +181,7 @@ def decide_subscribe(limits: SubscribeLimits, facts: SubscriberFacts) -> Subscri
     trusted = in_networks(facts.source, limits.trusted)
     if limits.policy == "nobody" and not trusted:
         return SubscribeDecision(Reject(403, "Conference events are not offered"))
-    insider = trusted or facts.is_caller
+    insider = trusted or facts.verified or facts.is_caller
     if not insider:
         if limits.policy == "callers":
             return SubscribeDecision(Reject(403, "Not a participant of this conference"))

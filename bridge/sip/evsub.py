@@ -58,11 +58,12 @@ MAX_SUBSCRIBE_BODY = 1024  # the package defines no SUBSCRIBE body; filters are 
 POLL_MS = 20
 
 RoomsLookup = Callable[[str], ConferenceInfo | None]
-#: (room, source address, the room's and the source's subscriptions here) → decision
-Authorize = Callable[[str, str, int, int], SubscribeDecision]
+#: (room, source address, Call-ID, the room's and the source's subscriptions here) → decision
+Authorize = Callable[[str, str, str, int, int], SubscribeDecision]
 
 
-def _allow_all(_room: str, _source: str, _in_room: int, _from_source: int) -> SubscribeDecision:
+def _allow_all(_room: str, _source: str, _call_id: str, _in_room: int,
+               _from_source: int) -> SubscribeDecision:  # fmt: skip
     return SubscribeDecision()
 
 # pjsip keeps raw pointers to modules, package names and callbacks until the endpoint is
@@ -407,7 +408,8 @@ class ConferenceEventService:
         with self._lock:
             in_room = len(self._by_room.get(room, ()))
             from_source = sum(1 for s in self._subs.values() if s.source == source)
-        decision = self._authorize(room, source, in_room, from_source)
+        decision = self._authorize(room, source, req.first("call-id") or "", in_room,
+                                   from_source)  # fmt: skip
         if decision.refusal is not None:
             log.info("conference_events.refused", room=room, source=source,
                      status=decision.refusal.status, reason=decision.refusal.reason)
@@ -567,13 +569,15 @@ def worker_hook(context: Any) -> ConferenceEventService:
         trusted=parse_networks(limits.trusted_sources),
     )
 
-    def authorize(room: str, source: str, in_room: int, from_source: int) -> SubscribeDecision:
+    def authorize(room: str, source: str, call_id: str, in_room: int,
+                  from_source: int) -> SubscribeDecision:  # fmt: skip
         facts = SubscriberFacts(
             source=source,
             is_caller=bool(source) and source in context.callers_of(room),
             room_public=room.lower() in context.directory.public,
             room_subscriptions=in_room,
             source_subscriptions=from_source,
+            verified=context.verified_subscriber(call_id),
         )
         return decide_subscribe(policy, facts)
 

@@ -146,6 +146,12 @@ class HookContext:
         """Receive supervisor messages of type ``kind`` (``pool.send_extension``)."""
         self._worker.extension_handlers[kind] = handler
 
+    def verified_subscriber(self, call_id: str) -> bool:
+        """The SUBSCRIBE with this Call-ID comes from an authenticated or asserted sender
+        (checked by the message filter just before the package sees it)."""
+        identity = self._worker.message_filter.identity_of(call_id)
+        return identity is not None and identity.verified
+
     def callers_of(self, room: str) -> frozenset[str]:
         """Source addresses with a call in ``room`` anywhere on the node (pool snapshot)."""
         return self._worker.node_load.room_sources.get(room.lower(), frozenset())

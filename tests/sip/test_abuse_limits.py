@@ -344,3 +344,27 @@ def test_redirects_never_followed_do_not_exhaust_the_workers(
     finally:
         for uac in held:
             uac.close()
+
+
+def test_an_asserted_subscriber_may_watch_a_members_only_room(
+    make_pool: Callable[..., PoolHarness],
+) -> None:
+    """Issue 18 identities: a subscriber whose identity the trusted PBX (127.0.0.2) asserts
+    counts as an insider; the same header from anyone else, or no header, does not."""
+    from tests.sip.test_caller_identity import policy
+
+    h = make_pool(("closed",), pool_size=1, directory=RoomDirectory.create(["closed"]),
+                  callers=policy(), sip_settings={"limits": {"trusted_sources": []}})  # fmt: skip
+    _push_rooms(h, "closed")
+    pai = "P-Asserted-Identity: <sip:carol@pbx.example>"
+    pbx = Subscriber(h.port, host="127.0.0.2")
+    forger = Subscriber(h.port, host="127.0.0.5")
+    try:
+        assert pbx.subscribe("closed").responses[-1].status == 403  # nobody asserted
+        assert forger.subscribe("closed", extra=pai).responses[-1].status == 403
+        dlg = pbx.subscribe("closed", extra=pai)
+        assert dlg.responses[-1].status == 200
+        assert b"Alice" in dlg.notifies[0].body
+    finally:
+        pbx.close()
+        forger.close()

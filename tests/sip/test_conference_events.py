@@ -456,6 +456,9 @@ class FakeHookContext:
     def callers_of(self, room: str) -> frozenset[str]:
         return frozenset()
 
+    def verified_subscriber(self, call_id: str) -> bool:
+        return False
+
     def on_control(self, kind: type, handler: Callable[[Any], None]) -> None:
         self.handlers[kind] = handler
 
