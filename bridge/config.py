@@ -235,6 +235,13 @@ class DialOutSettings(_Section):
         "(a lab or test network only: otherwise the room could probe your internal network)",
     )
 
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"CA bundle {value} does not exist")
+        return value
+
     @field_validator("number_patterns")
     @classmethod
     def _patterns(cls, value: list[str]) -> list[str]:

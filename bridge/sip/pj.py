@@ -142,7 +142,10 @@ def add_transports(
         tcfg.tlsConfig.certFile = cert
         tcfg.tlsConfig.privKeyFile = key
         tcfg.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
-        tcfg.tlsConfig.CaListFile = ca_file or SYSTEM_CA_FILE
+        # no bundle at all: nothing verifies, so every server is refused (fails closed)
+        ca = ca_file or (SYSTEM_CA_FILE if os.path.exists(SYSTEM_CA_FILE) else "")
+        if ca:
+            tcfg.tlsConfig.CaListFile = ca
         tcfg.tlsConfig.verifyServer = True
         ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tcfg)
 
