@@ -92,6 +92,7 @@ class BridgeProcess:
             "SIPMUC_REDIS__URL": self.redis.url,
             "SIPMUC_HTTP__PORT": str(self.http_port),
             "SIPMUC_LOG__FORMAT": "json",
+            "SIPMUC_IDENTITY__TRUSTED_PEERS": json.dumps([TRUSTED_PEER]),  # the test "PBX"
             # a stable replica name (a StatefulSet pod name, a systemd unit): the restarted
             # node takes its room leases back at once instead of waiting for their TTL
             "SIPMUC_STATE__NODE_ID": "fault-node-a",
