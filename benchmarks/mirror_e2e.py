@@ -80,7 +80,8 @@ async def measure(actions: int, kicks: int) -> dict[str, list[float]]:
             rooms=[ROOM],
             xmpp={"component_jid": prosody.component_domain, "secret": prosody.component_secret,
                   "port": prosody.component_port, "muc_service": prosody.muc_domain},
-            sip={"domain": "127.0.0.1", "port": free_udp_tcp_port()},
+            sip={"domain": "127.0.0.1", "port": free_udp_tcp_port(),
+                 "limits": {"trusted_sources": ["127.0.0.1"]}},
             workers={"pool_size": 1, "media_timeout": 0},
             redis={"url": redis.url}, http={"port": free_port()}, log={"level": "warning"},
         )  # fmt: skip

@@ -6,7 +6,9 @@ instead of failing later in the middle of a call.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import socket
 from enum import StrEnum
 from pathlib import Path
@@ -37,6 +39,7 @@ CONFIG_FILE_ENV = "SIPMUC_CONFIG"
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 _LOOPBACK = frozenset({"localhost", "::1", "ip6-localhost"})
+_DOMAIN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 
 
 class ConfigError(Exception):
@@ -226,6 +229,153 @@ class XmppSettings(_Section):
         return value.lower()
 
 
+def _networks(items: list[str]) -> list[str]:
+    for item in items:
+        try:
+            ipaddress.ip_network(item.strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network (CIDR)") from None
+    return [item.strip() for item in items]
+
+
+class SipLimits(_Section):
+    """Abuse limits on what outsiders can trigger over SIP (docs/security.md). Sources are
+    the addresses requests come from; 0 turns a cap off."""
+
+    trusted_sources: list[str] = Field(
+        default_factory=list,
+        description="IP addresses or networks (CIDR) of trusted peers, e.g. your PBX or SBC "
+        "that carries many callers: exempt from the per-source caps and rates "
+        "(identity.trusted_peers are added to this list)",
+    )
+    calls_per_source: int = Field(
+        4, ge=0, description="Calls one source address may hold at once, node-wide (486)"
+    )
+    call_rate_burst: int = Field(
+        10, ge=1, description="INVITEs one source address may send in a burst (then 503)"
+    )
+    call_rate_per_minute: float = Field(
+        30.0, gt=0, description="Sustained new-INVITE rate per source address and worker (503)"
+    )
+    callers_per_room: int = Field(
+        50, ge=0, description="Calls one conference may hold at once, dialled ones included (486)"
+    )
+    ack_timeout: float = Field(
+        6.0,
+        gt=0,
+        le=32,
+        description="Seconds an answered call may wait for the caller's ACK before its slot is "
+        "freed (a 200 without ACK otherwise holds a slot ~32 s)",
+    )
+    request_rate_burst: int = Field(
+        20,
+        ge=1,
+        description="Other requests (MESSAGE, SUBSCRIBE, OPTIONS, INFO …; not ACK, BYE, CANCEL "
+        "or re-INVITE) one source address may send in a burst",
+    )
+    request_rate_per_minute: float = Field(
+        120.0, gt=0, description="Sustained rate of those requests per source and worker (503)"
+    )
+    subscribe_policy: Literal["callers", "public", "anyone", "nobody"] = Field(
+        "public",
+        description="Who may SUBSCRIBE to a room's conference events: 'callers' (sources with a "
+        "call in that room, and trusted sources), 'public' (also anyone for public, not "
+        "members-only rooms), 'anyone' (outsiders see no nicks of members-only rooms), "
+        "'nobody' (trusted sources only)",
+    )
+    subscriptions_per_room: int = Field(
+        20, ge=0, description="Conference event subscriptions per room at once (per worker)"
+    )
+    subscriptions_per_source: int = Field(
+        5, ge=0, description="Conference event subscriptions per source address (per worker)"
+    )
+
+    _check_networks = field_validator("trusted_sources")(_networks)
+
+
+class DialOutSettings(_Section):
+    """``!dial`` and linking to an external conference: the bridge places calls, so an
+    operator dial plan says where to (docs/security.md). Off by default."""
+
+    enabled: bool = Field(False, description="Allow dial-out at all (off: !dial is refused)")
+    number_patterns: list[str] = Field(
+        default_factory=list,
+        description="Regular expressions a dialled number must match in full (e.g. "
+        "'\\+?49[0-9]{6,12}'); numbers are sent as sip:<number>@<trunk domain>",
+    )
+    domains: list[str] = Field(
+        default_factory=list,
+        description="SIP domains a sip: URI target may name (host names, never IP literals, "
+        "never our own SIP domain)",
+    )
+    proxy: str | None = Field(
+        None,
+        description="Outbound proxy or trunk every dial-out goes through, as a SIP URI such "
+        "as 'sip:trunk.example.net;transport=tls' (unset: targets are resolved directly)",
+    )
+    trunk_domain: str = Field(
+        "",
+        description="Domain of number targets: a number is dialled as sip:<number>@<trunk_domain> "
+        "(through the proxy when one is set); never this bridge's own sip.domain",
+    )
+    username: str = Field("", description="Digest user name for the trunk")
+    password: SecretStr = Field(SecretStr(""), description="Digest password for the trunk")
+    ring_timeout: float = Field(
+        45.0, gt=0, le=300, description="Seconds a dialled call may ring before it is cancelled"
+    )
+    per_room: int = Field(2, ge=1, description="Dial-outs a room may have ringing or up at once")
+    per_node: int = Field(10, ge=1, description="Dial-outs a node may have ringing or up at once")
+    ca_file: Path | None = Field(
+        None,
+        description="PEM CA bundle that TLS dial-out verifies the peer against (unset = the "
+        "system bundle); certificates are always verified",
+    )
+    allow_private: bool = Field(
+        False,
+        description="Let domain targets resolve to private, loopback or link-local addresses "
+        "(a lab or test network only: otherwise the room could probe your internal network)",
+    )
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"CA bundle {value} does not exist")
+        return value
+
+    @field_validator("number_patterns")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"bad pattern {pattern!r}: {error}") from None
+        return value
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        out = []
+        for item in value:
+            domain = item.strip().lower().rstrip(".")
+            if not _DOMAIN.fullmatch(domain) or re.fullmatch(r"[0-9.]+", domain):
+                raise ValueError(f"{item!r} is not a DNS domain name (no IP literals)")
+            out.append(domain)
+        return out
+
+    @model_validator(mode="after")
+    def _plan_needed(self) -> Self:
+        if self.enabled and not (self.number_patterns or self.domains):
+            raise ValueError("dial-out is enabled but the dial plan allows nothing: set "
+                             "number_patterns and/or domains")
+        if self.enabled and self.number_patterns and not self.trunk_domain:
+            raise ValueError("number_patterns need a trunk_domain to send numbers to")
+        if self.proxy and not re.fullmatch(r"sips?:[^\s<>\"?]+", self.proxy):
+            raise ValueError("proxy must be a SIP URI such as 'sip:trunk.example.net;lr'")
+        return self
+
+
 class SipSettings(_Section):
     domain: str = Field("localhost", description="SIP domain of room URIs (sip:<room>@<domain>)")
     bind_host: str = Field("127.0.0.1", description="Address the SIP listeners bind to")
@@ -265,6 +415,17 @@ class SipSettings(_Section):
         if value and value < 90:
             raise ValueError("must be 0 (off) or at least 90 s (RFC 4028 Min-SE)")
         return value
+
+    limits: SipLimits = Field(default_factory=SipLimits)
+    dialout: DialOutSettings = Field(default_factory=DialOutSettings)
+
+    @model_validator(mode="after")
+    def _never_dial_ourselves(self) -> Self:
+        trunk = self.dialout.trunk_domain.lower()
+        if trunk and trunk in {self.domain.lower(), self.bind_host.lower()}:
+            raise ValueError("dialout.trunk_domain is this bridge's own SIP domain: numbers "
+                             "would ring our own rooms (a room may be named like a number)")
+        return self
 
     @model_validator(mode="after")
     def _tls_needs_files(self) -> Self:
@@ -624,6 +785,16 @@ class Settings(BaseSettings):
         # replica's and redirect callers to itself until they expire.
         if not self.state.node_id:
             self.state.node_id = f"{socket.gethostname()}-{self.sip.port}"
+        return self
+
+    @model_validator(mode="after")
+    def _peers_are_trusted_sources(self) -> Self:
+        """A PBX whose P-Asserted-Identity we believe carries many callers: the per-source
+        caps would otherwise cap the whole PBX like one caller."""
+        limits = self.sip.limits
+        extra = [p for p in self.identity.trusted_peers if p not in limits.trusted_sources]
+        if extra:
+            limits.trusted_sources = [*limits.trusted_sources, *extra]
         return self
 
     @model_validator(mode="after")

@@ -156,6 +156,13 @@ WORKER_SLOTS: Final = Gauge(
     namespace=NAMESPACE,
     registry=REGISTRY,
 )
+CALLS_LIMITED: Final = Counter(
+    "calls_limited",
+    "Calls refused by a node-wide abuse limit (per-source or per-room cap), by reason.",
+    ["reason"],
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
 WORKER_RESTARTS: Final = Counter(
     "worker_restarts",
     "SIP media worker processes restarted by the supervisor after they died.",

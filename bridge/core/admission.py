@@ -50,6 +50,8 @@ class RoomDirectory:
     held: frozenset[str] = frozenset()
     #: the node is draining (SIGTERM): calls in progress go on, new ones get 503
     draining: bool = False
+    #: rooms whose MUC is public and open (not members-only): outsiders may see who is there
+    public: frozenset[str] = frozenset()
     #: verified identity keys with a leg in each room: who may send out-of-dialog MESSAGE
     present: Mapping[str, frozenset[str]] = field(default_factory=dict)
     #: linked rooms whose state (bans, lock, PIN) could not be read: new calls get 503
@@ -66,6 +68,7 @@ class RoomDirectory:
         held: Iterable[str] = (),
         owners: Mapping[str, str] | None = None,
         draining: bool = False,
+        public: Iterable[str] = (),
         present: Mapping[str, Iterable[str]] | None = None,
         unknown: Iterable[str] = (),
     ) -> RoomDirectory:
@@ -80,6 +83,7 @@ class RoomDirectory:
             held=frozenset(r.lower() for r in held),
             owners={room.lower(): uri for room, uri in (owners or {}).items()},
             draining=draining,
+            public=frozenset(r.lower() for r in public),
             present={
                 room.lower(): frozenset(normalize_caller(k) for k in keys)
                 for room, keys in (present or {}).items()
@@ -206,7 +210,7 @@ class SlotBook:
     def __init__(self, hold_s: float = 4.0) -> None:
         self.hold_s = hold_s
         self._peers: dict[int, PeerSlots] = {}
-        self._pending: dict[int, list[float]] = {}
+        self._pending: dict[int, list[tuple[float, str]]] = {}  # (expiry, source address)
 
     def update(self, peers: Iterable[PeerSlots]) -> None:
         """Replace the snapshot; a risen busy count consumes the oldest pending holds."""
@@ -245,14 +249,23 @@ class SlotBook:
                 best, best_free = self._peers[worker], free
         return best
 
-    def hold(self, worker: int, now: float) -> None:
+    def hold(self, worker: int, now: float, source: str = "") -> None:
         """Count a redirect to ``worker`` against its free slots until it arrives."""
-        self._pending.setdefault(worker, []).append(now + self.hold_s)
+        self._pending.setdefault(worker, []).append((now + self.hold_s, source))
+
+    def pending_from(self, source: str, now: float) -> int:
+        """Redirects of ``source`` still in flight: they count against its call cap, or a
+        caller who never follows its 302s would hold every worker's slots for nothing."""
+        count = 0
+        for worker in self._pending:
+            self._expire(worker, now)
+            count += sum(1 for _, s in self._pending[worker] if s == source)
+        return count
 
     def _expire(self, worker: int, now: float) -> None:
         pending = self._pending.get(worker)
         if pending:
-            pending[:] = [t for t in pending if t > now]
+            pending[:] = [(t, s) for t, s in pending if t > now]
 
 
 def redirect_contact(room: str, host: str, port: int, transport: str) -> str:

@@ -54,6 +54,13 @@ from bridge.core.commands import (
     plan_command,
 )
 from bridge.core.commands.delivery import reply_privately
+from bridge.core.dialplan import (
+    DialAllowed,
+    DialPlan,
+    DialRefused,
+    is_public_address,
+)
+from bridge.core.dialplan import check_dial as check_dial_plan
 from bridge.core.events import DialOutCall, DialProgress, LegLeft
 from bridge.core.linking import link_refusal
 from bridge.core.mirror_events import Action
@@ -67,6 +74,7 @@ from bridge.xmpp.events import CommandTyped
 from bridge.xmpp.room import BridgedRoom
 
 if TYPE_CHECKING:
+    from bridge.config import Settings
     from bridge.node.supervisor import LinkedRoom, Node
 
 log = get_logger(__name__)
@@ -98,6 +106,23 @@ class _Dial:
     actor: str
 
 
+def dial_plan(settings: Settings) -> DialPlan:
+    """The operator's dial plan; our own SIP domain and addresses are never dialled."""
+    sip = settings.sip
+    own = {sip.domain, sip.bind_host}
+    if settings.state.redirect_contact:
+        own.add(settings.state.redirect_contact.partition("@")[2].split(":")[0].split(";")[0])
+    return DialPlan.create(
+        enabled=sip.dialout.enabled,
+        number_patterns=sip.dialout.number_patterns,
+        domains=sip.dialout.domains,
+        trunk_domain=sip.dialout.trunk_domain,
+        own_domains=own,
+        per_room=sip.dialout.per_room,
+        per_node=sip.dialout.per_node,
+    )
+
+
 class CommandExecutor:
     """Owner commands of one node; see the module docstring."""
 
@@ -114,6 +139,8 @@ class CommandExecutor:
         self._node_lock = asyncio.Lock()
         limits = node.settings.xmpp.limits
         self.limiter = RateLimiter(limits.command_burst, limits.command_per_minute)
+        self.dialled_legs: dict[str, str] = {}  # answered dial-outs: leg id → conference
+        self.dial_plan = dial_plan(node.settings)
         self._tasks: set[asyncio.Task[None]] = set()
         node.command_hook = self.on_typed
         node.dial_hook = self.on_dial_progress
@@ -286,8 +313,8 @@ class CommandExecutor:
             await self._set_conference(action.conference, event_id, action.actor,
                                        pin_hash=pin_hash)  # fmt: skip
         elif isinstance(action, DialOut) and room is not None:
-            return self._dial(room, action.target, action.is_number, action.report_to,
-                              action.actor)  # fmt: skip
+            return await self._dial(room, action.target, action.is_number, action.report_to,
+                                    action.actor)  # fmt: skip
         return None
 
     # ---- link / unlink ----------------------------------------------------------------------
@@ -309,6 +336,10 @@ class CommandExecutor:
             log.info("link.refused", room=str(room_jid.bare), actor=action.actor,
                      reason=refusal)  # fmt: skip
             return CommandReply("refused", refusal)
+        if action.external_uri:  # linking to an outside conference is a dial-out: plan first
+            checked = await self._check_dial(name, action.external_uri, False, action.actor)
+            if isinstance(checked, DialRefused):
+                return CommandReply("refused", checked.message)
         parked = self.parked.pop(str(room_jid.bare), None)
         if parked is not None:  # rejoin as a linked room (fresh puppets, advertised URI)
             await parked.close()
@@ -328,8 +359,8 @@ class CommandExecutor:
         if action.external_uri:
             await self._set_conference(name, f"link:{name}:{action.external_uri}", action.actor,
                                        external_uri=action.external_uri)  # fmt: skip
-            return self._dial(room, action.external_uri, False, "", action.actor,
-                              linked=True)  # fmt: skip
+            return await self._dial(room, action.external_uri, False, "", action.actor,
+                                    linked=True)  # fmt: skip
         return CommandReply("ok", f"Linked: callers dial {self.node.sip_uri(name)}.")
 
     async def _unlink(
@@ -366,9 +397,44 @@ class CommandExecutor:
 
     # ---- dial-out -------------------------------------------------------------------------
 
-    def _dial(self, room: LinkedRoom, target: str, is_number: bool, report_to: str, actor: str,
-              *, linked: bool = False) -> CommandReply | None:  # fmt: skip
-        uri = f"sip:{target}@{self.node.settings.sip.domain}" if is_number else target
+    def _dial_counts(self, conference: str) -> tuple[int, int]:
+        """Dial-outs ringing or up: in ``conference``, and on the node."""
+        live = self.node.legs
+        for leg_id in [k for k in self.dialled_legs if k not in live]:
+            del self.dialled_legs[leg_id]
+        rooms = [d.conference for d in self.dials.values()] + list(self.dialled_legs.values())
+        return sum(1 for r in rooms if r == conference), len(rooms)
+
+    async def _check_dial(
+        self, conference: str, target: str, is_number: bool, actor: str
+    ) -> DialAllowed | DialRefused:
+        """The dial plan, then (with no trunk proxy to route through) where the target's
+        name resolves: never a private, loopback or link-local address. One log line per
+        refused attempt (``dial.refused``) with the rule that refused it."""
+        room_dials, node_dials = self._dial_counts(conference)
+        checked = check_dial_plan(self.dial_plan, target, is_number=is_number,
+                                  room_dials=room_dials, node_dials=node_dials)  # fmt: skip
+        dialout = self.node.settings.sip.dialout
+        if isinstance(checked, DialAllowed) and not dialout.proxy and not dialout.allow_private:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(checked.host, None)
+            except OSError:
+                infos = []
+            addresses = {str(info[4][0]) for info in infos}
+            if not addresses or not all(is_public_address(a) for a in addresses):
+                checked = DialRefused("This service does not call that address.",
+                                      f"resolves to {sorted(addresses) or 'nothing'}")  # fmt: skip
+        if isinstance(checked, DialRefused):
+            log.warning("dial.refused", room=conference, target=target[:200], actor=actor,
+                        why=checked.why)  # fmt: skip
+        return checked
+
+    async def _dial(self, room: LinkedRoom, target: str, is_number: bool, report_to: str,
+                    actor: str, *, linked: bool = False) -> CommandReply | None:  # fmt: skip
+        checked = await self._check_dial(room.name, target, is_number, actor)
+        if isinstance(checked, DialRefused):
+            return CommandReply("refused", checked.message)
+        uri = checked.uri
         request_id = uuid.uuid4().hex[:12]
         dial = _Dial(request_id, room.name, room.muc_jid, target, report_to, actor)
         self.dials[request_id] = dial
@@ -383,21 +449,24 @@ class CommandExecutor:
         return None
 
     def on_dial_progress(self, event: DialProgress) -> None:
-        """Progress from a worker (called in order, before the answered leg's LegJoined)."""
+        """Progress from a worker (called in order, before the answered leg's LegJoined).
+
+        The room hears one of answered / busy / no answer / refused: the worker reduces the
+        remote status to that word (the log keeps the status for the operator)."""
         dial = self.dials.get(event.request_id)
         if dial is None:
             return
         if event.status == "answered" and event.leg_id:
             self.node.pins.trust(event.leg_id)  # we called them: no PIN
+            self.dialled_legs[event.leg_id] = dial.conference
         if event.status in ("answered", "failed"):
             del self.dials[event.request_id]
         log.info("dial.progress", room=dial.conference, request_id=dial.request_id,
                  status=event.status, reason=event.reason)  # fmt: skip
+        outcome = event.reason if event.reason in ("busy", "no answer") else "refused"
         text = {
-            "trying": "",
-            "ringing": f"{dial.target} is ringing…",
             "answered": f"{dial.target} answered and joined the call.",
-            "failed": f"Could not reach {dial.target}: {event.reason or 'call failed'}.",
+            "failed": f"Could not reach {dial.target}: {outcome}.",
         }.get(event.status, "")
         bridged = self._bridged(dial.room_jid)
         if text and bridged is not None:

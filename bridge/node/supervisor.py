@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from slixmpp import JID
 from slixmpp.exceptions import IqError, IqTimeout
 
 from bridge import metrics
@@ -80,6 +81,7 @@ from bridge.sip.pool import WorkerPool
 from bridge.state.errors import Fenced, StateUnavailable
 from bridge.state.lease import Lease, LeaseKeeper
 from bridge.xmpp import events as room_events
+from bridge.xmpp import room_config
 from bridge.xmpp.component import BridgeComponent
 from bridge.xmpp.jids import puppet_jid
 from bridge.xmpp.room import BridgedRoom
@@ -97,6 +99,7 @@ class LinkedRoom:
     muc_jid: str
     bridged: BridgedRoom
     dtmf: dict[str, str] = field(default_factory=dict)  # leg_id → DTMF buffer
+    public: bool = False  # the MUC is public and open: who may subscribe to its events
 
 
 class Node:
@@ -279,6 +282,7 @@ class Node:
         )
         bridged.on_command = self.command_hook
         self.rooms[name] = LinkedRoom(name, muc_jid, bridged)
+        await self._check_public(self.rooms[name])
         try:
             outcome = await self.engine.restore(name, frozenset(leg.leg_id for leg in live))
         except StateUnavailable as error:  # served, but new callers get 503 until it reads
@@ -508,12 +512,20 @@ class Node:
         while True:
             await asyncio.sleep(self.settings.xmpp.affiliation_sync_interval)
             for room in list(self.rooms.values()):
+                if await self._check_public(room):
+                    self._publish_directory()
                 try:
                     await self.sync_bans(room)
                 except (IqError, IqTimeout) as error:
                     log.warning("room.outcasts_unreadable", room=room.name, error=str(error))
                 except Exception:
                     log.exception("node.ban_sync_failed", room=room.name)
+
+    async def _check_public(self, room: LinkedRoom) -> bool:
+        """Re-read whether the room is public and open; True when that changed."""
+        public = await room_config.is_public(self.component, JID(room.muc_jid))
+        changed, room.public = public != room.public, public
+        return changed
 
     async def sync_bans(self, room: LinkedRoom) -> None:
         """Mirror bans lifted in the room while the banned caller was absent (no presence
@@ -677,6 +689,7 @@ class Node:
                 locked=locked,
                 held=held,
                 draining=self.draining,
+                public=[name for name, room in self.rooms.items() if room.public],
                 present=present,
                 unknown=unknown,
             )

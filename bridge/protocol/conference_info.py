@@ -340,6 +340,12 @@ def conference_from_room(room: RoomView) -> ConferenceInfo:
     )
 
 
+def without_people(conference: ConferenceInfo) -> ConferenceInfo:
+    """The document an outsider of a members-only room gets: the conference, its URIs,
+    media and user count, but no users (no nicks, no roles, no endpoints)."""
+    return replace(conference, users=())
+
+
 # ---------------------------------------------------------------------------------------------
 # Rendering
 # ---------------------------------------------------------------------------------------------

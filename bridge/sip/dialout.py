@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from bridge.core.admission import normalize_caller, strip_uri_params
 from bridge.core.caller_identity import CallerIdentity, IdentityLevel
+from bridge.core.dialplan import LOOP_HEADER, outcome_of
 from bridge.core.events import DialOutCall, DialProgress
 from bridge.logs import get_logger
 from bridge.sip import pj as pjw
@@ -30,6 +31,17 @@ from mixer.rings import LegPort, StaleAttachmentError
 log = get_logger(__name__)
 
 DIAL_KEY = "dial"  # Leg.extra key marking a leg the bridge dialled
+NO_ANSWER = "no-answer"  # hang-up reason of a dialled call that rang too long
+
+
+def ring_expired(worker: DialHost, leg: Leg, now: float) -> bool:
+    """Cancel a dialled call still unanswered after ``sip.dialout.ring_timeout``."""
+    if DIAL_KEY not in leg.extra or leg.confirmed or leg.ended:
+        return False
+    if now - leg.created <= worker.spec.sip.dialout.ring_timeout:
+        return False
+    worker.hangup(leg, NO_ANSWER)
+    return True
 
 
 class DialHost(Protocol):
@@ -57,9 +69,13 @@ class DialHost(Protocol):
 def start(worker: DialHost, cmd: DialOutCall) -> None:
     """Place the call (pjsua2 thread)."""
 
-    def failed(reason: str) -> None:
-        worker.send(DialProgress(cmd.request_id, cmd.room, "failed", reason))
+    def failed(why: str) -> None:  # the room hears "refused"; the log says why
+        log.info("sip.dial.refused", room=cmd.room, target=cmd.target_uri, why=why)
+        worker.send(DialProgress(cmd.request_id, cmd.room, "failed", "refused"))
 
+    if not worker.spec.sip.dialout.enabled:  # the node checks the plan; this is the backstop
+        failed("dial-out is disabled")
+        return
     if worker.stopping or len(worker.legs) >= worker.spec.calls:
         failed("no free call slot on this worker")
         return
@@ -78,14 +94,12 @@ def start(worker: DialHost, cmd: DialOutCall) -> None:
     leg.port = pjw.FramePort(leg_id)
     worker.legs[leg_id] = leg
     try:
-        call.makeCall(cmd.target_uri, pjw.call_op())
+        call.makeCall(cmd.target_uri, pjw.call_op(0, "", {LOOP_HEADER: "1"}))
     except Exception as exc:
         worker.legs.pop(leg_id, None)
         worker.graveyard.append(leg.port)
         worker.dead_calls.append(call)
-        reason = pjw.error_text(exc)
-        log.info("sip.dial.failed", leg=leg_id, target=cmd.target_uri, error=reason[:200])
-        failed(f"cannot call {cmd.target_uri}: {reason[:120]}")
+        failed(pjw.error_text(exc)[:200])
         return
     if leg.ended:  # failed inside makeCall: LegEnded went out already
         return
@@ -150,8 +164,11 @@ class _DialHandler:
             elif info.state == pjw.STATE_CONFIRMED:
                 self._progress("answered")  # before LegConfirmed: the supervisor trusts it
             elif info.state == pjw.STATE_DISCONNECTED:
-                why = leg.hangup_reason or f"{code} {info.lastReason}".strip()
-                self._progress("failed", why)
+                # the remote status and reason text stay in our log: never in the room
+                log.info("sip.dial.ended", leg=leg.leg_id, room=self.cmd.room, status=code,
+                         reason=str(info.lastReason)[:200], local=leg.hangup_reason)  # fmt: skip
+                self._progress("failed", outcome_of(code, timed_out=leg.hangup_reason ==
+                                                    NO_ANSWER))  # fmt: skip
         self.worker.leg_state(leg, call)
 
     def on_media_state(self, call: Any) -> None:
@@ -164,4 +181,4 @@ class _DialHandler:
         self.worker.leg_message(self.leg, prm)
 
 
-__all__ = ["DIAL_KEY", "DialHost", "attached", "start"]
+__all__ = ["DIAL_KEY", "NO_ANSWER", "DialHost", "attached", "ring_expired", "start"]

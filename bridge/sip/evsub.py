@@ -35,11 +35,18 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from bridge.core.limits import (
+    SubscribeDecision,
+    SubscribeLimits,
+    SubscriberFacts,
+    decide_subscribe,
+    parse_networks,
+)
 from bridge.logs import get_logger
-from bridge.protocol.conference_info import ConferenceInfo, ConferenceInfoStream
+from bridge.protocol.conference_info import ConferenceInfo, ConferenceInfoStream, without_people
 from bridge.sip import evsub_native as nat
 from bridge.sip.evsub_native import PINNED, Layout, Native, pj_str
-from bridge.sip.sipmsg import via_transport
+from bridge.sip.sipmsg import via_source, via_transport
 
 log = get_logger(__name__)
 
@@ -50,6 +57,13 @@ MAX_SUBSCRIBE_BODY = 1024  # the package defines no SUBSCRIBE body; filters are 
 POLL_MS = 20
 
 RoomsLookup = Callable[[str], ConferenceInfo | None]
+#: (room, source address, Call-ID, the room's and the source's subscriptions here) → decision
+Authorize = Callable[[str, str, str, int, int], SubscribeDecision]
+
+
+def _allow_all(_room: str, _source: str, _call_id: str, _in_room: int,
+               _from_source: int) -> SubscribeDecision:  # fmt: skip
+    return SubscribeDecision()
 
 # pjsip keeps raw pointers to modules, package names and callbacks until the endpoint is
 # destroyed; these objects must never be freed, so every installation is kept here for good.
@@ -73,6 +87,11 @@ class _Subscription:
     ptr: int
     room: str
     stream: ConferenceInfoStream = field(default_factory=ConferenceInfoStream)
+    source: str = ""
+    redact: bool = False  # an outsider of a members-only room: no users in the documents
+
+    def document(self, conf: ConferenceInfo) -> ConferenceInfo:
+        return without_people(conf) if self.redact else conf
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +132,9 @@ class ConferenceEventService:
     """The ``conference`` event package of one pjsua2 endpoint (one per process)."""
 
     def __init__(self, rooms_lookup: RoomsLookup, *, expires: int = DEFAULT_EXPIRES,
-                 poll_ms: int = POLL_MS) -> None:
+                 poll_ms: int = POLL_MS, authorize: Authorize = _allow_all) -> None:
         self._lookup = rooms_lookup
+        self._authorize = authorize
         self._expires = expires
         self._poll_ms = poll_ms
         self._native: Native | None = None
@@ -142,10 +162,12 @@ class ConferenceEventService:
     def install(cls, endpoint: Any, rooms_lookup: RoomsLookup, *, layout: Layout = PINNED,
                 expires: int = DEFAULT_EXPIRES, poll_ms: int = POLL_MS,
                 priority: int = nat.PJSIP_MOD_PRIORITY_APPLICATION - 2,
+                authorize: Authorize = _allow_all,
                 ) -> ConferenceEventService:
         """Register the package on ``endpoint`` (call on the pjsua2 thread, after libInit and
-        transport creation). Never raises for a layout mismatch: check ``enabled``."""
-        service = cls(rooms_lookup, expires=expires, poll_ms=poll_ms)
+        transport creation). Never raises for a layout mismatch: check ``enabled``.
+        ``authorize`` decides each new subscription (who, and how many)."""
+        service = cls(rooms_lookup, expires=expires, poll_ms=poll_ms, authorize=authorize)
         service._install(endpoint, layout, priority)
         return service
 
@@ -235,7 +257,7 @@ class ConferenceEventService:
                 for ptr in list(self._by_room.get(room, ())):
                     sub = self._subs.get(ptr)
                     if sub is not None:
-                        body = sub.stream.update(conf)
+                        body = sub.stream.update(sub.document(conf))
                         if body is not None:
                             self._send_notify(sub, nat.EVSUB_STATE_ACTIVE, body)
 
@@ -380,6 +402,17 @@ class ConferenceEventService:
         if conf is None:
             self._respond(rdata, 404, b"No Such Conference")
             return True
+        source = via_source(req.first("via") or "")
+        with self._lock:
+            in_room = len(self._by_room.get(room, ()))
+            from_source = sum(1 for s in self._subs.values() if s.source == source)
+        decision = self._authorize(room, source, req.first("call-id") or "", in_room,
+                                   from_source)  # fmt: skip
+        if decision.refusal is not None:
+            log.info("conference_events.refused", room=room, source=source,
+                     status=decision.refusal.status, reason=decision.refusal.reason)
+            self._respond(rdata, decision.refusal.status, decision.refusal.reason.encode())
+            return True
         self._latest[room] = conf
         transport = via_transport(req.first("via") or "").upper()
         if transport not in self._contacts:
@@ -397,11 +430,12 @@ class ConferenceEventService:
             hdr = self._native.find_header(msg, b"Expires")
             ctypes.c_int32.from_address(hdr + self.layout.int_hdr_ivalue).value = self._expires
             expires = self._expires
-        self._accept(rdata, room, conf, contact, expires)
+        self._accept(rdata, room, conf, contact, expires, source=source,
+                     redact=decision.redact)
         return True
 
     def _accept(self, rdata: int, room: str, conf: ConferenceInfo, contact: bytes,
-                expires: int) -> None:
+                expires: int, *, source: str = "", redact: bool = False) -> None:
         lib = self._native
         assert lib is not None
         dlg = ctypes.c_void_p()
@@ -421,7 +455,7 @@ class ConferenceEventService:
                 log.warning("conference_events.evsub_failed", room=room, status=status)
                 self._respond(rdata, 400)
                 return
-            sub = _Subscription(int(sub_p.value), room)
+            sub = _Subscription(int(sub_p.value), room, source=source, redact=redact)
             with self._lock:
                 self._subs[sub.ptr] = sub
                 self._by_room.setdefault(room, set()).add(sub.ptr)
@@ -430,7 +464,7 @@ class ConferenceEventService:
                 log.warning("conference_events.accept_failed", room=room, status=status)
                 lib.evsub_terminate(sub_p, 1)
                 return
-            body = sub.stream.full(conf)
+            body = sub.stream.full(sub.document(conf))
             if expires == 0:  # a fetch (RFC 6665 §4.4.3): one full NOTIFY, then it ends
                 self._send_notify(sub, nat.EVSUB_STATE_TERMINATED, body, b"timeout")
             else:
@@ -481,7 +515,7 @@ class ConferenceEventService:
             if conf is None:
                 self._send_notify(sub, nat.EVSUB_STATE_TERMINATED, None, b"noresource")
                 return
-            self._send_notify(sub, nat.EVSUB_STATE_ACTIVE, sub.stream.full(conf))
+            self._send_notify(sub, nat.EVSUB_STATE_ACTIVE, sub.stream.full(sub.document(conf)))
         except Exception:
             log.exception("conference_events.refresh_failed")
 
@@ -525,7 +559,27 @@ def worker_hook(context: Any) -> ConferenceEventService:
     package and feeds it the :class:`ConferenceInfoUpdate` messages the supervisor sends.
     """
     rooms: dict[str, ConferenceInfo] = {}
-    service = ConferenceEventService.install(context.endpoint, rooms.get)
+    limits = context.spec.sip.limits
+    policy = SubscribeLimits(
+        policy=limits.subscribe_policy,
+        per_room=limits.subscriptions_per_room,
+        per_source=limits.subscriptions_per_source,
+        trusted=parse_networks(limits.trusted_sources),
+    )
+
+    def authorize(room: str, source: str, call_id: str, in_room: int,
+                  from_source: int) -> SubscribeDecision:  # fmt: skip
+        facts = SubscriberFacts(
+            source=source,
+            is_caller=bool(source) and source in context.callers_of(room),
+            room_public=room.lower() in context.directory.public,
+            room_subscriptions=in_room,
+            source_subscriptions=from_source,
+            verified=context.verified_subscriber(call_id),
+        )
+        return decide_subscribe(policy, facts)
+
+    service = ConferenceEventService.install(context.endpoint, rooms.get, authorize=authorize)
 
     def on_update(update: ConferenceInfoUpdate) -> None:
         if update.conference is None:

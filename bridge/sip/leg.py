@@ -24,6 +24,7 @@ class Leg:
     port: Any = None  # pjw.FramePort
     attached: bool = False
     answered: bool = False
+    answered_at: float = 0.0  # when we sent 200 (0: not yet, or a call we placed)
     confirmed: bool = False
     ended: bool = False
     hangup_reason: str = ""

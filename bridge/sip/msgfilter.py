@@ -18,6 +18,8 @@ sits later in the chain): a From naming an account is challenged (401), a wrong 
 gets 403, and a ``verified-only`` room refuses an unverified subscriber (401 when accounts
 exist, else 403), as for INVITE.
 
+(Per-source rates are enforced earlier, by :mod:`bridge.sip.floodguard`.)
+
 Everything else passes on to pjsua, which 200s it and calls the worker. It relies on the
 struct offsets verified by :mod:`bridge.sip.evsub_native`; if they do not match, the
 filter is not installed (logged) and pjsua's accept-all behaviour remains.
@@ -65,8 +67,9 @@ class MessageFilter:
         self._identities: OrderedDict[str, CallerIdentity] = OrderedDict()
 
     def identity_of(self, call_id: str) -> CallerIdentity | None:
-        """The verified sender of the out-of-dialog MESSAGE with this Call-ID that this
-        filter let through (pjsua calls the worker right after, on the same thread)."""
+        """The verified sender of the out-of-dialog MESSAGE or SUBSCRIBE with this Call-ID
+        that this filter let through (pjsua or the conference package handles it right
+        after, on the same thread)."""
         return self._identities.pop(call_id, None)
 
     def install(self) -> bool:
@@ -181,7 +184,14 @@ class MessageFilter:
         if directory.is_banned(info.room, identity.ban_keys()):
             self._respond(rdata, 403, b"Banned from this conference")
             return True
+        if identity.verified:  # the conference package counts it as an insider (issue 19)
+            self._remember(info.call_id, identity)
         return False
+
+    def _remember(self, call_id: str, identity: CallerIdentity) -> None:
+        self._identities[call_id] = identity
+        while len(self._identities) > MAX_REMEMBERED:
+            self._identities.popitem(last=False)
 
     def _out_of_dialog(self, rdata: int, request: Any) -> bool:
         info = message_info(request)
@@ -217,9 +227,7 @@ class MessageFilter:
         if not directory.is_present(info.room, identity.key):
             self._respond(rdata, 403, b"Not in this conference")
             return True
-        self._identities[info.call_id] = identity
-        while len(self._identities) > MAX_REMEMBERED:
-            self._identities.popitem(last=False)
+        self._remember(info.call_id, identity)
         return False
 
     def _respond(

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ import numpy as np
 import pjsua2 as _pjsua2
 from numpy.typing import NDArray
 
+from bridge.config import DialOutSettings
 from bridge.logs import get_logger
 from bridge.sip import codecs, pjlog, secure
 from bridge.sip import evsub_native as nat
@@ -31,6 +32,8 @@ from mixer.rings import LegPort
 
 pj: Any = _pjsua2
 log = get_logger(__name__)
+
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's bundle (ca-certificates)
 
 FRAME_AUDIO: int = int(pj.PJMEDIA_FRAME_TYPE_AUDIO)
 DTMF_RFC4733: int = int(pj.PJSUA_DTMF_METHOD_RFC2833)
@@ -176,16 +179,26 @@ def add_transports(
     cert: str | None,
     key: str | None,
     tls_min_version: str = "1.2",
+    transports: Collection[str] = ("udp", "tcp", "tls"),
+    ca_file: str | None = None,
 ) -> None:
-    """UDP and TCP on ``port``; TLS (1.2 and 1.3, or 1.3 only) on ``tls_port`` when a
-    certificate is given."""
-    for kind in (pj.PJSIP_TRANSPORT_UDP, pj.PJSIP_TRANSPORT_TCP):
+    """UDP and TCP on ``port`` and TLS (1.2 and 1.3, or 1.3 only) on ``tls_port`` (with a
+    certificate), each only if named in ``transports``: a transport the operator turned off
+    does not listen.
+
+    TLS verifies the peer's certificate when we connect out (dial-out): against ``ca_file``
+    or the system bundle; an unverifiable server fails the call instead of talking to it.
+    """
+    kinds = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP}
+    for name, kind in kinds.items():
+        if name not in transports:
+            continue
         tcfg = pj.TransportConfig()
         tcfg.port = port
         tcfg.boundAddress = host
         tcfg.publicAddress = host
         ep.transportCreate(kind, tcfg)
-    if tls_port and cert and key:
+    if "tls" in transports and tls_port and cert and key:
         tcfg = pj.TransportConfig()
         tcfg.port = tls_port
         tcfg.boundAddress = host
@@ -193,6 +206,11 @@ def add_transports(
         tcfg.tlsConfig.certFile = cert
         tcfg.tlsConfig.privKeyFile = key
         tcfg.tlsConfig.proto = TLS_PROTOCOLS[tls_min_version]
+        # no bundle at all: nothing verifies, so every server is refused (fails closed)
+        ca = ca_file or (SYSTEM_CA_FILE if os.path.exists(SYSTEM_CA_FILE) else "")
+        if ca:
+            tcfg.tlsConfig.CaListFile = ca
+        tcfg.tlsConfig.verifyServer = True
         ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tcfg)
 
 
@@ -552,8 +570,10 @@ def account_config(
     host: str,
     srtp: str = "optional",
     session_expires: int = 0,
+    dialout: DialOutSettings | None = None,
 ) -> Any:
-    """A registration-less account whose Contact carries ``;isfocus`` (RFC 4579).
+    """A registration-less account whose Contact carries ``;isfocus`` (RFC 4579); with
+    dial-out on, the calls it places go through the trunk proxy with its credentials.
 
     SRTP keyed by SDES (RFC 4568) on any transport (``srtpSecureSignaling`` 0: pjsua would
     otherwise answer every non-TLS call 406 as soon as SRTP is not ``off``); whether the keys
@@ -568,6 +588,13 @@ def account_config(
         cfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_ALWAYS
         cfg.callConfig.timerSessExpiresSec = session_expires
         cfg.callConfig.timerMinSESec = 90
+    if dialout is not None and dialout.enabled and dialout.proxy:
+        proxy = dialout.proxy if ";lr" in dialout.proxy else f"{dialout.proxy};lr"
+        cfg.sipConfig.proxies.append(proxy)
+    if dialout is not None and dialout.enabled and dialout.username:
+        cred = pj.AuthCredInfo("digest", "*", dialout.username, 0,
+                               dialout.password.get_secret_value())  # fmt: skip
+        cfg.sipConfig.authCreds.append(cred)
     cfg.idUri = f"sip:{user}@{domain}"
     cfg.sipConfig.contactParams = ";isfocus"
     cfg.regConfig.registrarUri = ""

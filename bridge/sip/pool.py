@@ -57,6 +57,7 @@ from bridge.core.events import (
     SipMessageReceived,
     TalkingChanged,
 )
+from bridge.core.limits import limit_call
 from bridge.devstack.ports import free_udp_tcp_port
 from bridge.logs import get_logger
 from bridge.sip import forensics, secure
@@ -73,6 +74,7 @@ from bridge.sip.protocol import (
     WorkerReady,
     WorkerSpec,
     WorkerStats,
+    call_limits,
 )
 from bridge.sip.sipmsg import CallerInfo
 from mixer.engine import MixerEvent, TalkerEvent
@@ -195,6 +197,7 @@ class WorkerPool:
         #: one faulthandler file per worker incarnation (bridge.sip.forensics)
         self._crash_dir = tempfile.mkdtemp(prefix="sipmuc-crash-")
         self._reporters: list[threading.Thread] = []
+        self.limits = call_limits(sip, workers.retry_after)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 60.0) -> None:
@@ -482,7 +485,19 @@ class WorkerPool:
     def _push_peers(self) -> None:
         if self._workers:
             peers = tuple(self._peer(w) for w in self._workers)
-            self._send_to(self._workers[0], PeersUpdate(peers))
+            rooms: dict[str, int] = {}
+            sources: dict[str, int] = {}
+            room_sources: dict[str, set[str]] = {}
+            for record in self._legs.values():
+                room, source = record.room.lower(), record.caller.source_host
+                rooms[room] = rooms.get(room, 0) + 1
+                if source:
+                    sources[source] = sources.get(source, 0) + 1
+                    room_sources.setdefault(room, set()).add(source)
+            update = PeersUpdate(peers, rooms, sources,
+                                 {r: frozenset(s) for r, s in room_sources.items()})  # fmt: skip
+            for state in self._workers:  # the front redirects; every worker serves SUBSCRIBE
+                self._send_to(state, update)
 
     def _run_monitor(self) -> None:
         while True:
@@ -587,7 +602,24 @@ class WorkerPool:
             log.warning("sip.pool.unknown_message", kind=type(message).__name__)
 
     def _on_offered(self, state: _WorkerState, msg: LegOffered) -> None:
-        held = msg.room.lower() in self.directory.held  # PIN room: out of the mix at once
+        # The node-wide caps are checked here, where every leg of every worker is counted
+        # under one lock: a burst spread over the workers cannot slip past them.
+        room, source = msg.room.lower(), msg.caller.source_host
+        legs = self._legs.values()
+        refusal = limit_call(
+            self.limits,
+            source=source,
+            source_calls=sum(1 for r in legs if source and r.caller.source_host == source),
+            room_calls=sum(1 for r in legs if r.room.lower() == room),
+        )
+        if refusal is not None:
+            log.info("sip.leg.limited", leg=msg.leg_id, room=msg.room, source=source,
+                     status=refusal.status, reason=refusal.reason)  # fmt: skip
+            metrics.CALLS_LIMITED.labels(reason=refusal.reason).inc()
+            self._send_to(state, AttachLeg(msg.leg_id, None, refusal.reason, refusal.status,
+                                           refusal.reason, refusal.retry_after))  # fmt: skip
+            return
+        held = room in self.directory.held  # PIN room: out of the mix at once
         try:
             att = self.mixer.add_leg(msg.room, msg.rate, muted=held)
             if held:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from bridge.config import LogSettings, SipSettings
 from bridge.core.admission import PeerSlots, RoomDirectory
 from bridge.core.caller_gate import CallerPolicy
+from bridge.core.limits import CallLimits, parse_networks
 from bridge.sip.sipmsg import CallerInfo
 from mixer.rings import LegAttachment
 
@@ -137,11 +138,15 @@ class WorkerStats:
 
 @dataclass(frozen=True, slots=True)
 class AttachLeg:
-    """Mixer slot for an offered leg, or ``attachment=None`` + ``error`` to refuse it."""
+    """Mixer slot for an offered leg, or ``attachment=None`` to refuse it with ``status``
+    (``reason`` for the log and Reason header; ``retry_after`` seconds when > 0)."""
 
     leg_id: str
     attachment: LegAttachment | None
     error: str = ""
+    status: int = 503
+    reason: str = ""
+    retry_after: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +156,25 @@ class DirectoryUpdate:
 
 @dataclass(frozen=True, slots=True)
 class PeersUpdate:
-    """Slot occupancy of every worker of the node (sent to the front)."""
+    """Slot occupancy of every worker of the node (sent to every worker), and the node's calls
+    per room and per source address: the front refuses a capped caller at once instead of
+    redirecting it to a worker where the pool would refuse it."""
 
     peers: tuple[PeerSlots, ...]
+    room_calls: dict[str, int] = field(default_factory=dict)
+    source_calls: dict[str, int] = field(default_factory=dict)
+    #: source addresses with a call in each room (who may subscribe to its events)
+    room_sources: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
+def call_limits(sip: SipSettings, retry_after: int) -> CallLimits:
+    """The node's call caps from its settings (pool and workers build the same)."""
+    return CallLimits(
+        per_source=sip.limits.calls_per_source,
+        per_room=sip.limits.callers_per_room,
+        retry_after=max(1, retry_after),
+        trusted=parse_networks(sip.limits.trusted_sources),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -281,6 +281,21 @@ def via_transport(via: str) -> str:
     return parts[2].lower() if len(parts) == 3 else "udp"
 
 
+def via_source(via: str) -> str:
+    """The address a request came from, read from the top Via as pjsip hands it over:
+    pjsip adds ``received=<source>`` whenever the sent-by host is not the source address
+    (RFC 3261 §18.2.1), so that parameter, else the sent-by host, is the source."""
+    head, _, params = via.strip().split(",", 1)[0].partition(";")
+    for param in params.split(";"):
+        name, _, value = param.strip().partition("=")
+        if name.lower() == "received" and value:
+            return value.strip().strip("[]")
+    sent_by = head.strip().split(None, 1)[1] if len(head.split()) == 2 else ""
+    if sent_by.startswith("["):
+        return sent_by[1 : sent_by.find("]")]
+    return sent_by.split(":", 1)[0]
+
+
 def offers_srtp(sdp: str) -> bool:
     """True when the SDP's audio stream is RTP/SAVP or RTP/SAVPF (RFC 3711, 4568)."""
     return any(line.startswith("m=audio") and "/SAVP" in line.upper() for line in sdp.splitlines())

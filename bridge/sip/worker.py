@@ -46,6 +46,7 @@ from bridge.core.admission import (
 )
 from bridge.core.caller_gate import GateAction
 from bridge.core.caller_identity import admits
+from bridge.core.dialplan import LOOP_HEADER
 from bridge.core.events import (
     DialOutCall,
     DtmfReceived,
@@ -55,10 +56,12 @@ from bridge.core.events import (
     SendSipMessage,
     SipMessageReceived,
 )
+from bridge.core.limits import in_networks, limit_call, rate_refusal
 from bridge.logs import bound, configure, get_logger
 from bridge.protocol.sip_reason import reason_header
 from bridge.sip import codecs, dialout, forensics
 from bridge.sip import pj as pjw
+from bridge.sip.floodguard import FloodGuard
 from bridge.sip.leg import Leg
 from bridge.sip.msgfilter import MessageFilter
 from bridge.sip.protocol import (
@@ -74,6 +77,7 @@ from bridge.sip.protocol import (
     WorkerReady,
     WorkerSpec,
     WorkerStats,
+    call_limits,
 )
 from bridge.sip.sipmsg import (
     CallerInfo,
@@ -148,6 +152,16 @@ class HookContext:
         """Receive supervisor messages of type ``kind`` (``pool.send_extension``)."""
         self._worker.extension_handlers[kind] = handler
 
+    def verified_subscriber(self, call_id: str) -> bool:
+        """The SUBSCRIBE with this Call-ID comes from an authenticated or asserted sender
+        (checked by the message filter just before the package sees it)."""
+        identity = self._worker.message_filter.identity_of(call_id)
+        return identity is not None and identity.verified
+
+    def callers_of(self, room: str) -> frozenset[str]:
+        """Source addresses with a call in ``room`` anywhere on the node (pool snapshot)."""
+        return self._worker.node_load.room_sources.get(room.lower(), frozenset())
+
     def on_shutdown(self, fn: Callable[[], None]) -> None:
         """Called on the pjsua2 thread before the endpoint is destroyed."""
         self._worker.shutdown_hooks.append(fn)
@@ -176,6 +190,16 @@ class Worker:
         self.account: Any = None
         self.clock: pjw.MediaClock | None = None
         self._frame_errors_gone = 0  # errors of ports already released
+        limits = spec.sip.limits
+        self.flood_guard = FloodGuard(
+            call_burst=limits.call_rate_burst,
+            call_per_minute=limits.call_rate_per_minute,
+            request_burst=limits.request_rate_burst,
+            request_per_minute=limits.request_rate_per_minute,
+            trusted=tuple(limits.trusted_sources),
+        )
+        self.call_limits = call_limits(spec.sip, spec.retry_after_s)
+        self.node_load = PeersUpdate(())  # the front's view of the node's calls
         self._next_stats = 0.0
 
     # ------------------------------------------------------------------ plumbing
@@ -211,9 +235,12 @@ class Worker:
         )
         cert = str(spec.sip.tls_certificate) if spec.sip.tls_certificate else None
         key = str(spec.sip.tls_private_key) if spec.sip.tls_private_key else None
+        dial_ca = spec.sip.dialout.ca_file
         pjw.add_transports(
             self.ep, host=spec.host, port=spec.port, tls_port=spec.tls_port, cert=cert, key=key,
             tls_min_version=spec.sip.tls_min_version,
+            transports={str(t) for t in spec.sip.transports},
+            ca_file=str(dial_ca) if dial_ca else None,
         )  # fmt: skip
         if spec.aligned_clock:
             self.clock = pjw.use_aligned_clock(self.ep, phase_s=spec.clock_phase_s)
@@ -233,9 +260,11 @@ class Worker:
                 host=spec.host,
                 srtp=spec.sip.srtp,
                 session_expires=spec.sip.session_expires,
+                dialout=spec.sip.dialout,
             ),
             True,
         )
+        self.flood_guard.install()
         self.message_filter = MessageFilter(lambda: self.directory, spec.callers)
         self.message_filter.install()
         context = HookContext(self)
@@ -330,6 +359,7 @@ class Worker:
             self.directory = job.directory
         elif isinstance(job, PeersUpdate):
             self.slot_book.update(p for p in job.peers if p.worker != self.spec.index)
+            self.node_load = job
         elif isinstance(job, HangupLeg):
             leg = self.legs.get(job.leg_id)
             if leg is not None:
@@ -374,6 +404,11 @@ class Worker:
 
     def _periodic(self, now: float) -> None:
         self._close_ports(now)
+        refused = self.flood_guard.refused
+        if refused:  # one line per period, not one per refused request
+            log.warning("sip.rate_limited", refused=sum(refused.values()),
+                        sources=len(refused), top=dict(refused.most_common(5)))  # fmt: skip
+            refused.clear()
         if self.spec.stats_interval_s and now >= self._next_stats:
             self._next_stats = now + self.spec.stats_interval_s
             self._send_stats()
@@ -382,6 +417,16 @@ class Worker:
                 continue
             if not leg.attached and now - leg.created > self.spec.attach_timeout_s:
                 self.hangup(leg, "error", 503)
+                continue
+            if dialout.ring_expired(self, leg, now):
+                continue
+            if (
+                leg.answered_at
+                and not leg.confirmed
+                and now - leg.answered_at > self.spec.sip.limits.ack_timeout
+            ):  # a 200 never ACKed would hold the slot until pjsip gives up (~32 s)
+                log.info("sip.leg.ack_timeout", leg=leg.leg_id, room=leg.room)
+                self._end_unconfirmed(leg)
                 continue
             if leg.confirmed and not pjw.is_active(leg.call):
                 # pjsua ended the call without telling its wrapper: never keep a ghost leg
@@ -443,13 +488,24 @@ class Worker:
     # ----------------------------------------------------------------- INVITE
     def _on_incoming_call(self, prm: Any) -> None:
         call = pjw.BridgeCall(self.account, prm.callId, self)
+        source = pjw.source_host(prm.rdata)
+        guard = self.flood_guard
+        if not guard.installed and source and not in_networks(source, guard.trusted):
+            wait = guard.calls.take(source, time.monotonic())  # the slow path: no guard module
+            if wait:
+                guard.refused[source] += 1
+                self._reject(call, rate_refusal(wait))
+                return
         try:
             request = parse_request(str(prm.rdata.wholeMsg))
         except SipParseError:
             self._reject(call, Reject(400, "Bad Request"))
             return
         room = room_of(request.uri)
-        source = pjw.source_host(prm.rdata)
+        if request.get(LOOP_HEADER.lower()):
+            log.warning("sip.invite.loop", room=room, call_id=request.get("call-id"))
+            self._reject(call, Reject(482, "Loop Detected"))
+            return
         policy = self.spec.callers
         gate = policy.gate(
             method="INVITE", room=room, request_uri=request.uri, from_uri=request.get("from"),
@@ -502,6 +558,17 @@ class Worker:
             is_front=self.spec.is_front,
             refuse_unverified=not admits(policy.mode(room), identity),
         )
+        if isinstance(decision, Accept | Redirect) and self.spec.is_front:
+            # the pool checks again when the leg is offered (authoritative, race-free); this
+            # early look spares a capped caller a redirect that would end in a refusal
+            load = self.node_load
+            decision = limit_call(
+                self.call_limits,
+                source=source,
+                source_calls=load.source_calls.get(source, 0)
+                + self.slot_book.pending_from(source, now),
+                room_calls=load.room_calls.get(room.lower(), 0),
+            ) or decision
         with bound(room=room, call_id=caller.call_id):
             if isinstance(decision, Reject):
                 log.info("sip.invite.rejected", status=decision.status, reason=decision.reason)
@@ -512,7 +579,7 @@ class Worker:
                 self.pending_rejects[call.getId()] = call
                 call.answer(op)
             elif isinstance(decision, Redirect):
-                self.slot_book.hold(decision.worker, now)
+                self.slot_book.hold(decision.worker, now, source)
                 transport = caller.transport
                 if transport not in ("udp", "tcp", "tls"):
                     transport = via_transport(request.get("via"))
@@ -549,8 +616,8 @@ class Worker:
         leg = self.legs.get(msg.leg_id)
         if leg is None or leg.ended:
             return  # ended while the pool was busy; the pool frees the slot on LegEnded
-        if msg.attachment is None:
-            self.hangup(leg, "error", 503)
+        if msg.attachment is None:  # refused by the pool: a node-wide cap, or no mixer slot
+            self.hangup(leg, msg.reason or "error", msg.status, msg.retry_after)
             return
         try:
             leg.port.leg_port = LegPort(
@@ -564,22 +631,35 @@ class Worker:
             return
         leg.attached = True
         leg.answered = True
+        leg.answered_at = time.monotonic()
         try:
             leg.call.answer(pjw.call_op(200))
         except Exception as exc:  # the call died between 180 and now
             log.info("sip.leg.answer_failed", leg=leg.leg_id, error=pjw.error_text(exc))
 
-    def hangup(self, leg: Leg, reason: str, status: int = 200) -> None:
+    def hangup(self, leg: Leg, reason: str, status: int = 200, retry_after: int = 0) -> None:
         if leg.ended or leg.hangup_reason:
             return
         leg.hangup_reason = reason
         headers = {"Reason": reason_header(status if status >= 300 else 200, reason)}
+        if retry_after and not leg.answered:
+            headers["Retry-After"] = str(retry_after)
         code = status if status >= 300 else 603
         try:
             leg.call.hangup(pjw.call_op(code if not leg.answered else 0, "", headers))
         except Exception as exc:
             log.info("sip.leg.hangup_failed", leg=leg.leg_id, error=pjw.error_text(exc))
             self._leg_ended(leg, reason)
+
+    def _end_unconfirmed(self, leg: Leg) -> None:
+        """Free the slot of a call we answered that never sent its ACK: BYE (pjsip sends it
+        once it may) and the leg ends here at once."""
+        leg.hangup_reason = "ack-timeout"
+        try:
+            leg.call.hangup(pjw.call_op(0, "", {"Reason": 'SIP;cause=408;text="no ACK"'}))
+        except Exception as exc:
+            log.info("sip.leg.hangup_failed", leg=leg.leg_id, error=pjw.error_text(exc))
+        self._leg_ended(leg, "ack-timeout")
 
     # ------------------------------------------------------------- call events
     def on_call_state(self, call: Any) -> None:

@@ -60,6 +60,19 @@ async def advertise(host: RoomHost, room_jid: JID, sip_uri: str, *, created: boo
     return plan.advertised
 
 
+async def is_public(host: RoomHost, room_jid: JID) -> bool:
+    """Is the room public *and* open to anyone (disco#info ``muc_public`` + ``muc_open``, no
+    password)? Outsiders may then see who is in it; any doubt (an error, a feature missing)
+    answers False: members-only unless shown otherwise."""
+    try:
+        info = await host.plugin["xep_0030"].get_info(jid=room_jid, ifrom=host.control_jid)
+    except Exception as error:  # IqError, IqTimeout: fail closed
+        log.info("room.info_unreadable", room=str(room_jid), error=str(error)[:200])
+        return False
+    features = set(info["disco_info"]["features"])
+    return {"muc_public", "muc_open"} <= features and "muc_passwordprotected" not in features
+
+
 def field_text(field: Any) -> str:
     """A form field's value as the text the planner compares (lists joined by lines)."""
     value = field["value"]

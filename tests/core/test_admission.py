@@ -122,3 +122,18 @@ def test_draining_node_answers_503_but_still_refuses_bans_and_redirects_owned_ro
     assert admit(draining, "ops", ["sip:bob@x"], has_local_slot=True) == Moved(
         "sip:ops@10.0.0.2:5060"
     )
+
+
+def test_slot_book_counts_pending_redirects_per_source() -> None:
+    from bridge.core.admission import PeerSlots, SlotBook
+
+    book = SlotBook(hold_s=4.0)
+    book.update([PeerSlots(1, "127.0.0.1", 5070, capacity=4, busy=0)])
+    book.hold(1, 0.0, "192.0.2.1")
+    book.hold(1, 1.0, "192.0.2.1")
+    book.hold(1, 1.0, "198.51.100.7")
+    assert book.pending_from("192.0.2.1", 2.0) == 2
+    assert book.free(1, 2.0) == 1
+    assert book.pending_from("192.0.2.1", 4.5) == 1  # the first hold expired
+    book.update([PeerSlots(1, "127.0.0.1", 5070, capacity=4, busy=1)])  # one arrived
+    assert book.pending_from("192.0.2.1", 4.5) == 0

@@ -54,6 +54,8 @@ def node_settings(prosody: ProsodyServer, redis: RedisServer, **overrides: Any) 
             "port": sip_port,
             # below the ephemeral range, so never the SIP port itself
             "rtp_port_start": 10000 + sip_port % 20000,
+            # 127.0.0.1 plays a trusted PBX; abuse tests call from other 127.x addresses
+            "limits": {"trusted_sources": ["127.0.0.1", TRUSTED_PEER]},
         },
         "workers": {"pool_size": 1, "media_timeout": 0},
         "redis": {"url": redis.url},

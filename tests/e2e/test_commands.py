@@ -264,27 +264,62 @@ UAS_SCENARIO = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 """
 
 
-async def test_dial_out_to_a_sipp_uas(
-    node: Node, moderated_prosody: ProsodyServer, tmp_path: Path
+BUSY_SCENARIO = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="busy, with a reason text the room must never see">
+  <recv request="INVITE" crlf="true"/>
+  <send><![CDATA[{_ANSWER.format(status="486 Busy at 10.9.8.7 internal-pbx")}{NO_BODY}]]></send>
+  <recv request="ACK"/>
+</scenario>
+"""
+RING_SCENARIO = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="ring until cancelled">
+  <recv request="INVITE" crlf="true"/>
+  <send><![CDATA[{_ANSWER.format(status="180 Ringing")}{NO_BODY}]]></send>
+  <recv request="CANCEL"/>
+  <send><![CDATA[{_ANSWER.format(status="200 OK")}{NO_BODY}]]></send>
+  <send><![CDATA[{_ANSWER.format(status="487 Request Terminated").replace(
+      "[last_CSeq:]", "CSeq: [cseq] INVITE")}{NO_BODY}]]></send>
+  <recv request="ACK"/>
+</scenario>
+"""
+
+
+def trunk_settings(port: int) -> dict[str, Any]:
+    """Dial-out on, numbers of four digits through a trunk proxy at ``port`` (SIPp)."""
+    sip_port = free_udp_tcp_port()
+    return {
+        "domain": "127.0.0.1", "port": sip_port, "rtp_port_start": 10000 + sip_port % 20000,
+        "limits": {"trusted_sources": ["127.0.0.1"]},
+        "dialout": {"enabled": True, "number_patterns": ["[0-9]{4}"],
+                    "trunk_domain": "trunk.example", "proxy": f"sip:127.0.0.1:{port}",
+                    "ring_timeout": 3},
+    }  # fmt: skip
+
+
+def sipp_uas(sipp: str, scenario: str, port: int, work: Path) -> subprocess.Popen[bytes]:
+    (work / "uas.xml").write_text(scenario)
+    return subprocess.Popen(
+        [sipp, "-sf", str(work / "uas.xml"), "-i", "127.0.0.1", "-p", str(port),
+         "-mi", "127.0.0.1", "-mp", str(free_port(2)), "-m", "1", "-nostdin", "-trace_err",
+         "-error_file", str(work / "sipp-errors.log")],
+        cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def test_dial_out_through_the_trunk(
+    make_node: NodeFactory, moderated_prosody: ProsodyServer, tmp_path: Path
 ) -> None:
     sipp = shutil.which("sipp")
     if sipp is None:
         pytest.skip("SIPp is not installed (apt-get install sip-tester)")
     port = free_udp_tcp_port()
-    (tmp_path / "uas.xml").write_text(UAS_SCENARIO)
-    uas = subprocess.Popen(
-        [sipp, "-sf", str(tmp_path / "uas.xml"), "-i", "127.0.0.1", "-p", str(port),
-         "-mi", "127.0.0.1", "-mp", str(free_port(2)), "-m", "1", "-nostdin", "-trace_err",
-         "-error_file", str(tmp_path / "sipp-errors.log")],
-        cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
+    uas = sipp_uas(sipp, UAS_SCENARIO, port, tmp_path)
     try:
-        async with owner(moderated_prosody) as alice:
+        async with make_node(sip=trunk_settings(port)) as node, owner(moderated_prosody) as alice:
             occupants = set(alice.occupants(MUC))
             start = len(alice.messages)
-            reply = await command(alice, f"!dial sip:service@127.0.0.1:{port}")
-            assert "Dialling sip:service@127.0.0.1" in reply.body
+            reply = await command(alice, "!dial 1234")
+            assert "Dialling 1234" in reply.body
             await room_says(alice, "answered and joined the call", start)
             await alice.wait_for(lambda: len(set(alice.occupants(MUC)) - occupants) == 1, WAIT)
             (nick,) = set(alice.occupants(MUC)) - occupants
@@ -296,11 +331,22 @@ async def test_dial_out_to_a_sipp_uas(
             await asyncio.to_thread(uas.wait, WAIT)
             assert uas.returncode == 0, uas.stderr.read() if uas.stderr else ""
 
+            # busy: the room learns "busy", never the remote status or its reason text
+            uas = sipp_uas(sipp, BUSY_SCENARIO, port, tmp_path)
             start = len(alice.messages)
-            closed = f"sip:nobody@127.0.0.1:{free_port()};transport=tcp"  # nobody listens
-            await command(alice, f"!dial {closed}")
-            failed = await room_says(alice, f"Could not reach {closed}: 503", start)
-            assert failed.body.startswith("Alice: ")
+            await command(alice, "!dial 2345")
+            busy = await room_says(alice, "Could not reach 2345", start)
+            assert busy.body == "Alice: Could not reach 2345: busy."
+            await asyncio.to_thread(uas.wait, WAIT)
+
+            # ringing past sip.dialout.ring_timeout: cancelled, the room hears "no answer"
+            uas = sipp_uas(sipp, RING_SCENARIO, port, tmp_path)
+            start = len(alice.messages)
+            await command(alice, "!dial 3456")
+            late = await room_says(alice, "Could not reach 3456", start)
+            assert late.body == "Alice: Could not reach 3456: no answer."
+            await asyncio.to_thread(uas.wait, WAIT)
+            assert not [m for m in alice.messages if "ringing" in m.body or "486" in m.body]
     finally:
         if uas.poll() is None:
             uas.kill()

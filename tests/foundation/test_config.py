@@ -113,3 +113,21 @@ def test_redacted_masks_every_secret() -> None:
     dumped = str(redacted(settings))
     assert "s3cr3t" not in dumped
     assert ":pw@" not in dumped
+
+
+def test_trusted_peers_are_exempt_from_per_source_caps() -> None:
+    settings = load_settings(demo=True, identity={"trusted_peers": ["192.0.2.0/24"]},
+                             sip={"limits": {"trusted_sources": ["10.0.0.1"]}})  # fmt: skip
+    assert settings.sip.limits.trusted_sources == ["10.0.0.1", "192.0.2.0/24"]
+
+
+def test_dial_out_settings_refuse_a_plan_that_calls_ourselves() -> None:
+    with pytest.raises(ConfigError, match="own SIP domain"):
+        load_settings(demo=True, sip={"domain": "bridge.example", "dialout": {
+            "enabled": True, "number_patterns": ["[0-9]+"], "trunk_domain": "bridge.example"}})
+    with pytest.raises(ConfigError, match="allows nothing"):
+        load_settings(demo=True, sip={"dialout": {"enabled": True}})
+    with pytest.raises(ConfigError, match="no IP literals"):
+        load_settings(demo=True, sip={"dialout": {"domains": ["10.0.0.1"]}})
+    with pytest.raises(ConfigError, match="not an IP address"):
+        load_settings(demo=True, sip={"limits": {"trusted_sources": ["pbx.example"]}})

@@ -19,6 +19,7 @@ PRODUCT_METRICS = {
     "sipmuc_workers_up": "gauge",
     "sipmuc_worker_slots": "gauge",
     "sipmuc_worker_restarts": "counter",
+    "sipmuc_calls_limited": "counter",
     "sipmuc_mixer_tick_seconds": "histogram",
     "sipmuc_mixer_late_frames": "counter",
     "sipmuc_xmpp_connected": "gauge",

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -113,13 +114,17 @@ def make_pool() -> Iterator[Callable[..., PoolHarness]]:
         retry_after: int = 30,
         directory: RoomDirectory | None = None,
         extra_hooks: tuple[str, ...] = (),
-        sip_settings: dict[str, object] | None = None,
+        sip_settings: dict[str, Any] | None = None,
         **kw: object,
     ) -> PoolHarness:
-        sip = SipSettings(
-            port=free_udp_tcp_port(), rtp_port_start=rtp_range(), rtp_port_count=400,
-            **(sip_settings or {}),  # type: ignore[arg-type]
-        )  # fmt: skip
+        base: dict[str, Any] = {
+            "port": free_udp_tcp_port(),
+            "rtp_port_start": rtp_range(),
+            "rtp_port_count": 400,
+            # 127.0.0.1 plays a trusted PBX; abuse tests call from other 127.x addresses
+            "limits": {"trusted_sources": ["127.0.0.1"]},
+        }
+        sip = SipSettings(**(base | (sip_settings or {})))
         ws = WorkerSettings(
             pool_size=pool_size,
             calls_per_worker=calls_per_worker,

@@ -20,11 +20,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from lxml import etree
 
+from bridge.config import SipSettings
+from bridge.core.admission import RoomDirectory
 from bridge.devstack.ports import free_udp_tcp_port
 from bridge.protocol.conference_info import (
     AudioLeg,
@@ -203,10 +206,11 @@ class Dialog:
 class Subscriber:
     """A SIP subscriber speaking raw UDP: sends SUBSCRIBEs, answers NOTIFYs with 200."""
 
-    def __init__(self, bridge_port: int) -> None:
+    def __init__(self, bridge_port: int, host: str = "127.0.0.1") -> None:
+        self.host = host  # another 127.x address is another source
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.port = self.sock.getsockname()[1]
         self.bridge = ("127.0.0.1", bridge_port)
         self.dialogs: dict[str, Dialog] = {}
@@ -226,13 +230,13 @@ class Subscriber:
             to += f";tag={dlg.remote_tag}"
         lines = [
             f"SUBSCRIBE {target} SIP/2.0",
-            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};rport;branch=z9hG4bK-{uuid.uuid4().hex}",
+            f"Via: SIP/2.0/UDP {self.host}:{self.port};rport;branch=z9hG4bK-{uuid.uuid4().hex}",
             "Max-Forwards: 70",
-            f"From: <sip:watcher@127.0.0.1:{self.port}>;tag={dlg.from_tag}",
+            f"From: <sip:watcher@{self.host}:{self.port}>;tag={dlg.from_tag}",
             f"To: {to}",
             f"Call-ID: {dlg.call_id}",
             f"CSeq: {dlg.cseq} SUBSCRIBE",
-            f"Contact: <sip:watcher@127.0.0.1:{self.port}>",
+            f"Contact: <sip:watcher@{self.host}:{self.port}>",
             "Accept: application/conference-info+xml",
         ]
         dlg.cseq += 1
@@ -445,6 +449,15 @@ class FakeHookContext:
     def __init__(self, endpoint: Any) -> None:
         self.endpoint = endpoint
         self.handlers: dict[type, Callable[[Any], None]] = {}
+        # the subscriber here is on 127.0.0.1: a trusted source (policy: test_abuse_limits)
+        self.spec = SimpleNamespace(sip=SipSettings(limits={"trusted_sources": ["127.0.0.1"]}))
+        self.directory = RoomDirectory()
+
+    def callers_of(self, room: str) -> frozenset[str]:
+        return frozenset()
+
+    def verified_subscriber(self, call_id: str) -> bool:
+        return False
 
     def on_control(self, kind: type, handler: Callable[[Any], None]) -> None:
         self.handlers[kind] = handler
