@@ -326,7 +326,8 @@ def test_redirects_never_followed_do_not_exhaust_the_workers(
 ) -> None:
     """The front holds a worker slot for each 302 until the caller arrives there; a source
     that never follows its redirects must not hold more than its own call cap that way."""
-    h = make_pool(("demo",), pool_size=2, calls_per_worker=2,  # front 1 slot + worker 2
+    # the front carries calls like any worker: front 1 slot, then two workers of 1 slot
+    h = make_pool(("demo",), pool_size=3, calls_per_worker=1,
                   sip_settings={"limits": {"calls_per_source": 2}})  # fmt: skip
     held: list[RawUac] = []
     try:
