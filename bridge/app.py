@@ -46,8 +46,10 @@ async def open_node(settings: Settings, readiness: Readiness | None = None) -> A
             pool = WorkerPool(settings.sip, settings.workers, settings.log, directory=directory)
             try:
                 await asyncio.to_thread(pool.start)
-                # ready = the node can take a call now (a full node sheds new callers)
-                readiness.register("workers", lambda: pool.free_slots() > 0)
+                # ready = a worker answers SIP. A full node stays ready: it still redirects
+                # callers of rooms it does not own, serves SUBSCRIBE/MESSAGE and answers 486
+                # with Retry-After; capacity is paged on by SipmucNoFreeCallSlots instead.
+                readiness.register("workers", lambda: any(p.alive for p in pool.slots()))
                 node = Node(settings, component, pool, services)
                 # owner commands: !commands in the rooms and XEP-0050 on the component
                 executor = CommandExecutor(node)
@@ -96,6 +98,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 "bridge.ready",
                 component=settings.xmpp.component_jid,
                 sip=f"{settings.sip.bind_host}:{node.pool.front_port}",
+                advertised=settings.sip.advertised,
                 rooms=sorted(node.rooms),
             )
             await stop.wait()

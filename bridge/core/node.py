@@ -128,7 +128,11 @@ class Node:
         #: owner commands (set by bridge.core.command_executor; None = no commands)
         self.command_hook: Callable[[room_events.CommandTyped], None] | None = None
         self.dial_hook: Callable[[DialProgress], None] | None = None
-        self.pins = PinGate(self.pool.send, self._leg_joined)
+        self.pins = PinGate(
+            self.pool.send,
+            self._leg_joined,
+            on_refused=lambda: metrics.count_invite("rejected", "pin"),
+        )
 
     # ---- naming ------------------------------------------------------------------------
 
@@ -194,6 +198,7 @@ class Node:
                 clock_stats() if clock_stats else None,
                 self.component.online,
                 durations() if durations else (),
+                self.pool.worker_stats(),
             )
             await asyncio.sleep(interval)
 

@@ -106,20 +106,32 @@ def create_endpoint(
 
 
 def add_transports(
-    ep: Any, *, host: str, port: int, tls_port: int, cert: str | None, key: str | None
+    ep: Any,
+    *,
+    host: str,
+    public: str,
+    port: int,
+    tls_port: int,
+    cert: str | None,
+    key: str | None,
 ) -> None:
-    """UDP and TCP on ``port``; TLS 1.2 on ``tls_port`` when a certificate is given."""
+    """UDP and TCP on ``host:port``; TLS 1.2 on ``tls_port`` when a certificate is given.
+
+    ``public`` is what the transports publish (Via sent-by, Contact): the address callers
+    reach, which differs from the bound one behind NAT or with a wildcard bind. pjsip refuses
+    a TCP/TLS listener that would publish 0.0.0.0 (PJ_EINVAL).
+    """
     for kind in (pj.PJSIP_TRANSPORT_UDP, pj.PJSIP_TRANSPORT_TCP):
         tcfg = pj.TransportConfig()
         tcfg.port = port
         tcfg.boundAddress = host
-        tcfg.publicAddress = host
+        tcfg.publicAddress = public
         ep.transportCreate(kind, tcfg)
     if tls_port and cert and key:
         tcfg = pj.TransportConfig()
         tcfg.port = tls_port
         tcfg.boundAddress = host
-        tcfg.publicAddress = host
+        tcfg.publicAddress = public
         tcfg.tlsConfig.certFile = cert
         tcfg.tlsConfig.privKeyFile = key
         tcfg.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
@@ -445,8 +457,11 @@ def destroy_call(call: Any) -> None:
     pj._pjsua2.delete_Call(call)
 
 
-def account_config(*, user: str, domain: str, rtp_start: int, rtp_count: int, host: str) -> Any:
-    """A registration-less account whose Contact carries ``;isfocus`` (RFC 4579)."""
+def account_config(
+    *, user: str, domain: str, rtp_start: int, rtp_count: int, host: str, public: str = ""
+) -> Any:
+    """A registration-less account whose Contact carries ``;isfocus`` (RFC 4579); RTP binds
+    ``host`` and SDP ``c=`` announces ``public`` (the address callers send media to)."""
     cfg = pj.AccountConfig()
     cfg.idUri = f"sip:{user}@{domain}"
     cfg.sipConfig.contactParams = ";isfocus"
@@ -454,6 +469,7 @@ def account_config(*, user: str, domain: str, rtp_start: int, rtp_count: int, ho
     cfg.mediaConfig.transportConfig.port = rtp_start
     cfg.mediaConfig.transportConfig.portRange = rtp_count
     cfg.mediaConfig.transportConfig.boundAddress = host
+    cfg.mediaConfig.transportConfig.publicAddress = public or host
     cfg.natConfig.iceEnabled = False
     cfg.natConfig.sdpNatRewriteUse = 0
     cfg.natConfig.contactRewriteUse = 0

@@ -60,6 +60,7 @@ from bridge.sip.protocol import (
     AttachLeg,
     DirectoryUpdate,
     ExtensionMessage,
+    InviteAnswered,
     LegConfirmed,
     LegEnded,
     LegOffered,
@@ -372,6 +373,11 @@ class WorkerPool:
                 f"{ws.calls_per_worker} calls (need ≥ {4 * ws.calls_per_worker} per worker)"
             )
         tls = Transport.TLS in sip.transports and sip.tls_certificate is not None
+        if not sip.advertised:
+            raise PoolError(
+                f"sip.bind_host={sip.bind_host!r} is a wildcard: set sip.advertise_host, the "
+                "address callers reach (it goes into Contact, Via, SDP and redirects)"
+            )
         specs = []
         for i in range(n):
             if i == 0:
@@ -391,6 +397,7 @@ class WorkerPool:
                     sip=sip,
                     log=self.log_settings,
                     host=sip.bind_host,
+                    advertise=sip.advertised,
                     port=port,
                     tls_port=tls_port,
                     rtp_port_start=sip.rtp_port_start + i * per_worker,
@@ -455,7 +462,7 @@ class WorkerPool:
     def _peer(self, state: _WorkerState) -> PeerSlots:
         return PeerSlots(
             worker=state.spec.index,
-            host=state.spec.host,
+            host=state.spec.advertise or state.spec.host,
             port=state.spec.port,
             capacity=state.spec.calls,
             busy=state.busy,
@@ -531,6 +538,11 @@ class WorkerPool:
             self._push_peers()
         elif isinstance(message, WorkerStats):
             self._stats[message.worker] = message
+        elif isinstance(message, InviteAnswered):
+            try:
+                metrics.count_invite(message.outcome, message.reason)
+            except ValueError as error:
+                log.warning("sip.pool.bad_outcome", error=str(error))
         elif isinstance(message, SlotsBusy):
             state.busy = message.busy
             self._push_peers()

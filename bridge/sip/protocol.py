@@ -24,7 +24,7 @@ class WorkerSpec:
     incarnation: int
     sip: SipSettings
     log: LogSettings
-    host: str  # address the worker binds and advertises
+    host: str  # address the worker's SIP and RTP sockets bind to
     port: int  # UDP and TCP
     tls_port: int  # 0 = no TLS
     rtp_port_start: int
@@ -45,6 +45,7 @@ class WorkerSpec:
     media_quality: int = 0  # pjsua media quality (0 = PJSIP default): picks the resampler
     stats_interval_s: float = 0.0  # WorkerStats reports (0 = none)
     jitter: tuple[int, int, int, int] = (-1, -1, -1, -1)  # jb init, min/max prefetch, size (ms)
+    advertise: str = ""  # address in Contact, Via, SDP c= and 302s ("" = host)
 
 
 # ---- worker → pool --------------------------------------------------------------------
@@ -57,6 +58,17 @@ class WorkerReady:
     pid: int
     port: int
     tls_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class InviteAnswered:
+    """How a worker answered an INVITE it did not serve (``outcome`` "redirected",
+    "busy" or "rejected"; ``reason`` from :data:`bridge.metrics.REJECT_REASONS` or the
+    redirect kind "worker"/"owner"), so the pool can count it: workers have no registry."""
+
+    worker: int
+    outcome: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +119,8 @@ class WorkerStats:
     """Media health of one worker, sent every ``stats_interval`` (cumulative counters).
 
     ``clock_*`` come from the grid-aligned media clock (zeros with pjmedia's own clock);
-    ``jb_*`` are pjmedia's jitter buffer counters summed over the calls up right now.
+    ``jb_*`` are pjmedia's jitter buffer counters summed over every call of this worker
+    process so far (ended calls keep their last reading), so they only grow.
     """
 
     worker: int
@@ -121,7 +134,7 @@ class WorkerStats:
     jb_lost: int
     jb_discard: int
     jb_empty: int
-    jb_avg_delay_ms: float  # mean over those calls
+    jb_avg_delay_ms: float  # mean over the calls up right now
 
 
 # ---- pool → worker --------------------------------------------------------------------

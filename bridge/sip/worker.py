@@ -61,6 +61,7 @@ from bridge.sip.protocol import (
     AttachLeg,
     DirectoryUpdate,
     ExtensionMessage,
+    InviteAnswered,
     LegConfirmed,
     LegEnded,
     LegOffered,
@@ -183,6 +184,7 @@ class Worker:
         self.account: Any = None
         self.clock: pjw.MediaClock | None = None
         self._frame_errors_gone = 0  # errors of ports already released
+        self._jb_gone = [0, 0, 0]  # jitter buffer lost/discard/empty of calls already ended
         self._next_stats = 0.0
 
     # ------------------------------------------------------------------ plumbing
@@ -218,8 +220,15 @@ class Worker:
         )
         cert = str(spec.sip.tls_certificate) if spec.sip.tls_certificate else None
         key = str(spec.sip.tls_private_key) if spec.sip.tls_private_key else None
+        public = spec.advertise or spec.host
         pjw.add_transports(
-            self.ep, host=spec.host, port=spec.port, tls_port=spec.tls_port, cert=cert, key=key
+            self.ep,
+            host=spec.host,
+            public=public,
+            port=spec.port,
+            tls_port=spec.tls_port,
+            cert=cert,
+            key=key,
         )
         if spec.aligned_clock:
             self.clock = pjw.use_aligned_clock(self.ep, phase_s=spec.clock_phase_s)
@@ -237,6 +246,7 @@ class Worker:
                 rtp_start=spec.rtp_port_start,
                 rtp_count=spec.rtp_port_count,
                 host=spec.host,
+                public=public,
             ),
             True,
         )
@@ -402,9 +412,13 @@ class Worker:
                 continue
             jb = pjw.jitter_stats(leg.call)
             if jb is not None:
+                leg.extra["jb"] = jb  # the last reading counts once the call has ended
                 calls += 1
                 lost, discard, empty = lost + jb[0], discard + jb[1], empty + jb[2]
                 delay += jb[3]
+        lost += self._jb_gone[0]
+        discard += self._jb_gone[1]
+        empty += self._jb_gone[2]
         self.send(
             WorkerStats(
                 self.spec.index,
@@ -443,7 +457,7 @@ class Worker:
         room = room_of(request.uri)
         caller = replace(caller_info(request), source_host=pjw.source_host(prm.rdata))
         if self._stopping:
-            self._reject(call, Reject(503, "Shutting down", self.spec.retry_after_s))
+            self._reject(call, Reject(503, "Shutting down", self.spec.retry_after_s, "draining"))
             return
         ctype = request.get("content-type").split(";", 1)[0].strip().lower()
         if request.body.strip() and ctype == "application/sdp" and "m=audio" not in request.body:
@@ -474,6 +488,7 @@ class Worker:
                 op = pjw.call_op(302, "Moved Temporarily", {"Contact": f"<{decision.contact}>"})
                 self.pending_rejects[call.getId()] = call
                 call.answer(op)
+                self.send(InviteAnswered(self.spec.index, "redirected", "owner"))
             elif isinstance(decision, Redirect):
                 self.slot_book.hold(decision.worker, now)
                 transport = via_transport(request.get("via"))
@@ -482,6 +497,7 @@ class Worker:
                 op = pjw.call_op(302, "Moved Temporarily", {"Contact": contact})
                 self.pending_rejects[call.getId()] = call
                 call.answer(op)
+                self.send(InviteAnswered(self.spec.index, "redirected", "worker"))
             else:
                 assert isinstance(decision, Accept)
                 self._accept(call, room, caller)
@@ -490,6 +506,8 @@ class Worker:
         headers = {"Retry-After": str(decision.retry_after)} if decision.retry_after else {}
         self.pending_rejects[call.getId()] = call
         call.answer(pjw.call_op(decision.status, decision.reason, headers))
+        outcome = "busy" if decision.kind == "busy" else "rejected"
+        self.send(InviteAnswered(self.spec.index, outcome, decision.kind))
 
     def _accept(self, call: Any, room: str, caller: CallerInfo) -> None:
         leg_id = f"w{self.spec.index}.{self.spec.incarnation}.{next(self._ids)}"
@@ -579,6 +597,10 @@ class Worker:
         if leg.ended:
             return
         leg.ended = True
+        last_jb = leg.extra.get("jb")
+        if last_jb is not None:
+            for i in range(3):
+                self._jb_gone[i] += last_jb[i]
         self._release_media(leg)
         self.legs.pop(leg.leg_id, None)
         self.dead_calls.append(leg.call)

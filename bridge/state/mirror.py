@@ -19,7 +19,7 @@ from typing import Literal
 from bridge.core.mirror_events import Action, DtmfCommand, MirrorEvent, Restore, is_durable
 from bridge.core.policy import InviteVerdict, admit_invite, decide, refusal
 from bridge.logs import get_logger
-from bridge.state.errors import Fenced, StateUnavailable
+from bridge.state.errors import Fenced, NotReplicated, StateUnavailable
 from bridge.state.keys import check_room
 from bridge.state.model import Change, RoomState
 from bridge.state.outbox import Outbox, PendingWrite
@@ -119,6 +119,10 @@ class MirrorEngine:
                 await self._drain()
             result = await self._apply(room, event.event_id, decision.changes,
                                        describe_event(event))  # fmt: skip
+        except NotReplicated as error:
+            # The primary has it, a failover could lose it: queue it like a fact (for a
+            # request too: it did happen), so it is written again until a replica has it.
+            return self._queue(event, state, decision.changes, decision.actions, error)
         except StateUnavailable as error:
             if not is_durable(event):
                 return self._refuse(event, error)
