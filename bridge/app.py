@@ -16,6 +16,7 @@ from bridge.http import Readiness, serve_http
 from bridge.logs import get_logger
 from bridge.sip.pool import WorkerPool
 from bridge.state.connection import open_redis
+from bridge.state.errors import StateUnavailable
 from bridge.state.setup import build_state
 from bridge.xmpp.adhoc import AdhocCommands
 from bridge.xmpp.component import BridgeComponent
@@ -74,8 +75,11 @@ async def _drain(node: Node, readiness: Readiness, stop: asyncio.Event, limit: f
     if not node.pool.legs() or limit <= 0:  # the pool also knows calls still being set up
         return
     readiness.start_draining()
-    node.drain()
     stop.clear()
+    try:
+        await node.drain()
+    except StateUnavailable as error:  # Redis down: the leases expire by themselves
+        log.warning("bridge.handover_failed", error=str(error))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
     while node.pool.legs() and not stop.is_set() and loop.time() < deadline:

@@ -175,12 +175,34 @@ class Node:
             await keeper.release()
         self.services.keepers.clear()
 
-    def drain(self) -> None:
-        """Stop taking calls (503 with Retry-After); calls in progress are not touched."""
-        if not self.draining:
-            self.draining = True
-            log.warning("node.draining", legs=len(self.pool.legs()))
-            self._publish_directory()
+    async def drain(self) -> None:
+        """Stop taking calls and hand the rooms over; calls in progress are not touched.
+
+        Every room lease is released, so another replica takes each room within a lease
+        loop (``state.lease_ttl``/3) and its new callers are redirected there (302) instead
+        of being refused here for the whole drain. Until a new owner is known this node
+        answers 503 with Retry-After. The rooms stay open here for the calls still up: they
+        follow the room's moderation from this node's cache, never writing to Redis
+        (:meth:`MirrorEngine.handle_locally`), since the new owner records the truth.
+        """
+        if self.draining:
+            return
+        self.draining = True
+        log.warning("node.draining", legs=len(self.pool.legs()), rooms=sorted(self.rooms))
+        self._publish_directory()
+        for name in sorted(self.services.keepers):
+            task = self._keepers.pop(name, None)
+            if task is not None:
+                await cancel_all([task])
+            keeper = self.services.keepers.pop(name)
+            self.services.handed_over[name] = keeper.token
+            room = self.rooms.get(name)
+            if room is not None:
+                room.bridged.on_command = None  # the new owner answers the room's commands
+            await keeper.release()
+            log.info("room.handed_over", room=name, token=keeper.token)
+        await self._claim_rooms()
+        self._publish_directory()
 
     def _count_legs(self) -> None:
         per_room = {name: 0 for name in self.rooms}
@@ -208,6 +230,13 @@ class Node:
         """Own every linked room that is free (start, takeover); note who owns the others."""
         linked = await self.engine.store.linked_rooms()
         for name, muc_jid in sorted(linked.items()):
+            if self.draining:  # take nothing; learn who took the rooms we handed over
+                owner = await self.leases.owner(name)
+                if owner is not None and not self.leases.owns(owner):
+                    self.remote[name] = owner.contact
+                else:
+                    self.remote.pop(name, None)
+                continue
             if name in self.rooms:
                 continue
             lease = await self.leases.acquire(name)
@@ -512,6 +541,9 @@ class Node:
     # ---- engine → actions ----------------------------------------------------------------
 
     async def _handle(self, room: _Room, event: MirrorEvent) -> None:
+        if room.name in self.services.handed_over:
+            await self._perform(room, await self.engine.handle_locally(event))
+            return
         try:
             outcome = await self.engine.handle(event)
         except Fenced as error:  # the lease keeper will notice and hand the room over
@@ -537,7 +569,7 @@ class Node:
                             action=type(action).__name__, error=str(error))  # fmt: skip
             else:
                 log.info("mirror.action", room=room.name, action=type(action).__name__)
-        if outcome.status in ("applied", "queued"):
+        if outcome.status in ("applied", "queued", "local"):
             self._publish_directory()
         self._refresh_conference(room)
 

@@ -27,7 +27,7 @@ from bridge.state.store import ApplyResult, StateStore
 
 log = get_logger(__name__)
 
-OutcomeStatus = Literal["applied", "unchanged", "duplicate", "queued", "refused"]
+OutcomeStatus = Literal["applied", "unchanged", "duplicate", "queued", "refused", "local"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +134,20 @@ class MirrorEngine:
         self._rooms[room] = _with_version(new_state, result.version)
         self._remember(event.event_id)
         return Outcome(result.status, decision.actions, result.version)
+
+    async def handle_locally(self, event: MirrorEvent) -> Outcome:
+        """Decide and apply to the cached state only, never to Redis: for a room this node
+        handed over while draining. Another replica owns it and records the truth; the
+        calls still up here follow the room's moderation all the same."""
+        async with self._lock:
+            room = check_room(event.room)
+            state = self._rooms.get(room) or RoomState(room)
+            decision = decide(event, state)
+            if event.event_id in self._recent:
+                return Outcome("duplicate", version=state.version)
+            self._remember(event.event_id)
+            self._rooms[room], _ = state.apply(decision.changes)
+            return Outcome("local", decision.actions, state.version)
 
     async def record(
         self, room: str, event_id: str, changes: tuple[Change, ...], *, what: str

@@ -31,11 +31,16 @@ class StateServices:
     leases: LeaseManager
     engine: MirrorEngine
     keepers: dict[str, LeaseKeeper] = field(default_factory=dict)
+    #: rooms whose lease this node gave up while draining → the token it held (any write
+    #: with it is fenced off: the replica that takes the room is the only writer)
+    handed_over: dict[str, int] = field(default_factory=dict)
 
     def fence(self, room: str) -> int | None:
         """The token of our lease on ``room`` (writes are fenced with it)."""
         keeper = self.keepers.get(room)
-        return keeper.token if keeper is not None else None
+        if keeper is not None:
+            return keeper.token
+        return self.handed_over.get(room)
 
 
 def build_state(client: aioredis.Redis, settings: Settings) -> StateServices:

@@ -1,5 +1,6 @@
-"""SIGTERM drains: the call in progress goes on, new callers get 503, the process exits
-once the last call has ended (docs/operations.md, "Drain a node")."""
+"""SIGTERM drains: the call in progress goes on, new callers get 503 (or, with another
+replica, a 302 to the replica that took the room over), the process exits once the last call
+has ended (docs/operations.md, "Drain a node")."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from bridge.app import open_node
 from bridge.devstack.ports import free_udp_tcp_port
 from bridge.devstack.prosody import ProsodyServer
 from bridge.devstack.redis_server import RedisServer
-from tests.e2e.conftest import process_env
-from tests.e2e.test_mirroring import dial
-from tests.sip.rawsip import RawUac
+from tests.e2e.conftest import ROOM, process_env
+from tests.e2e.test_mirroring import dial, until
+from tests.e2e.test_replicas import LEASE_TTL, _replica_a_env, _settings_b
+from tests.sip.rawsip import Message, RawUac
 
 
 async def test_sigterm_drains_calls_in_progress(
@@ -57,3 +61,75 @@ async def test_sigterm_drains_calls_in_progress(
         if bridge.poll() is None:
             bridge.kill()
         bridge.wait()
+
+
+async def test_draining_replica_hands_its_room_to_the_other_one(
+    two_component_prosody: ProsodyServer, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """SIGTERM on the room's owner: its call goes on, its lease is released, the other
+    replica takes the room, and a new caller dialling the draining replica is redirected
+    (302) there and joins, instead of 503 for the whole drain."""
+    port_a = free_udp_tcp_port()
+    log_path = tmp_path / "replica-a.log"
+    with log_path.open("w") as log_file:
+        replica_a = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "run"],
+            env=_replica_a_env(two_component_prosody, redis_server, port_a), stderr=log_file,
+        )  # fmt: skip
+    in_call = RawUac(port_a, user="carl", display="Carl Caller")
+    late = RawUac(port_a, user="dora", display="Dora Late")
+    try:
+        async with asyncio.timeout(60):
+            while '"bridge.ready"' not in log_path.read_text():
+                assert replica_a.poll() is None, log_path.read_text()[-2000:]
+                await asyncio.sleep(0.1)
+        async with open_node(_settings_b(two_component_prosody, redis_server)) as node_b:
+            assert ROOM not in node_b.rooms  # A owns the room
+            assert (await dial(in_call)).status == 200
+
+            replica_a.send_signal(signal.SIGTERM)
+            await until(lambda: ROOM in node_b.rooms, "B took the room over", LEASE_TTL * 5)
+            async with asyncio.timeout(LEASE_TTL * 5):  # A learns the new owner
+                while True:
+                    moved = await dial(late)
+                    if moved.status == 302:
+                        break
+                    assert moved.status == 503, moved.first_line  # no owner known yet
+                    late.close()
+                    late = RawUac(port_a, user="dora", display="Dora Late")
+                    await asyncio.sleep(0.3)
+            contact = moved.get("Contact")
+            assert f"@127.0.0.1:{node_b.pool.front_port}" in contact, contact
+
+            on_b = RawUac(node_b.pool.front_port, user="dora", display="Dora Late")
+            try:
+                assert (await dial(on_b)).status == 200
+                await until(lambda: len(node_b.legs) == 1, "the new caller is on B")
+                # the first call goes on on A: no BYE came, A still runs
+                assert not await asyncio.to_thread(_requests, in_call, "BYE", 1.0)
+                assert replica_a.poll() is None
+                await asyncio.to_thread(on_b.bye)
+            finally:
+                on_b.close()
+            await asyncio.to_thread(in_call.bye)
+            assert await asyncio.to_thread(replica_a.wait, 30) == 0
+        text = log_path.read_text()
+        assert '"room.handed_over"' in text
+        assert '"bridge.drained"' in text
+    finally:
+        in_call.close()
+        late.close()
+        if replica_a.poll() is None:
+            replica_a.kill()
+        replica_a.wait()
+
+
+def _requests(uac: RawUac, method: str, seconds: float) -> list[Message]:
+    """Requests of ``method`` that arrive within ``seconds`` (RTP on the port is skipped)."""
+    found = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        msg = uac.recv(left)
+        if msg is not None and msg.first_line.startswith(f"{method} sip:"):
+            found.append(msg)
+    return found
