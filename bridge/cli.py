@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from bridge import __version__
 from bridge.config import ConfigError, Settings, load_settings, redacted
 from bridge.http import HttpUnavailable
 from bridge.logs import configure, get_logger
+from bridge.privileges import confine
 from bridge.sip.pool import PoolError
 from bridge.state.connection import RedisUnavailable
 from bridge.xmpp.component import XmppUnavailable
@@ -77,6 +79,13 @@ def _run(settings: Settings) -> int:
 
     configure(settings.log)
     log = get_logger("bridge.cli")
+    try:
+        caps = confine()
+    except OSError as error:
+        log.error("privileges.confine_failed", error=str(error))
+        return EXIT_CONFIG
+    log.info("privileges.confined", uid=os.getuid(), effective=caps.names(),
+             realtime_capable=caps.sys_nice or os.getuid() == 0)  # fmt: skip
     try:
         asyncio.run(serve(settings))
     except XmppUnavailable as error:

@@ -24,6 +24,7 @@ import pjsua2 as _pjsua2
 from numpy.typing import NDArray
 
 from bridge.logs import get_logger
+from bridge.privileges import is_fifo
 from mixer.clock import grid_deadline
 from mixer.rings import LegPort
 
@@ -255,7 +256,10 @@ class FramePort(pj.AudioMediaPort):  # type: ignore[misc]
             self._failed()
 
 
-def _try_realtime(priority: int = 20) -> bool:
+CLOCK_PRIORITY = 20  # SCHED_FIFO priority of the media clock thread
+
+
+def _try_realtime(priority: int = CLOCK_PRIORITY) -> bool:
     """SCHED_FIFO for the media clock thread when permitted (DESIGN §5: p99 lateness)."""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
@@ -322,10 +326,15 @@ class MediaClock:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
+    @property
+    def thread_id(self) -> int:
+        """Native id of the clock thread (the supervisor may set its priority for us)."""
+        return self._thread.native_id or 0
+
     def stats(self) -> MediaClockStats:
-        return MediaClockStats(
-            self._ticks, self._late, self._skipped, self._max_late, self._realtime
-        )
+        # asked each time: the supervisor may have granted SCHED_FIFO after our own try
+        realtime = self._realtime or is_fifo(self.thread_id)
+        return MediaClockStats(self._ticks, self._late, self._skipped, self._max_late, realtime)
 
     def _run(self) -> None:
         register_thread("media-clock")

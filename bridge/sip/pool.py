@@ -55,6 +55,7 @@ from bridge.core.events import (
 )
 from bridge.devstack.ports import free_udp_tcp_port
 from bridge.logs import get_logger
+from bridge.privileges import set_fifo
 from bridge.sip.admission import PeerSlots, RoomDirectory
 from bridge.sip.protocol import (
     AttachLeg,
@@ -532,6 +533,7 @@ class WorkerPool:
         if isinstance(message, WorkerReady):
             state.ready = True
             state.pid = message.pid
+            self._grant_realtime(state, message.realtime_threads)
             state.failures = 0
             if state.ready_event is not None:
                 state.ready_event.set()
@@ -579,6 +581,16 @@ class WorkerPool:
             self._emit(message)
         else:
             log.warning("sip.pool.unknown_message", kind=type(message).__name__)
+
+    def _grant_realtime(
+        self, state: _WorkerState, threads: tuple[tuple[int, int], ...]
+    ) -> None:
+        """Set the SCHED_FIFO priorities a worker could not set itself: workers run without
+        any capability, the supervisor keeps CAP_SYS_NICE for this (bridge.privileges)."""
+        refused = [tid for tid, priority in threads if not set_fifo(tid, priority)]
+        if threads:
+            log.info("sip.worker.realtime", worker=state.spec.index,
+                     granted=len(threads) - len(refused), refused=len(refused))  # fmt: skip
 
     def _on_offered(self, state: _WorkerState, msg: LegOffered) -> None:
         held = msg.room.lower() in self.directory.held  # PIN room: out of the mix at once

@@ -58,6 +58,9 @@ class WorkerReady:
     pid: int
     port: int
     tls_port: int
+    #: (thread id, SCHED_FIFO priority) the worker wants but could not set itself: it has
+    #: no capability, the supervisor sets them (bridge.privileges)
+    realtime_threads: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

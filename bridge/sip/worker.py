@@ -44,6 +44,7 @@ from bridge.core.events import (
     SipMessageReceived,
 )
 from bridge.logs import bound, configure, get_logger
+from bridge.privileges import is_fifo
 from bridge.sip import dialout
 from bridge.sip import pj as pjw
 from bridge.sip.admission import (
@@ -261,7 +262,17 @@ class Worker:
         gc.disable()
         gc.freeze()  # start-up objects (modules, pjsua2 wrappers) never need scanning again
         threading.Thread(target=self._reader, name="sip-ctl-reader", daemon=True).start()
-        self.send(WorkerReady(spec.index, spec.incarnation, os.getpid(), spec.port, spec.tls_port))
+        wanted = []
+        if self.clock is not None:
+            wanted.append((self.clock.thread_id, pjw.CLOCK_PRIORITY))
+        if spec.main_priority:
+            wanted.append((threading.get_native_id(), spec.main_priority))
+        missing = tuple((tid, prio) for tid, prio in wanted if tid and not is_fifo(tid))
+        self.send(
+            WorkerReady(
+                spec.index, spec.incarnation, os.getpid(), spec.port, spec.tls_port, missing
+            )
+        )
         self._report_busy()
         log.info("sip.worker.started", worker=spec.index, port=spec.port, codecs=codecs)
         next_check = time.monotonic() + 1.0
