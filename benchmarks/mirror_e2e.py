@@ -27,11 +27,11 @@ from pathlib import Path
 
 from bridge.app import open_node
 from bridge.config import LogFormat, LogLevel, LogSettings, Settings
-from bridge.core.node import Node
 from bridge.devstack.ports import free_port, free_udp_tcp_port
 from bridge.devstack.prosody import ProsodyServer
 from bridge.devstack.redis_server import RedisServer
 from bridge.logs import configure
+from bridge.node.supervisor import Node
 from tests.sip.rawsip import RawUac
 from tests.xmpp.clients import ChatUser
 

@@ -43,9 +43,9 @@ import numpy as np
 import psutil
 
 from bridge.config import LogSettings, SipSettings, WorkerSettings
+from bridge.core.admission import RoomDirectory
 from bridge.devstack.ports import free_port, free_udp_tcp_port
 from bridge.sip import devpeers as dp
-from bridge.sip.admission import RoomDirectory
 from bridge.sip.pool import WorkerPool
 from bridge.sip.protocol import WorkerStats
 

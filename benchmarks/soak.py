@@ -51,12 +51,12 @@ sys.path.insert(0, str(ROOT))
 from bridge.app import open_node  # noqa: E402
 from bridge.config import LogSettings, Settings  # noqa: E402
 from bridge.core.events import LegJoined, LegLeft  # noqa: E402
-from bridge.core.node import Node  # noqa: E402
 from bridge.demo.callers import CallerScript, demo_scenario  # noqa: E402
 from bridge.devstack.ports import free_port, free_udp_tcp_port  # noqa: E402
 from bridge.devstack.prosody import ProsodyServer  # noqa: E402
 from bridge.devstack.redis_server import RedisServer  # noqa: E402
 from bridge.logs import configure  # noqa: E402
+from bridge.node.supervisor import Node  # noqa: E402
 from bridge.sip import devpeers as dp  # noqa: E402
 from bridge.state.connection import redis_client  # noqa: E402
 from bridge.state.store import StateStore  # noqa: E402

@@ -23,9 +23,9 @@ from pathlib import Path
 from bridge.core.mirror_events import CallerJoined, OccupantVoiceChanged
 from bridge.core.policy import decide
 from bridge.devstack.redis_server import RedisServer
+from bridge.node.mirror import MirrorEngine
 from bridge.state.connection import redis_client
 from bridge.state.lease import LeaseManager
-from bridge.state.mirror import MirrorEngine
 from bridge.state.store import StateStore
 
 ROOM = "bench"

@@ -10,14 +10,14 @@ from contextlib import asynccontextmanager
 
 from bridge import __version__
 from bridge.config import Settings, redacted
-from bridge.core.command_executor import CommandExecutor
-from bridge.core.node import Node, initial_directory
 from bridge.http import Readiness, serve_http
 from bridge.logs import get_logger
+from bridge.node.command_executor import CommandExecutor
+from bridge.node.services import build_state
+from bridge.node.supervisor import Node, initial_directory
 from bridge.sip.pool import WorkerPool
 from bridge.state.connection import open_redis
 from bridge.state.errors import StateUnavailable
-from bridge.state.setup import build_state
 from bridge.xmpp.adhoc import AdhocCommands
 from bridge.xmpp.component import BridgeComponent
 

@@ -11,7 +11,7 @@ with atheris.instrument_imports():
     from bridge.core import mirror_events as me
     from bridge.core.events import HangupLeg, MuteLeg, PlayTone, SendSipMessage
     from bridge.core.policy import decide
-    from bridge.state.model import LinkRecord, RoomState, put
+    from bridge.core.records import LinkRecord, RoomState, put
 
 ROOM = "standup"
 LEGS = ["leg-a", "leg-b", "leg-c"]

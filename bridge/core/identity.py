@@ -15,14 +15,14 @@ import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from bridge.core.admission import normalize_caller
 from bridge.core.events import LegJoined
-from bridge.sip.admission import normalize_caller
 
 
 def caller_key(uri: str) -> str:
     """Comparison form of a caller: ``"Bob" <sips:Bob@Ex.org:5061;x=y>`` → ``sip:bob@ex.org``.
 
-    Same rule as :func:`bridge.sip.admission.normalize_caller` (no params or headers, lower
+    Same rule as :func:`bridge.core.admission.normalize_caller` (no params or headers, lower
     case, ``sips:`` ≡ ``sip:``) so that bans written here match the workers' admission check.
     """
     text = uri.strip()

@@ -60,7 +60,7 @@ from bridge.core.mirror_events import (
     SubjectChanged,
     side_of,
 )
-from bridge.state.model import (
+from bridge.core.records import (
     BanRecord,
     BindingRecord,
     Change,

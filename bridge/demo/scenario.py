@@ -14,12 +14,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.core.node import Node
 from bridge.demo.callers import DemoCaller
 from bridge.demo.chat import ChatUser
 from bridge.demo.view import Board, Person, Step, View, db
 from bridge.demo.watcher import ConferenceWatcher, Notify, open_watcher
 from bridge.logs import get_logger
+from bridge.node.supervisor import Node
 from bridge.protocol.conference_info import GROUPTEXTCHAT, EndpointStatus
 
 log = get_logger(__name__)

@@ -14,38 +14,58 @@ Here")`` and ``LegEnded`` (the pool frees the slot; no ``LegLeft`` for a leg nev
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from bridge.core.admission import strip_uri_params
 from bridge.core.events import DialOutCall, DialProgress
 from bridge.logs import get_logger
 from bridge.sip import pj as pjw
-from bridge.sip.protocol import AttachLeg, LegOffered
-from bridge.sip.sipmsg import CallerInfo, strip_uri_params
+from bridge.sip.leg import Leg
+from bridge.sip.protocol import AttachLeg, LegOffered, WorkerSpec
+from bridge.sip.sipmsg import CallerInfo
 from mixer.rings import LegPort, StaleAttachmentError
-
-if TYPE_CHECKING:
-    from bridge.sip.worker import Worker, _Leg
 
 log = get_logger(__name__)
 
-DIAL_KEY = "dial"  # _Leg.extra key marking a leg the bridge dialled
+DIAL_KEY = "dial"  # Leg.extra key marking a leg the bridge dialled
 
 
-def start(worker: Worker, cmd: DialOutCall) -> None:
+class DialHost(Protocol):
+    """What dial-out needs from its worker (:class:`bridge.sip.worker.Worker`), named here so
+    that this module does not import the worker that imports it."""
+
+    spec: WorkerSpec
+    account: Any
+    legs: dict[str, Leg]
+    graveyard: list[Any]
+    dead_calls: list[Any]
+
+    @property
+    def stopping(self) -> bool: ...
+    def send(self, message: object) -> None: ...
+    def new_leg_id(self) -> str: ...
+    def report_busy(self) -> None: ...
+    def hangup(self, leg: Leg, reason: str, status: int = 200) -> None: ...
+    def leg_state(self, leg: Leg, call: Any) -> None: ...
+    def leg_media(self, leg: Leg, call: Any) -> None: ...
+    def leg_dtmf(self, leg: Leg, digit: str, method: int) -> None: ...
+    def leg_message(self, leg: Leg, prm: Any) -> None: ...
+
+
+def start(worker: DialHost, cmd: DialOutCall) -> None:
     """Place the call (pjsua2 thread)."""
-    from bridge.sip.worker import _Leg
 
     def failed(reason: str) -> None:
         worker.send(DialProgress(cmd.request_id, cmd.room, "failed", reason))
 
-    if worker._stopping or len(worker.legs) >= worker.spec.calls:
+    if worker.stopping or len(worker.legs) >= worker.spec.calls:
         failed("no free call slot on this worker")
         return
     spec = worker.spec
-    leg_id = f"w{spec.index}.{spec.incarnation}.{next(worker._ids)}"
+    leg_id = worker.new_leg_id()
     call = pjw.BridgeCall(worker.account, pjw.pj.PJSUA_INVALID_ID, None)
     caller = CallerInfo(strip_uri_params(cmd.target_uri), cmd.display_name, "", (), (), "")
-    leg = _Leg(leg_id, cmd.room, call, caller, time.monotonic())
+    leg = Leg(leg_id, cmd.room, call, caller, time.monotonic())
     leg.answered = True  # a hang-up before the answer is a CANCEL, never a final response
     leg.extra[DIAL_KEY] = cmd
     call.handler = _DialHandler(worker, leg, cmd)
@@ -71,10 +91,10 @@ def start(worker: Worker, cmd: DialOutCall) -> None:
     log.info("sip.dial.started", leg=leg_id, room=cmd.room, target=cmd.target_uri)
     worker.send(DialProgress(cmd.request_id, cmd.room, "trying", leg_id=leg_id))
     worker.send(LegOffered(leg_id, spec.index, cmd.room, leg.caller, pjw.CONF_RATE))
-    worker._report_busy()
+    worker.report_busy()
 
 
-def attached(worker: Worker, msg: AttachLeg) -> bool:
+def attached(worker: DialHost, msg: AttachLeg) -> bool:
     """The mixer slot of a dialled leg: connect it (no answer). False: not a dialled leg."""
     leg = worker.legs.get(msg.leg_id)
     if leg is None or DIAL_KEY not in leg.extra:
@@ -82,7 +102,7 @@ def attached(worker: Worker, msg: AttachLeg) -> bool:
     if leg.ended:
         return True
     if msg.attachment is None:
-        worker._hangup(leg, "error", 503)
+        worker.hangup(leg, "error", 503)
         return True
     try:
         leg.port.leg_port = LegPort(
@@ -92,7 +112,7 @@ def attached(worker: Worker, msg: AttachLeg) -> bool:
         )
     except (StaleAttachmentError, FileNotFoundError, OSError) as exc:
         log.warning("sip.leg.attach_failed", leg=leg.leg_id, error=str(exc))
-        worker._hangup(leg, "error", 503)
+        worker.hangup(leg, "error", 503)
         return True
     leg.attached = True
     return True
@@ -101,7 +121,7 @@ def attached(worker: Worker, msg: AttachLeg) -> bool:
 class _DialHandler:
     """Callbacks of a dialled call: progress to the supervisor, then the usual leg logic."""
 
-    def __init__(self, worker: Worker, leg: _Leg, cmd: DialOutCall) -> None:
+    def __init__(self, worker: DialHost, leg: Leg, cmd: DialOutCall) -> None:
         self.worker = worker
         self.leg = leg
         self.cmd = cmd
@@ -137,4 +157,4 @@ class _DialHandler:
         self.worker.leg_message(self.leg, prm)
 
 
-__all__ = ["DIAL_KEY", "attached", "start"]
+__all__ = ["DIAL_KEY", "DialHost", "attached", "start"]

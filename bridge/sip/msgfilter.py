@@ -20,8 +20,8 @@ import ctypes
 from collections.abc import Callable
 from typing import Any
 
+from bridge.core.admission import RoomDirectory
 from bridge.logs import get_logger
-from bridge.sip.admission import RoomDirectory
 from bridge.sip.sipmsg import SipParseError, message_info, parse_request
 
 log = get_logger(__name__)

@@ -37,6 +37,7 @@ from typing import Protocol, TypeAlias
 
 from bridge import metrics
 from bridge.config import LogSettings, SipSettings, Transport, WorkerSettings
+from bridge.core.admission import PeerSlots, RoomDirectory
 from bridge.core.events import (
     DialOutCall,
     DialProgress,
@@ -56,7 +57,6 @@ from bridge.core.events import (
 from bridge.devstack.ports import free_udp_tcp_port
 from bridge.logs import get_logger
 from bridge.privileges import set_fifo
-from bridge.sip.admission import PeerSlots, RoomDirectory
 from bridge.sip.protocol import (
     AttachLeg,
     DirectoryUpdate,

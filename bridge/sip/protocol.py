@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bridge.config import LogSettings, SipSettings
-from bridge.sip.admission import PeerSlots, RoomDirectory
+from bridge.core.admission import PeerSlots, RoomDirectory
 from bridge.sip.sipmsg import CallerInfo
 from mixer.rings import LegAttachment
 

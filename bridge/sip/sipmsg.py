@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from bridge.core.admission import strip_uri_params
+
 # RFC 3261 §7.3.3 compact forms (plus RFC 3515/3891/4028 ones that may appear).
 _COMPACT = {
     "f": "from",
@@ -194,11 +196,6 @@ def uri_host(uri: str) -> str:
     if host.startswith("["):
         return host[: host.find("]") + 1].lower()
     return host.split(":", 1)[0].lower()
-
-
-def strip_uri_params(uri: str) -> str:
-    """``sip:user@host;transport=tcp`` → ``sip:user@host`` (identity comparison form)."""
-    return uri.split(";", 1)[0].split("?", 1)[0]
 
 
 def _hint(uri: str) -> str | None:

@@ -6,7 +6,7 @@ thread only moves pipe messages into the job queue; the media clock thread runs 
 node's tick grid (``media_clock='aligned'``, see docs/capacity.md) or pjmedia's null sound
 device clock. Both the media clock and (``main_thread_priority``) the pjsua2 thread run
 under SCHED_FIFO when permitted: a GIL holder preempted on a busy core makes ticks late.
-An INVITE is decided locally from the pushed :class:`~bridge.sip.admission.RoomDirectory`
+An INVITE is decided locally from the pushed :class:`~bridge.core.admission.RoomDirectory`
 (404/403/486/503/302 at once); an admitted one rings (180) while the pool reserves a
 mixer slot, and is answered 200 as soon as the slot arrives, so the caller's audio is in
 the mix from its first frame.
@@ -29,11 +29,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
 from bridge import __version__
+from bridge.core.admission import (
+    Accept,
+    Moved,
+    Redirect,
+    Reject,
+    RoomDirectory,
+    SlotBook,
+    admit,
+    redirect_contact,
+)
 from bridge.core.events import (
     DialOutCall,
     DtmfReceived,
@@ -47,16 +57,7 @@ from bridge.logs import bound, configure, get_logger
 from bridge.privileges import is_fifo
 from bridge.sip import dialout
 from bridge.sip import pj as pjw
-from bridge.sip.admission import (
-    Accept,
-    Moved,
-    Redirect,
-    Reject,
-    RoomDirectory,
-    SlotBook,
-    admit,
-    redirect_contact,
-)
+from bridge.sip.leg import Leg
 from bridge.sip.msgfilter import MessageFilter
 from bridge.sip.protocol import (
     AttachLeg,
@@ -108,24 +109,6 @@ FOCUS_USER = "conference"
 _DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
 
-@dataclass(slots=True)
-class _Leg:
-    leg_id: str
-    room: str
-    call: Any
-    caller: CallerInfo
-    created: float
-    port: Any = None  # pjw.FramePort
-    attached: bool = False
-    answered: bool = False
-    confirmed: bool = False
-    ended: bool = False
-    hangup_reason: str = ""
-    last_rx: int = -1
-    last_rx_change: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 class HookContext:
     """What an endpoint hook may use; every method is safe only on the pjsua2 thread
     unless it says otherwise."""
@@ -169,7 +152,7 @@ class Worker:
         self.jobs: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.directory = spec.directory
         self.slot_book = SlotBook()
-        self.legs: dict[str, _Leg] = {}
+        self.legs: dict[str, Leg] = {}
         self.pending_rejects: dict[int, Any] = {}
         self.graveyard: list[Any] = []
         self.dead_calls: list[Any] = []
@@ -273,7 +256,7 @@ class Worker:
                 spec.index, spec.incarnation, os.getpid(), spec.port, spec.tls_port, missing
             )
         )
-        self._report_busy()
+        self.report_busy()
         log.info("sip.worker.started", worker=spec.index, port=spec.port, codecs=codecs)
         next_check = time.monotonic() + 1.0
         try:
@@ -357,7 +340,7 @@ class Worker:
         elif isinstance(job, HangupLeg):
             leg = self.legs.get(job.leg_id)
             if leg is not None:
-                self._hangup(leg, job.reason or "hangup", job.status_code)
+                self.hangup(leg, job.reason or "hangup", job.status_code)
         elif isinstance(job, SendSipMessage):
             self._send_message(job)
         elif isinstance(job, PlayTone):
@@ -379,9 +362,18 @@ class Worker:
         self._stopping = reason
         self._stop_deadline = time.monotonic() + 3.0
         for leg in list(self.legs.values()):
-            self._hangup(leg, reason, 503)
+            self.hangup(leg, reason, 503)
 
-    def _report_busy(self) -> None:
+    @property
+    def stopping(self) -> bool:
+        """Shutting down: no new calls, in or out."""
+        return bool(self._stopping)
+
+    def new_leg_id(self) -> str:
+        """A leg id unique across workers and their restarts."""
+        return f"w{self.spec.index}.{self.spec.incarnation}.{next(self._ids)}"
+
+    def report_busy(self) -> None:
         busy = len(self.legs)
         if busy != self._last_busy:
             self._last_busy = busy
@@ -396,7 +388,7 @@ class Worker:
             if leg.ended:
                 continue
             if not leg.attached and now - leg.created > self.spec.attach_timeout_s:
-                self._hangup(leg, "error", 503)
+                self.hangup(leg, "error", 503)
                 continue
             if leg.confirmed and not pjw.is_active(leg.call):
                 # pjsua ended the call without telling its wrapper: never keep a ghost leg
@@ -409,7 +401,7 @@ class Worker:
                     leg.last_rx, leg.last_rx_change = pkts, now
                 elif now - leg.last_rx_change > self.spec.media_timeout_s:
                     log.info("sip.leg.media_timeout", leg=leg.leg_id)
-                    self._hangup(leg, "timeout", 408)
+                    self.hangup(leg, "timeout", 408)
 
     def _send_stats(self) -> None:
         c = self.clock.stats() if self.clock is not None else None
@@ -521,14 +513,14 @@ class Worker:
         self.send(InviteAnswered(self.spec.index, outcome, decision.kind))
 
     def _accept(self, call: Any, room: str, caller: CallerInfo) -> None:
-        leg_id = f"w{self.spec.index}.{self.spec.incarnation}.{next(self._ids)}"
-        leg = _Leg(leg_id, room, call, caller, time.monotonic())
+        leg_id = self.new_leg_id()
+        leg = Leg(leg_id, room, call, caller, time.monotonic())
         call.handler = _LegHandler(self, leg)
         self.legs[leg_id] = leg
         leg.port = pjw.FramePort(leg_id)
         call.answer(pjw.call_op(180))
         self.send(LegOffered(leg_id, self.spec.index, room, caller, pjw.CONF_RATE))
-        self._report_busy()
+        self.report_busy()
         log.info("sip.invite.accepted", leg=leg_id, room=room, caller=caller.from_uri)
 
     def _on_attach(self, msg: AttachLeg) -> None:
@@ -536,7 +528,7 @@ class Worker:
         if leg is None or leg.ended:
             return  # ended while the pool was busy; the pool frees the slot on LegEnded
         if msg.attachment is None:
-            self._hangup(leg, "error", 503)
+            self.hangup(leg, "error", 503)
             return
         try:
             leg.port.leg_port = LegPort(
@@ -546,7 +538,7 @@ class Worker:
             )
         except (StaleAttachmentError, FileNotFoundError, OSError) as exc:
             log.warning("sip.leg.attach_failed", leg=leg.leg_id, error=str(exc))
-            self._hangup(leg, "error", 503)
+            self.hangup(leg, "error", 503)
             return
         leg.attached = True
         leg.answered = True
@@ -555,7 +547,7 @@ class Worker:
         except Exception as exc:  # the call died between 180 and now
             log.info("sip.leg.answer_failed", leg=leg.leg_id, error=pjw.error_text(exc))
 
-    def _hangup(self, leg: _Leg, reason: str, status: int = 200) -> None:
+    def hangup(self, leg: Leg, reason: str, status: int = 200) -> None:
         if leg.ended or leg.hangup_reason:
             return
         leg.hangup_reason = reason
@@ -585,7 +577,7 @@ class Worker:
     def on_dialog_message(self, call: Any, prm: Any) -> None:
         return
 
-    def leg_state(self, leg: _Leg, call: Any) -> None:
+    def leg_state(self, leg: Leg, call: Any) -> None:
         info = call.getInfo()
         if info.state == pjw.STATE_CONFIRMED and not leg.confirmed:
             leg.confirmed = True
@@ -604,7 +596,7 @@ class Worker:
                 reason = "bye"
             self._leg_ended(leg, reason)
 
-    def _leg_ended(self, leg: _Leg, reason: str) -> None:
+    def _leg_ended(self, leg: Leg, reason: str) -> None:
         if leg.ended:
             return
         leg.ended = True
@@ -616,10 +608,10 @@ class Worker:
         self.legs.pop(leg.leg_id, None)
         self.dead_calls.append(leg.call)
         self.send(LegEnded(leg.leg_id, reason))
-        self._report_busy()
+        self.report_busy()
         log.info("sip.leg.ended", leg=leg.leg_id, room=leg.room, reason=reason)
 
-    def _release_media(self, leg: _Leg) -> None:
+    def _release_media(self, leg: Leg) -> None:
         port = leg.port
         if port is None:
             return
@@ -637,7 +629,7 @@ class Worker:
         self._frame_errors_gone += port.errors
         self.graveyard.append(port)
 
-    def leg_media(self, leg: _Leg, call: Any) -> None:
+    def leg_media(self, leg: Leg, call: Any) -> None:
         info = call.getInfo()
         for med in info.media:
             if med.type == pjw.MEDIA_AUDIO and med.status == pjw.MEDIA_ACTIVE:
@@ -654,14 +646,14 @@ class Worker:
                 leg.extra["aud"] = aud
                 return
 
-    def leg_dtmf(self, leg: _Leg, digit: str, method: int) -> None:
+    def leg_dtmf(self, leg: Leg, digit: str, method: int) -> None:
         digit = digit.upper()
         if digit not in _DTMF_DIGITS:
             return
         kind = "info" if method == pjw.DTMF_INFO else "rfc4733"
         self.send(DtmfReceived(leg.leg_id, leg.room, digit, kind))
 
-    def leg_message(self, leg: _Leg, prm: Any) -> None:
+    def leg_message(self, leg: Leg, prm: Any) -> None:
         text = str(prm.rdata.wholeMsg)
         try:
             info = message_info(parse_request(text))
@@ -719,7 +711,7 @@ class Worker:
 class _LegHandler:
     """Routes one admitted call's pjsua2 callbacks to the worker with its leg."""
 
-    def __init__(self, worker: Worker, leg: _Leg) -> None:
+    def __init__(self, worker: Worker, leg: Leg) -> None:
         self.worker = worker
         self.leg = leg
 

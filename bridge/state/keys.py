@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bridge.state.model import Table
+from bridge.core.records import Table
 
 _ROOM = re.compile(r"^[^\s{}]{1,200}$")
 

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.core.records import Change, change_from_wire, change_to_wire
 from bridge.state.errors import OutboxFull
-from bridge.state.model import Change, change_from_wire, change_to_wire
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,7 @@ from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bridge.state.errors import Fenced, NotReplicated, StateUnavailable
-from bridge.state.keys import Keys, check_room
-from bridge.state.model import (
+from bridge.core.records import (
     META_FIELDS,
     ROW_TYPES,
     TABLES,
@@ -40,6 +38,8 @@ from bridge.state.model import (
     change_to_wire,
     put,
 )
+from bridge.state.errors import Fenced, NotReplicated, StateUnavailable
+from bridge.state.keys import Keys, check_room
 from bridge.state.scripts import APPLY
 
 T = TypeVar("T")

@@ -10,6 +10,10 @@ call; whether each is *present* in the room is what the server last told us. ``s
 (start, reconnect, lost self-ping) rejoins the control occupant, re-advertises the SIP URI,
 removes ghosts (occupants from our component that are not current callers, left by a crash)
 and rejoins missing puppets. Callers removed by the room (kick, ban) are not rejoined.
+
+This module is the room's membership (control occupant, puppets, presence, self-ping); the
+text relay is :mod:`bridge.xmpp.relay`, the room configuration :mod:`bridge.xmpp.room_config`,
+and what the room needs from the component :class:`bridge.xmpp.host.RoomHost`.
 """
 
 from __future__ import annotations
@@ -17,20 +21,17 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from slixmpp import JID
 from slixmpp.exceptions import IqError, IqTimeout
 
 from bridge.core.commands import is_command
-from bridge.core.events import LegJoined, LegLeft, SendSipMessage, SipMessageReceived
+from bridge.core.events import LegJoined, LegLeft, SipMessageReceived
 from bridge.logs import bound, get_logger
 from bridge.protocol.nicks import caller_nick, unique_nick
-from bridge.protocol.stox import ChatText, UnsupportedContent, sip_to_xmpp, xmpp_to_sip
+from bridge.protocol.stox import ChatText
 from bridge.xmpp import muc
 from bridge.xmpp.events import (
     CommandTyped,
@@ -47,72 +48,24 @@ from bridge.xmpp.events import (
     RoomLost,
     SubjectChanged,
 )
-from bridge.xmpp.forms import (
-    ROOM_DESCRIPTION,
-    ROOMCONFIG_FORM_TYPE,
-    Advertised,
-    plan_room_config,
-)
+from bridge.xmpp.forms import Advertised
+from bridge.xmpp.host import RoomHost
 from bridge.xmpp.jids import puppet_jid
-from bridge.xmpp.ratelimit import RateLimiter
-
-if TYPE_CHECKING:
-    from bridge.xmpp.component import BridgeComponent
+from bridge.xmpp.members import (
+    FINAL_JOIN_ERRORS,
+    PUPPET_STATUS,
+    VOICED_ROLES,
+    JoinError,
+    Occupant,
+    Puppet,
+)
+from bridge.xmpp.relay import Relay, RelayOutcome
+from bridge.xmpp.room_config import advertise
 
 log = get_logger(__name__)
 
-PUPPET_STATUS = "on the phone (SIP caller)"
-VOICED_ROLES = frozenset({"participant", "moderator"})
-# Join errors after which a puppet is not retried until the caller calls again.
-FINAL_JOIN_ERRORS = frozenset(
-    {"forbidden", "not-authorized", "registration-required", "not-allowed", "jid-malformed"}
-)
 _JOIN_ATTEMPTS = 4
 _BRIDGE_ACTION_TTL = 30.0
-
-
-class RelayOutcome(StrEnum):
-    """What became of a SIP MESSAGE (the SIP side picks its response code from it)."""
-
-    SENT = "sent"  # 200
-    IGNORED = "ignored"  # typing notification or empty: 200, nothing shown
-    NOT_IN_ROOM = "not-in-room"  # no puppet for this leg (e.g. out-of-dialog): 403/404
-    NOT_JOINED = "not-joined"  # puppet not in the room right now: 480
-    TOO_LONG = "too-long"  # 413, the caller was told
-    RATE_LIMITED = "rate-limited"  # 486/503, the caller was told once
-    UNSUPPORTED = "unsupported-content"  # 415
-
-
-class JoinError(Exception):
-    def __init__(self, condition: str, text: str = "") -> None:
-        super().__init__(f"{condition}: {text or muc.join_error_hint(condition)}")
-        self.condition = condition
-        self.text = text
-
-
-@dataclass
-class Occupant:
-    nick: str
-    role: str
-    affiliation: str
-    jid: str  # real full JID when visible to the bridge, else ''
-
-
-@dataclass
-class _Puppet:
-    leg: LegJoined
-    jid: JID
-    wanted_nick: str
-    nick: str = ""
-    role: str = ""
-    present: bool = False
-    joining: bool = False
-    leaving: bool = False
-    removed: str = ""  # "kicked", "banned", "refused": not rejoined automatically
-
-    @property
-    def leg_id(self) -> str:
-        return self.leg.leg_id
 
 
 class BridgedRoom:
@@ -120,7 +73,7 @@ class BridgedRoom:
 
     def __init__(
         self,
-        component: BridgeComponent,
+        component: RoomHost,
         room_jid: str,
         sip_uri: str,
         *,
@@ -137,7 +90,7 @@ class BridgedRoom:
         self.on_command: Callable[[CommandTyped], None] | None = None
         self.command_prefix = "!"
         self._queue: asyncio.Queue[RoomEvent] = asyncio.Queue()
-        self.puppets: dict[str, _Puppet] = {}
+        self.puppets: dict[str, Puppet] = {}
         self.occupants: dict[str, Occupant] = {}
         self.joined = False
         self.control_nick = self.settings.control_nick
@@ -149,11 +102,8 @@ class BridgedRoom:
         self._sync_lock = asyncio.Lock()
         self._sync_task: asyncio.Task[None] | None = None
         self._ping_task: asyncio.Task[None] | None = None
-        self._sent_ids: deque[str] = deque(maxlen=512)
         self._bridge_actions: dict[tuple[str, str], float] = {}
-        self._limiter = RateLimiter(
-            self.settings.rate_limit_burst, self.settings.rate_limit_per_minute
-        )
+        self.relay = Relay(component, self.jid, self._emit, lambda: self.control_nick)
         self._closed = False
         self._warned_no_jids = False
 
@@ -193,7 +143,7 @@ class BridgedRoom:
         wanted = caller_nick(
             leg.display_name, leg.from_uri, show_raw_numbers=self.settings.show_raw_numbers
         )
-        puppet = _Puppet(leg=leg, jid=jid, wanted_nick=wanted)
+        puppet = Puppet(leg=leg, jid=jid, wanted_nick=wanted)
         self.puppets[leg.leg_id] = puppet
         if not self.joined:
             log.info("puppet.deferred", room=str(self.jid), leg_id=leg.leg_id)
@@ -203,7 +153,7 @@ class BridgedRoom:
     async def caller_left(self, event: LegLeft) -> None:
         """The caller hung up (or was hung up): its puppet leaves the room."""
         puppet = self.puppets.pop(event.leg_id, None)
-        self._limiter.forget("sip:" + event.leg_id)
+        self.relay.forget(event.leg_id)
         if puppet is None:
             return
         if puppet.present or puppet.joining:
@@ -222,51 +172,7 @@ class BridgedRoom:
         puppet = self.puppets.get(message.leg_id) if message.leg_id else None
         if puppet is None:
             return RelayOutcome.NOT_IN_ROOM
-        try:
-            chat = sip_to_xmpp(message)
-        except UnsupportedContent as error:
-            log.info("relay.unsupported", room=str(self.jid), content_type=error.content_type)
-            return RelayOutcome.UNSUPPORTED
-        if chat is None:
-            return RelayOutcome.IGNORED
-        limit = self.settings.max_message_chars
-        if len(chat.body) > limit:
-            self._notice(
-                puppet,
-                f"Your message was not delivered: it has {len(chat.body)} characters, "
-                f"the limit is {limit}.",
-            )
-            return RelayOutcome.TOO_LONG
-        allowed, warn = self._limiter.allow("sip:" + puppet.leg_id, time.monotonic())
-        if not allowed:
-            if warn:
-                self._notice(puppet, "You are sending messages too fast; some were not delivered.")
-            log.info("relay.rate_limited", room=str(self.jid), leg_id=puppet.leg_id)
-            return RelayOutcome.RATE_LIMITED
-        if not (puppet.present and self.xmpp.online):
-            return RelayOutcome.NOT_JOINED
-        stanza = self.xmpp.make_message(
-            mto=self.jid, mfrom=puppet.jid, mtype="groupchat", mbody=chat.body
-        )
-        if chat.subject:
-            stanza["subject"] = chat.subject
-        if chat.thread:
-            stanza["thread"] = chat.thread
-        if chat.lang:
-            stanza["lang"] = chat.lang
-        stanza["id"] = self.xmpp.new_id()
-        self._sent_ids.append(stanza["id"])
-        stanza.send()
-        for other in self.puppets.values():
-            if other.present and other is not puppet:
-                for part in xmpp_to_sip(
-                    chat,
-                    leg_id=other.leg_id,
-                    sender_nick=puppet.nick,
-                    max_bytes=self.settings.sip_message_max_bytes,
-                ):
-                    self._emit(part)
-        return RelayOutcome.SENT
+        return self.relay.from_caller(puppet, message, list(self.puppets.values()))
 
     async def set_voice(self, leg_id: str, voice: bool, reason: str = "") -> None:
         """Mirror a SIP-side mute into the room: the puppet's role becomes visitor/participant.
@@ -322,6 +228,12 @@ class BridgedRoom:
                 ptype="unavailable",
             )
         self.joined = False
+
+    async def _configure(self, created: bool, sip_uri: str) -> Advertised:
+        """Advertise ``sip_uri`` through the owner form (``""``: withdraw it)."""
+        if self.affiliation != "owner":
+            return Advertised.NONE
+        return await advertise(self.xmpp, self.jid, sip_uri, created=created)
 
     # ---- lifecycle driven by the component -----------------------------------------------
 
@@ -379,35 +291,6 @@ class BridgedRoom:
         if self._ping_task is not None:
             self._ping_task.cancel()
             self._ping_task = None
-
-    async def _configure(self, created: bool, sip_uri: str) -> Advertised:
-        """Advertise ``sip_uri`` through the owner form (``""``: withdraw it)."""
-        if self.affiliation != "owner":
-            return Advertised.NONE
-        plugin = self.xmpp.plugin["xep_0045"]
-        form = await plugin.get_room_config(self.jid, ifrom=self.xmpp.control_jid)
-        all_fields = form.get_fields()  # type: ignore[no-untyped-call]
-        fields = {var: field for var, field in all_fields.items() if var}
-        values = {var: _field_text(field) for var, field in fields.items()}
-        description = fields.get(ROOM_DESCRIPTION)
-        multiline = description is not None and description["type"] == "text-multi"
-        plan = plan_room_config(values, sip_uri, multiline_description=multiline)
-        if sip_uri and plan.advertised is Advertised.DESCRIPTION:
-            self.xmpp.note_module_missing(str(self.jid))
-        if plan.changes or created:
-            forms = self.xmpp.plugin["xep_0004"]
-            submit = forms.make_form(ftype="submit")  # type: ignore[no-untyped-call]
-            submit.add_field(var="FORM_TYPE", ftype="hidden", value=ROOMCONFIG_FORM_TYPE)
-            for var, value in plan.changes.items():
-                submit.add_field(var=var, ftype=fields[var]["type"], value=value)
-            await plugin.set_room_config(self.jid, submit, ifrom=self.xmpp.control_jid)
-        log.info(
-            "room.advertised",
-            room=str(self.jid),
-            how=str(plan.advertised) or "not advertised",
-            changed=sorted(plan.changes),
-        )
-        return plan.advertised
 
     # ---- joining ---------------------------------------------------------------------------
 
@@ -479,7 +362,7 @@ class BridgedRoom:
         loop = asyncio.get_running_loop()
         loop.call_later(self.settings.join_timeout, self.schedule_sync)
 
-    async def _join_puppet(self, puppet: _Puppet) -> PuppetJoined | None:
+    async def _join_puppet(self, puppet: Puppet) -> PuppetJoined | None:
         refused: set[str] = set()
         with bound(room=str(self.jid), leg_id=puppet.leg_id):
             for _ in range(_JOIN_ATTEMPTS):
@@ -531,10 +414,10 @@ class BridgedRoom:
             self._emit(PuppetJoinFailed(str(self.jid), puppet.leg_id, "conflict", "no free nick"))
             return None
 
-    def _joined_event(self, puppet: _Puppet) -> PuppetJoined:
+    def _joined_event(self, puppet: Puppet) -> PuppetJoined:
         return PuppetJoined(str(self.jid), puppet.leg_id, puppet.nick, str(puppet.jid))
 
-    def _leave(self, puppet: _Puppet, status: str = "") -> None:
+    def _leave(self, puppet: Puppet, status: str = "") -> None:
         puppet.leaving = True
         if self.xmpp.online and puppet.nick:
             self.xmpp.send_presence(
@@ -719,7 +602,7 @@ class BridgedRoom:
         if rejoin:
             self.schedule_sync_later()
 
-    def _puppet_view(self, puppet: _Puppet, info: muc.MucPresence) -> None:
+    def _puppet_view(self, puppet: Puppet, info: muc.MucPresence) -> None:
         if not info.is_self:
             return
         room = str(self.jid)
@@ -788,23 +671,10 @@ class BridgedRoom:
         if puppet is None:
             return
         if mtype == "error":
-            error = muc.parse_error(message.xml)
-            log.info(
-                "relay.rejected", room=str(self.jid), nick=puppet.nick, condition=error.condition
-            )
-            why = error.condition
-            if why == "forbidden":
-                why = "you have no voice in this room"
-            self._notice(puppet, f"Your message was not delivered: {why}.")
+            self.relay.rejected(puppet, muc.parse_error(message.xml).condition)
         elif mtype in {"chat", "normal"} and nick and message["body"] and puppet.present:
             chat = ChatText(body=message["body"], thread=message["thread"], lang=message["lang"])
-            for part in xmpp_to_sip(
-                chat,
-                leg_id=puppet.leg_id,
-                sender_nick=f"{nick} (private)",
-                max_bytes=self.settings.sip_message_max_bytes,
-            ):
-                self._emit(part)
+            self.relay.private_to_caller(puppet, nick, chat)
 
     def _own_nicks(self) -> set[str]:
         return {self.control_nick} | {p.nick for p in self.puppets.values() if p.nick}
@@ -823,7 +693,7 @@ class BridgedRoom:
             return
         if not nick or not body:
             return
-        if nick in self._own_nicks() or message["id"] in self._sent_ids:
+        if nick in self._own_nicks() or self.relay.sent_by_us(message["id"]):
             return  # our own puppets and control: never echo, never loop
         if self.on_command is not None and is_command(body, self.command_prefix):
             occupant = self.occupants.get(nick)
@@ -836,7 +706,7 @@ class BridgedRoom:
                 )
             )  # fmt: skip
             return  # addressed to the bridge: not relayed to the callers
-        self._relay_to_sip(
+        self.relay.to_callers(
             nick,
             ChatText(
                 body=body,
@@ -844,53 +714,7 @@ class BridgedRoom:
                 thread=message["thread"],
                 lang=message["lang"],
             ),
-        )
-
-    def _relay_to_sip(self, nick: str, chat: ChatText) -> None:
-        legs = [p for p in self.puppets.values() if p.present]
-        if not legs:
-            return
-        limit = self.settings.max_message_chars
-        if len(chat.body) > limit:
-            self._tell_occupant(
-                nick,
-                f"Not relayed to the phone callers: your message has {len(chat.body)} "
-                f"characters, the limit is {limit}.",
-            )
-            return
-        allowed, warn = self._limiter.allow("xmpp:" + nick, time.monotonic())
-        if not allowed:
-            if warn:
-                self._tell_occupant(
-                    nick,
-                    "You are writing faster than phone callers can be sent messages; "
-                    "some were not relayed to them.",
-                )
-            log.info("relay.rate_limited", room=str(self.jid), nick=nick)
-            return
-        for puppet in legs:
-            for part in xmpp_to_sip(
-                chat,
-                leg_id=puppet.leg_id,
-                sender_nick=nick,
-                max_bytes=self.settings.sip_message_max_bytes,
-            ):
-                self._emit(part)
-
-    def _tell_occupant(self, nick: str, text: str) -> None:
-        """A private message from the control occupant to one chat occupant."""
-        if self.xmpp.online:
-            self.xmpp.send_message(
-                mto=JID(f"{self.jid}/{nick}"),
-                mbody=text,
-                mtype="chat",
-                mfrom=self.xmpp.control_jid,
-            )
-
-    def _notice(self, puppet: _Puppet, text: str) -> None:
-        """A SIP MESSAGE from the bridge itself to one caller."""
-        self._emit(
-            SendSipMessage(leg_id=puppet.leg_id, body=text, sender_display=self.control_nick)
+            [p for p in self.puppets.values() if p.present],
         )
 
     def _emit(self, event: RoomEvent) -> None:
@@ -898,15 +722,6 @@ class BridgedRoom:
             self._sink(event)
         else:
             self._queue.put_nowait(event)
-
-
-def _field_text(field: Any) -> str:
-    value = field["value"]
-    if isinstance(value, list | tuple):
-        return "\n".join(str(v) for v in value)
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    return "" if value is None else str(value)
 
 
 def rooms_summary(rooms: Iterable[BridgedRoom]) -> list[dict[str, Any]]:

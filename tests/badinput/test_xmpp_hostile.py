@@ -11,8 +11,8 @@ import pytest
 from slixmpp import JID
 from slixmpp.exceptions import IqError
 
-from bridge.core.node import Node
 from bridge.devstack.prosody import ProsodyServer
+from bridge.node.supervisor import Node
 from tests.e2e.conftest import NodeFactory
 from tests.faults.conftest import MUC, ROOM, WAIT, dial, moderator
 from tests.sip.rawsip import RawUac

@@ -7,7 +7,7 @@ from typing import Any
 
 from bridge.core.mirror_events import CallerJoined, MirrorEvent
 from bridge.core.policy import decide
-from bridge.state.model import LinkRecord, RoomState, put
+from bridge.core.records import LinkRecord, RoomState, put
 
 ROOM = "standup"
 MUC = "standup@conference.localhost"

@@ -39,7 +39,7 @@ from bridge.core.mirror_events import (
     ShowOccupantInCall,
 )
 from bridge.core.policy import decide
-from bridge.state.model import LegRecord, LinkRecord, MuteRecord, RoomState, put
+from bridge.core.records import LegRecord, LinkRecord, MuteRecord, RoomState, put
 
 # ---- parsing ------------------------------------------------------------------------------
 

@@ -67,7 +67,7 @@ def test_garbage_hints_are_ignored() -> None:
 
 
 def test_normalisation_matches_the_workers_admission() -> None:
-    from bridge.sip.admission import normalize_caller
+    from bridge.core.admission import normalize_caller
 
     for uri in ["sip:Bob@Example.org;user=phone", "<sips:+49@pbx?x=y>", "tel:+4912345"]:
         assert caller_key(uri) == normalize_caller(uri)

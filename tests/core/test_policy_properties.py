@@ -44,7 +44,7 @@ from bridge.core.mirror_events import (
     side_of,
 )
 from bridge.core.policy import decide
-from bridge.state.model import RoomState, change_from_wire, change_to_wire
+from bridge.core.records import RoomState, change_from_wire, change_to_wire
 from tests.core.mirror_fixtures import ROOM, linked
 
 LEGS = ["l1", "l2", "l3", "l4"]

@@ -43,7 +43,7 @@ from bridge.core.mirror_events import (
     side_of,
 )
 from bridge.core.policy import MODERATOR_HELP, admit_invite, decide
-from bridge.state.model import RoomState
+from bridge.core.records import RoomState
 from tests.core.mirror_fixtures import (
     ALICE_JID,
     ALICE_URI,

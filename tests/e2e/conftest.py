@@ -13,10 +13,10 @@ import pytest
 
 from bridge.app import open_node
 from bridge.config import Settings
-from bridge.core.node import Node
 from bridge.devstack.ports import free_port, free_udp_tcp_port
 from bridge.devstack.prosody import ProsodyServer
 from bridge.devstack.redis_server import RedisServer
+from bridge.node.supervisor import Node
 from tests.conftest import TEST_USERS
 
 ROOM = "standup"

@@ -21,9 +21,9 @@ import pytest
 from slixmpp import JID
 from slixmpp.exceptions import IqError
 
-from bridge.core.node import Node
 from bridge.devstack.ports import free_port, free_udp_tcp_port
 from bridge.devstack.prosody import ProsodyServer
+from bridge.node.supervisor import Node
 from tests.e2e.conftest import ROOM, NodeFactory
 from tests.e2e.test_mirroring import MUC, WAIT, caller, caller_in_room, dial, next_request, until
 from tests.sip.rawsip import Message, RawUac

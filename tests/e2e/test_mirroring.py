@@ -11,9 +11,9 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from bridge.core.node import Node
 from bridge.devstack.prosody import ProsodyServer
 from bridge.metrics import REGISTRY
+from bridge.node.supervisor import Node
 from tests.e2e.conftest import ROOM, NodeFactory
 from tests.sip.rawsip import Message, RawUac
 from tests.xmpp.clients import ChatUser, chat_user

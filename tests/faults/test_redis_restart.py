@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge.core.node import Node
+from bridge.core.records import RoomState
 from bridge.devstack.prosody import ProsodyServer
 from bridge.devstack.redis_server import RedisServer
+from bridge.node.supervisor import Node
 from bridge.state.connection import redis_client
-from bridge.state.model import RoomState
 from bridge.state.store import StateStore
 from tests.e2e.conftest import NodeFactory
 from tests.faults.conftest import MUC, ROOM, WAIT, dial, moderator, until

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import psutil
 
+from bridge.core.records import RoomState
 from bridge.devstack.prosody import ProsodyServer
 from bridge.devstack.redis_server import RedisServer
 from bridge.state.connection import redis_client
-from bridge.state.model import RoomState
 from bridge.state.store import StateStore
 from tests.faults.conftest import MUC, ROOM, WAIT, BridgeProcess, dial, moderator
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge.core.node import Node
 from bridge.devstack.prosody import ProsodyServer
+from bridge.node.supervisor import Node
 from tests.e2e.conftest import NodeFactory
 from tests.faults.conftest import MUC, ROOM, WAIT, dial, moderator, until
 

@@ -14,9 +14,9 @@ import pytest
 from numpy.typing import NDArray
 
 from bridge.config import LogSettings, SipSettings, WorkerSettings
+from bridge.core.admission import RoomDirectory
 from bridge.devstack.ports import free_udp_tcp_port
 from bridge.sip import devpeers as dp
-from bridge.sip.admission import RoomDirectory
 from bridge.sip.pool import PoolEvent, WorkerPool
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.core.admission import RoomDirectory
 from bridge.core.events import (
     HangupLeg,
     LegJoined,
@@ -21,7 +22,6 @@ from bridge.core.events import (
     SendSipMessage,
     SipMessageReceived,
 )
-from bridge.sip.admission import RoomDirectory
 from mixer.node import MixerNode
 from mixer.rings import LegAttachment
 from tests.sip.conftest import PoolHarness

@@ -9,8 +9,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from bridge.devstack.redis_server import RedisServer
+from bridge.node.mirror import MirrorEngine
 from bridge.state.connection import redis_client
-from bridge.state.mirror import MirrorEngine
 from bridge.state.store import StateStore
 from tests.state.state_helpers import MUC, OP_TIMEOUT, ROOM
 

@@ -29,9 +29,9 @@ from bridge.core.mirror_events import (
     OccupantVoiceChanged,
 )
 from bridge.devstack.redis_sentinel import SERVICE, RedisSentinelSet
+from bridge.node.mirror import MirrorEngine
 from bridge.state.connection import open_redis
 from bridge.state.errors import StateUnavailable
-from bridge.state.mirror import MirrorEngine
 from bridge.state.store import ReplicaAcks, StateStore
 from tests.state.state_helpers import MUC, ROOM, ev
 

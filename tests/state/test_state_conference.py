@@ -8,8 +8,8 @@ pure model and Redis agree on it.
 from __future__ import annotations
 
 from bridge.core.pin import hash_pin, pin_hash_matches
-from bridge.state.mirror import MirrorEngine
-from bridge.state.model import ConferenceRecord, RoomState, put
+from bridge.core.records import ConferenceRecord, RoomState, put
+from bridge.node.mirror import MirrorEngine
 from bridge.state.store import StateStore
 from tests.state.state_helpers import MUC, ROOM
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio as aioredis
 
+from bridge.core.records import MuteRecord, put
 from bridge.state.errors import Fenced
 from bridge.state.lease import Lease, LeaseKeeper, LeaseManager, RedirectTo, Serve
-from bridge.state.model import MuteRecord, put
 from bridge.state.store import StateStore
 from tests.state.state_helpers import ROOM
 
@@ -117,7 +117,7 @@ async def test_a_write_fenced_by_our_own_reacquired_lease_is_sent_again(
 ) -> None:
     """Soak, 60 callers: a queued caller join was in flight with token 1 while the node
     re-acquired its own expired lease (token 2); Redis rejected it and it was dropped."""
-    from bridge.state.mirror import MirrorEngine
+    from bridge.node.mirror import MirrorEngine
     from bridge.state.outbox import Outbox, PendingWrite
 
     store = StateStore(clients(), op_timeout=1.0)

@@ -18,10 +18,10 @@ from bridge.core.mirror_events import (
     OccupantKicked,
     OccupantVoiceChanged,
 )
+from bridge.core.records import MuteRecord, put
 from bridge.devstack.redis_server import RedisServer
+from bridge.node.mirror import MirrorEngine
 from bridge.state.errors import OutboxFull, StateUnavailable
-from bridge.state.mirror import MirrorEngine
-from bridge.state.model import MuteRecord, put
 from bridge.state.outbox import Outbox, PendingWrite
 from bridge.state.store import StateStore
 from tests.state.state_helpers import OP_TIMEOUT, ROOM, ev, joined

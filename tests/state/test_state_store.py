@@ -18,9 +18,7 @@ from bridge.core.mirror_events import (
     SetConferenceRoles,
     SubjectChanged,
 )
-from bridge.devstack.redis_server import RedisServer
-from bridge.state.mirror import MirrorEngine
-from bridge.state.model import (
+from bridge.core.records import (
     BindingRecord,
     Delete,
     LegRecord,
@@ -28,6 +26,8 @@ from bridge.state.model import (
     RoomState,
     put,
 )
+from bridge.devstack.redis_server import RedisServer
+from bridge.node.mirror import MirrorEngine
 from bridge.state.store import StateStore
 from tests.state.state_helpers import MUC, ROOM, ev, joined
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bridge.core.events import LegLeft, SendSipMessage, SipMessageReceived
 from bridge.devstack.ejabberd import EjabberdServer
 from bridge.xmpp.events import RoomJoined
-from bridge.xmpp.room import RelayOutcome
+from bridge.xmpp.relay import RelayOutcome
 from tests.xmpp.clients import Recorder, anonymous_user
 from tests.xmpp.conftest import BridgeFactory
 from tests.xmpp.test_room_basic import SIP_URI, leg

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bridge.core.events import SendSipMessage, SipMessageReceived
 from bridge.devstack.prosody import ProsodyServer
-from bridge.xmpp.room import RelayOutcome
+from bridge.xmpp.relay import RelayOutcome
 from tests.xmpp.clients import Recorder, chat_user
 from tests.xmpp.conftest import BridgeFactory
 from tests.xmpp.test_room_basic import SIP_URI, leg

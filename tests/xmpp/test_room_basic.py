@@ -5,7 +5,7 @@ from __future__ import annotations
 from bridge.core.events import LegJoined, LegLeft, SendSipMessage, SipMessageReceived
 from bridge.devstack.prosody import ProsodyServer
 from bridge.xmpp.events import PuppetJoined, PuppetLeft, RoomJoined
-from bridge.xmpp.room import RelayOutcome
+from bridge.xmpp.relay import RelayOutcome
 from tests.xmpp.clients import Recorder, chat_user
 from tests.xmpp.conftest import BridgeFactory
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bridge import metrics
 from bridge.core.events import HangupLeg, MuteLeg, PlayTone
 from bridge.core.mirror_events import BanJid, JoinPuppet, SetOccupantRole
-from bridge.core.node_metrics import leg_end_reason, mirror_kind
+from bridge.node.metrics_feed import leg_end_reason, mirror_kind
 
 
 def test_leg_end_reasons_map_onto_the_closed_label_set() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bridge.core.events import HangupLeg, HoldLeg, LegJoined, SendSipMessage
 from bridge.core.pin import PinLimiter, hash_pin, is_pin_hash, pin_hash_matches
-from bridge.core.pin_gate import PinGate
+from bridge.node.pin_gate import PinGate
 
 
 def leg(leg_id: str = "w0.0.1", caller: str = "sip:carl@127.0.0.1:5070") -> LegJoined:

@@ -4,6 +4,7 @@ The supervisor decides (later from Redis) and pushes a :class:`RoomDirectory` sn
 every worker; a worker then answers an INVITE from its local copy without a round-trip,
 so INVITE handling never waits on the supervisor. The front keeps a :class:`SlotBook` of
 every worker's free call slots to pick a redirect target. No I/O, no pjsua2: unit-tested.
+Domain rules, so they live in :mod:`bridge.core`; the SIP workers apply them.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bridge.sip.sipmsg import strip_uri_params
-
 ALL_ROOMS = "*"  # key in RoomDirectory.bans: banned from every room of the node
+
+
+def strip_uri_params(uri: str) -> str:
+    """``sip:user@host;transport=tcp`` → ``sip:user@host`` (identity comparison form)."""
+    return uri.split(";", 1)[0].split("?", 1)[0]
 
 
 def normalize_caller(uri: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.sip.admission import (
+from bridge.core.admission import (
     Accept,
     Moved,
     PeerSlots,

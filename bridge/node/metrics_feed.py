@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bridge import metrics
+from bridge.core.admission import PeerSlots
 from bridge.core.events import HangupLeg, MuteLeg, PlayTone, SendSipMessage
 from bridge.core.mirror_events import (
     Action,
@@ -25,7 +26,6 @@ from bridge.core.mirror_events import (
     ShowOccupantInCall,
     side_of,
 )
-from bridge.sip.admission import PeerSlots
 from bridge.sip.protocol import WorkerStats
 from mixer.clock import ClockStats
 

@@ -17,10 +17,10 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
+from bridge.core.admission import normalize_caller
 from bridge.core.events import HangupLeg, HoldLeg, LegJoined, PlayTone, SendSipMessage
 from bridge.core.pin import AdmitLeg, PinEntry, PinLimiter, PinStep
 from bridge.logs import bound, get_logger
-from bridge.sip.admission import normalize_caller
 
 log = get_logger(__name__)
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 
 from bridge.config import Settings
+from bridge.node.mirror import MirrorEngine
 from bridge.state.lease import LeaseKeeper, LeaseManager
-from bridge.state.mirror import MirrorEngine
 from bridge.state.outbox import Outbox
 from bridge.state.store import ReplicaAcks, StateStore
 

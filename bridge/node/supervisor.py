@@ -1,6 +1,6 @@
 """The supervisor of one node: SIP worker pool ⇄ mirror engine (Redis) ⇄ MUC rooms.
 
-Every event from either side goes through :class:`bridge.state.mirror.MirrorEngine` (policy,
+Every event from either side goes through :class:`bridge.node.mirror.MirrorEngine` (policy,
 then the record in Redis, then the actions), and the actions are carried out here on the side
 they name. Text relay is the room's own business (:class:`bridge.xmpp.room.BridgedRoom`
 splits, rate-limits and never echoes); moderation always goes through the engine so that the
@@ -20,7 +20,7 @@ from slixmpp.exceptions import IqError, IqTimeout
 
 from bridge import metrics
 from bridge.config import Settings
-from bridge.core import node_metrics
+from bridge.core.admission import RoomDirectory
 from bridge.core.events import (
     DialProgress,
     DtmfReceived,
@@ -58,10 +58,13 @@ from bridge.core.mirror_events import (
     ShowOccupantInCall,
     SubjectChanged,
 )
-from bridge.core.pin_gate import PinGate
 from bridge.core.policy import parse_dtmf
-from bridge.core.tasks import cancel_all
 from bridge.logs import bound, get_logger
+from bridge.node import metrics_feed
+from bridge.node.mirror import MirrorEngine, Outcome
+from bridge.node.pin_gate import PinGate
+from bridge.node.services import StateServices
+from bridge.node.tasks import cancel_all
 from bridge.protocol.conference_info import (
     AudioLeg,
     ChatPresence,
@@ -70,13 +73,10 @@ from bridge.protocol.conference_info import (
     conference_from_room,
 )
 from bridge.protocol.nicks import caller_nick
-from bridge.sip.admission import RoomDirectory
 from bridge.sip.evsub import ConferenceInfoUpdate
 from bridge.sip.pool import WorkerPool
 from bridge.state.errors import Fenced, StateUnavailable
 from bridge.state.lease import Lease, LeaseKeeper
-from bridge.state.mirror import MirrorEngine, Outcome
-from bridge.state.setup import StateServices
 from bridge.xmpp import events as room_events
 from bridge.xmpp.component import BridgeComponent
 from bridge.xmpp.jids import puppet_jid
@@ -88,8 +88,8 @@ EVSUB_HOOK = "bridge.sip.evsub:worker_hook"
 
 
 @dataclass
-class _Room:
-    """One linked conference on this node."""
+class LinkedRoom:
+    """One linked conference on this node (the command executor acts on it too)."""
 
     name: str  # conference name: sip:<name>@<sip.domain>
     muc_jid: str
@@ -118,14 +118,14 @@ class Node:
         #: SIGTERM: new INVITEs get 503 while the calls in progress go on (drain)
         self.draining = False
         self._keepers: dict[str, asyncio.Task[None]] = {}
-        self.rooms: dict[str, _Room] = {}
+        self.rooms: dict[str, LinkedRoom] = {}
         self.legs: dict[str, LegJoined] = {}
         self.talking: set[str] = set()
         self._trusted = normalize_trusted(settings.identity.trusted_bindings)
         self._room_events: asyncio.Queue[room_events.RoomEvent] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._conference_info = EVSUB_HOOK in settings.workers.hooks
-        #: owner commands (set by bridge.core.command_executor; None = no commands)
+        #: owner commands (set by bridge.node.command_executor; None = no commands)
         self.command_hook: Callable[[room_events.CommandTyped], None] | None = None
         self.dial_hook: Callable[[DialProgress], None] | None = None
         self.pins = PinGate(
@@ -139,7 +139,7 @@ class Node:
     def sip_uri(self, name: str) -> str:
         return f"sip:{name}@{self.settings.sip.domain}"
 
-    def room_of_muc(self, muc_jid: str) -> _Room | None:
+    def room_of_muc(self, muc_jid: str) -> LinkedRoom | None:
         for room in self.rooms.values():
             if room.muc_jid == muc_jid:
                 return room
@@ -170,7 +170,7 @@ class Node:
         self._tasks = []
         self._keepers = {}
         self.pins.close()
-        node_metrics.legs_changed(dict.fromkeys(self.rooms, 0))  # this node serves nothing now
+        metrics_feed.legs_changed(dict.fromkeys(self.rooms, 0))  # this node serves nothing now
         for keeper in list(self.services.keepers.values()):
             await keeper.release()
         self.services.keepers.clear()
@@ -208,10 +208,10 @@ class Node:
         per_room = {name: 0 for name in self.rooms}
         for leg in self.legs.values():
             per_room[leg.room.lower()] = per_room.get(leg.room.lower(), 0) + 1
-        node_metrics.legs_changed(per_room)
+        metrics_feed.legs_changed(per_room)
 
     async def _metrics_loop(self, interval: float = 5.0) -> None:
-        sampler = node_metrics.Sampler()
+        sampler = metrics_feed.Sampler()
         clock_stats = getattr(self.pool.mixer, "clock_stats", None)
         durations = getattr(self.pool.mixer, "tick_durations", None)
         while True:
@@ -300,7 +300,7 @@ class Node:
             muc_jid, self.sip_uri(name), legs=live, sink=self._room_events.put_nowait
         )
         bridged.on_command = self.command_hook
-        self.rooms[name] = _Room(name, muc_jid, bridged)
+        self.rooms[name] = LinkedRoom(name, muc_jid, bridged)
         outcome = await self.engine.restore(name, frozenset(leg.leg_id for leg in live))
         log.info("room.linked", room=name, muc=muc_jid, restored=outcome.status)
         await self._perform(self.rooms[name], outcome)
@@ -336,7 +336,7 @@ class Node:
                 self.pool.send(HangupLeg(leg.leg_id, "conference not linked", 404))
                 return
             if self._pin_hold(room, leg):
-                return  # out of the mix until its PIN is right (bridge.core.pin_gate)
+                return  # out of the mix until its PIN is right (bridge.node.pin_gate)
             self.legs[leg.leg_id] = leg
             metrics.CALLS.labels(outcome="answered").inc()
             self._count_legs()
@@ -373,7 +373,7 @@ class Node:
                     "the call can be overheard on the network."
                 )
 
-    def _pin_hold(self, room: _Room, leg: LegJoined) -> bool:
+    def _pin_hold(self, room: LinkedRoom, leg: LegJoined) -> bool:
         state = self.engine.cached(room.name)
         pin_hash = state.conference.pin_hash if state and state.conference else ""
         record = self.pool.legs().get(leg.leg_id)
@@ -382,7 +382,7 @@ class Node:
     async def _leg_left(self, event: LegLeft) -> None:
         self.pins.forget(event.leg_id)
         if self.legs.pop(event.leg_id, None) is not None:
-            metrics.LEGS_ENDED.labels(reason=node_metrics.leg_end_reason(event.reason)).inc()
+            metrics.LEGS_ENDED.labels(reason=metrics_feed.leg_end_reason(event.reason)).inc()
             self._count_legs()
         self.talking.discard(event.leg_id)
         room = self.rooms.get(event.room.lower())
@@ -454,7 +454,7 @@ class Node:
             self.pool.send(HangupLeg(event.leg_id, "banned from the chat room", 403))
         self._refresh_conference(room)
 
-    def _mirror_event(self, room: _Room, event: room_events.RoomEvent) -> MirrorEvent | None:
+    def _mirror_event(self, room: LinkedRoom, event: room_events.RoomEvent) -> MirrorEvent | None:
         """Translate what the room reports into the policy's events (origin "muc")."""
         if getattr(event, "by_bridge", False):
             return None  # our own mirroring coming back: the state already holds it
@@ -501,7 +501,7 @@ class Node:
                 except Exception:
                     log.exception("node.ban_sync_failed", room=room.name)
 
-    async def sync_bans(self, room: _Room) -> None:
+    async def sync_bans(self, room: LinkedRoom) -> None:
         """Mirror bans lifted in the room while the banned caller was absent (no presence
         tells us then): a stored ban whose JIDs are no longer outcast is removed."""
         state = self.engine.cached(room.name)
@@ -526,7 +526,7 @@ class Node:
                 ),
             )  # fmt: skip
 
-    def _puppet_jid(self, room: _Room, leg_id: str) -> str:
+    def _puppet_jid(self, room: LinkedRoom, leg_id: str) -> str:
         state = self.engine.cached(room.name)
         leg = state.legs.get(leg_id) if state is not None else None
         if leg is not None and leg.puppet_jid:
@@ -540,7 +540,7 @@ class Node:
 
     # ---- engine → actions ----------------------------------------------------------------
 
-    async def _handle(self, room: _Room, event: MirrorEvent) -> None:
+    async def _handle(self, room: LinkedRoom, event: MirrorEvent) -> None:
         if room.name in self.services.handed_over:
             await self._perform(room, await self.engine.handle_locally(event))
             return
@@ -559,8 +559,8 @@ class Node:
                         message=outcome.message)  # fmt: skip
         await self._perform(room, outcome)
 
-    async def _perform(self, room: _Room, outcome: Outcome) -> None:
-        node_metrics.count_actions(outcome.actions)
+    async def _perform(self, room: LinkedRoom, outcome: Outcome) -> None:
+        metrics_feed.count_actions(outcome.actions)
         for action in outcome.actions:
             try:
                 await self._act(room, action)
@@ -573,7 +573,7 @@ class Node:
             self._publish_directory()
         self._refresh_conference(room)
 
-    async def _act(self, room: _Room, action: Action) -> None:
+    async def _act(self, room: LinkedRoom, action: Action) -> None:
         bridged = room.bridged
         muc = self.component.plugin["xep_0045"]
         control = self.component.control_jid
@@ -617,7 +617,7 @@ class Node:
             log.info("occupant.in_call", room=room.name, occupant=action.occupant_jid,
                      in_call=action.in_call, muted=action.muted)  # fmt: skip
 
-    async def _set_role(self, room: _Room, action: SetOccupantRole) -> None:
+    async def _set_role(self, room: LinkedRoom, action: SetOccupantRole) -> None:
         state = self.engine.cached(room.name)
         leg = state.leg_by_puppet(action.occupant_jid) if state is not None else None
         if leg is not None:
@@ -656,7 +656,7 @@ class Node:
             )
         )
 
-    def room_view(self, room: _Room) -> RoomView:
+    def room_view(self, room: LinkedRoom) -> RoomView:
         """The conference as RFC 4575 subscribers see it, built from the stored truth."""
         state = self.engine.cached(room.name)
         people: list[Participant] = []
@@ -705,19 +705,19 @@ class Node:
             show_real_jids=False,
         )
 
-    # ---- for the owner commands (bridge.core.command_executor) ----------------------------
+    # ---- for the owner commands (bridge.node.command_executor) ----------------------------
 
-    async def handle_event(self, room: _Room, event: MirrorEvent) -> None:
+    async def handle_event(self, room: LinkedRoom, event: MirrorEvent) -> None:
         """Record a mirror event and perform its actions (as for events from either side)."""
         await self._handle(room, event)
 
-    async def perform(self, room: _Room, actions: Iterable[Action]) -> None:
+    async def perform(self, room: LinkedRoom, actions: Iterable[Action]) -> None:
         await self._perform(room, Outcome("unchanged", tuple(actions)))
 
     def publish_directory(self) -> None:
         self._publish_directory()
 
-    async def unlink(self, name: str, *, event_id: str) -> _Room | None:
+    async def unlink(self, name: str, *, event_id: str) -> LinkedRoom | None:
         """Detach conference ``name`` on this node: the link leaves Redis, the lease is
         released, INVITEs get 404. The room occupant is the caller's to keep or close."""
         room = self.rooms.get(name)
@@ -733,7 +733,7 @@ class Node:
         self._publish_directory()
         return room
 
-    def _refresh_conference(self, room: _Room) -> None:
+    def _refresh_conference(self, room: LinkedRoom) -> None:
         if self._conference_info:
             update = ConferenceInfoUpdate(room.name, conference_from_room(self.room_view(room)))
             self.pool.send_extension(update)

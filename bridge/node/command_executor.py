@@ -55,15 +55,15 @@ from bridge.core.commands import (
 from bridge.core.events import DialOutCall, DialProgress, LegLeft
 from bridge.core.mirror_events import Action
 from bridge.core.pin import hash_pin
+from bridge.core.records import ConferenceRecord, put
 from bridge.logs import bound, get_logger
 from bridge.state.errors import StateUnavailable
-from bridge.state.model import ConferenceRecord, put
 from bridge.xmpp.adhoc import check_issuer
 from bridge.xmpp.events import CommandTyped
 from bridge.xmpp.room import BridgedRoom
 
 if TYPE_CHECKING:
-    from bridge.core.node import Node, _Room
+    from bridge.node.supervisor import LinkedRoom, Node
 
 log = get_logger(__name__)
 
@@ -209,7 +209,7 @@ class CommandExecutor:
         return reply
 
     async def _command_action(
-        self, room: _Room | None, action: Effect, event_id: str
+        self, room: LinkedRoom | None, action: Effect, event_id: str
     ) -> CommandReply | None:
         """Carry out one command-only action; a reply replaces the plan's when it failed."""
         if isinstance(action, KickOccupant):
@@ -264,7 +264,9 @@ class CommandExecutor:
                               linked=True)  # fmt: skip
         return CommandReply("ok", f"Linked: callers dial {self.node.sip_uri(name)}.")
 
-    async def _unlink(self, room: _Room | None, action: UnlinkConference, event_id: str) -> None:
+    async def _unlink(
+        self, room: LinkedRoom | None, action: UnlinkConference, event_id: str
+    ) -> None:
         if room is None:
             return
         await self.node.unlink(room.name, event_id=event_id)
@@ -296,7 +298,7 @@ class CommandExecutor:
 
     # ---- dial-out -------------------------------------------------------------------------
 
-    def _dial(self, room: _Room, target: str, is_number: bool, report_to: str, actor: str,
+    def _dial(self, room: LinkedRoom, target: str, is_number: bool, report_to: str, actor: str,
               *, linked: bool = False) -> CommandReply | None:  # fmt: skip
         uri = f"sip:{target}@{self.node.settings.sip.domain}" if is_number else target
         request_id = uuid.uuid4().hex[:12]

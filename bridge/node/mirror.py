@@ -18,10 +18,10 @@ from typing import Literal
 
 from bridge.core.mirror_events import Action, DtmfCommand, MirrorEvent, Restore, is_durable
 from bridge.core.policy import InviteVerdict, admit_invite, decide, refusal
+from bridge.core.records import Change, RoomState
 from bridge.logs import get_logger
 from bridge.state.errors import Fenced, NotReplicated, StateUnavailable
 from bridge.state.keys import check_room
-from bridge.state.model import Change, RoomState
 from bridge.state.outbox import Outbox, PendingWrite
 from bridge.state.store import ApplyResult, StateStore
 

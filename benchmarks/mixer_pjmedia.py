@@ -1,4 +1,4 @@
-"""Measure PJSIP's own C conference bridge (pjmedia) mixing N ports, for ``mixer.bench``.
+"""Measure PJSIP's own C conference bridge (pjmedia) mixing N ports, for ``benchmarks.mixer_tick``.
 
 Only the benchmark imports this module (and through it pjsua2); the mixer library never
 does. What is measured: a pjsua2 endpoint with the null audio device, whose pjmedia clock
@@ -154,9 +154,9 @@ def _check(status: int) -> None:
 
 
 def main() -> None:
-    """``python -m mixer.bench_pjmedia SIZES RATE SECONDS`` → one JSON line on stdout.
+    """``python -m benchmarks.mixer_pjmedia SIZES RATE SECONDS`` → one JSON line on stdout.
 
-    Run in a child process by :mod:`mixer.bench` so that each measurement gets a fresh
+    Run in a child process by :mod:`benchmarks.mixer_tick` so that each measurement gets a fresh
     pjsua2 library and pjsua's own console output can be told apart from the result.
     """
     import json

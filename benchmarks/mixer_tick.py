@@ -1,4 +1,6 @@
-"""Benchmark: ``python -m mixer.bench`` — CPU per 20 ms tick of our mixer, a naive loop, pjmedia.
+"""Benchmark: CPU per 20 ms tick of our mixer, a naive loop, pjmedia.
+
+Run ``python -m benchmarks.mixer_tick`` from the repo root.
 
 Cases: (a) 1 conference × 10 legs, (b) 1 × 200, (c) 100 × 10, each at 16 and 48 kHz.
 
@@ -11,7 +13,7 @@ Cases: (a) 1 conference × 10 legs, (b) 1 × 200, (c) 100 × 10, each at 16 and 
   leg's frame with numpy, clip, store (O(N²) vector operations per conference).
 * **pjmedia** — PJSIP's C conference bridge from the pjsua2 wheel, null audio device,
   the same number of ports in the same conference layout, each port a C tone generator
-  connected to every other port of its conference (see :mod:`mixer.bench_pjmedia`); CPU
+  connected to every other port of its conference (see :mod:`benchmarks.mixer_pjmedia`); CPU
   of its clock thread per tick, measured in a child process over a few seconds.
 
 Percentages are of one core for one 20 ms tick. Targets: (c) at 16 kHz under 10 %, and
@@ -139,7 +141,7 @@ def bench_pjmedia(confs: int, size: int, rate: int, seconds: float) -> tuple[flo
     sizes = ",".join([str(size)] * confs)
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "mixer.bench_pjmedia", sizes, str(rate), str(seconds)],
+            [sys.executable, "-m", "benchmarks.mixer_pjmedia", sizes, str(rate), str(seconds)],
             check=False,
             capture_output=True,
             text=True,

@@ -1,4 +1,4 @@
-"""Node shutdown never waits forever for a background task (bridge.core.tasks)."""
+"""Node shutdown never waits forever for a background task (bridge.node.tasks)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 from structlog.testing import capture_logs
 
-from bridge.core.tasks import cancel_all
+from bridge.node.tasks import cancel_all
 
 
 async def _obedient() -> None:
