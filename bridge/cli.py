@@ -1,4 +1,4 @@
-"""``sipmuc-bridge`` command line: run, demo, check-config, version."""
+"""``sipmuc-bridge`` command line: run, demo, check-config, probe, version."""
 
 from __future__ import annotations
 
@@ -62,8 +62,36 @@ def _parser() -> argparse.ArgumentParser:
         "--xmpp-port", type=int, default=0, metavar="PORT",
         help="XMPP client (c2s) port (default 5222 when free, else any free port)",
     )  # fmt: skip
+    probe = sub.add_parser(
+        "probe",
+        help="check a running bridge from outside: /readyz answers 200 and SIP OPTIONS gets "
+        "a 2xx (the chart's helm test)",
+    )
+    probe.add_argument("--http", action="append", default=[], metavar="URL",
+                       help="a /readyz URL (repeatable)")  # fmt: skip
+    probe.add_argument("--sip", action="append", default=[], metavar="HOST:PORT",
+                       help="a SIP UDP address (repeatable)")  # fmt: skip
+    probe.add_argument("--timeout", type=float, default=5.0, help="seconds per check")
     sub.add_parser("version", help="print the version")
     return parser
+
+
+def _probe(urls: list[str], sips: list[str], timeout: float) -> int:
+    from bridge.probe import ProbeResult, http_ready, sip_options
+
+    if not urls and not sips:
+        print("sipmuc-bridge probe: nothing to check (give --http and/or --sip)", file=sys.stderr)
+        return EXIT_CONFIG
+    results: list[ProbeResult] = [http_ready(url, timeout) for url in urls]
+    for item in sips:
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            print(f"sipmuc-bridge probe: --sip {item!r} is not HOST:PORT", file=sys.stderr)
+            return EXIT_CONFIG
+        results.append(sip_options(host.strip("[]"), int(port), timeout))
+    for result in results:
+        print(f"{'ok  ' if result.ok else 'FAIL'} {result.what}: {result.detail}")
+    return 0 if all(r.ok for r in results) else 1
 
 
 def _load(config: Path | None) -> Settings:
@@ -116,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.workdir, args.duration, args.plain, args.room, args.sip_port, args.xmpp_port
             )
         )
+    if args.command == "probe":
+        return _probe(args.http, args.sip, args.timeout)
     settings = _load(args.config)
     if args.command == "check-config":
         print(json.dumps(redacted(settings), indent=2))
