@@ -11,7 +11,7 @@ Cases: (a) 1 conference × 10 legs, (b) 1 × 200, (c) 100 × 10, each at 16 and 
   figure is the median of several rounds.
 * **naive** — the obvious per-listener Python loop: for each listener, add up every other
   leg's frame with numpy, clip, store (O(N²) vector operations per conference).
-* **pjmedia** — PJSIP's C conference bridge from the pjsua2 wheel, null audio device,
+* **pjmedia** — PJSIP's C conference bridge (our pjproject build, docs/pjsip.md), null audio device,
   the same number of ports in the same conference layout, each port a C tone generator
   connected to every other port of its conference (see :mod:`benchmarks.mixer_pjmedia`); CPU
   of its clock thread per tick, measured in a child process over a few seconds.

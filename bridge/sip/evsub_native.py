@@ -1,9 +1,10 @@
-"""ctypes access to the pjsip C API inside the pjsua2 wheel, and the struct layout we rely on.
+"""ctypes access to the pjsip C API of our own pjproject build, and the struct layout we rely on.
 
-The PyPI ``pjsua2-python`` wheel (pinned: 2.15.1) exports pjsip's C functions but pjsua2 offers
-no API for event packages other than presence. Serving RFC 4575 therefore needs a few fields
-of pjsip structs that have no accessor function. Their offsets are pinned in :data:`PINNED`
-and *verified* at start-up by :func:`verify_layout` against objects pjsip builds for us, read
+``scripts/build-pjsip`` builds pjproject (pinned: 2.17) as shared libraries beside the pjsua2
+module; its C functions are reached through the module's shared object, but pjsua2 offers no
+API for event packages other than presence. Serving RFC 4575 therefore needs a few fields of
+pjsip structs that have no accessor function. Their offsets are pinned in :data:`PINNED` and
+*verified* at start-up by :func:`verify_layout` against objects pjsip builds for us, read
 through a fault-safe memory probe, so a different build is detected instead of crashing:
 
 * ``pjsip_rx_data.msg_info.msg`` / ``.cid`` (.from/.to/.via/.cseq follow): ``pjsip_parse_rdata``
@@ -25,7 +26,7 @@ from typing import Any
 
 import pjsua2
 
-PINNED_PJSUA2_VERSION = "2.15.1"
+PINNED_PJSUA2_VERSION = "2.17"
 
 vp = ctypes.c_void_p
 
@@ -110,8 +111,10 @@ class Layout:
     int_hdr_ivalue: int  # pjsip_generic_int_hdr.ivalue (Expires)
 
 
-#: x86-64 Linux build of pjsua2-python 2.15.1 (measured with ``pjsip_parse_rdata`` and
-#: ``pjsip_endpt_create_request`` probes; see module docstring).
+#: x86-64 Linux, pjproject 2.17 as scripts/build-pjsip builds it: ``offsetof`` from the 2.17
+#: headers (pjsip/layout_probe.c, shipped in the wheel as ``pjsua2/LAYOUT.json`` and compared
+#: by tests/sip/test_native_layout.py), and verified live by :func:`verify_layout`. The same
+#: values as the PyPI pjsua2-python 2.15.1 wheel we used before.
 PINNED = Layout(rdata_msg=4440, rdata_cid=4456, msg_type=0, msg_method_id=8,
                 msg_method_name=16, msg_body=104, tdata_pool=16, tdata_obj_name=24,
                 tdata_msg=392, pool_obj_name=16, body_data=80, body_len=88,
@@ -129,8 +132,11 @@ class Native:
     """The pjsip functions we call, typed; one instance per process."""
 
     def __init__(self) -> None:
-        path = pjsua2._pjsua2.__file__  # the wheel's shared object, already loaded
+        # The module's shared object, already loaded; dlsym on it also searches the pjproject
+        # libraries it depends on (libpjsip.so.2 ... beside it).
+        path = pjsua2._pjsua2.__file__
         self.lib = lib = ctypes.CDLL(path)
+        self.get_version = _fn(lib, "pj_get_version", ctypes.c_char_p)
         pstr = ctypes.POINTER(PjStr)
         self.get_endpt = _fn(lib, "pjsua_get_pjsip_endpt", vp)
         self.register_module = _fn(lib, "pjsip_endpt_register_module", ctypes.c_int, vp, vp)
@@ -265,9 +271,9 @@ def verify_layout(native: Native, endpt: int, layout: Layout) -> list[str]:
     layout yields a list of problems, never a crash.
     """
     problems: list[str] = []
-    version = getattr(pjsua2, "__version__", None) or _dist_version()
+    version = library_version(native)
     if version != PINNED_PJSUA2_VERSION:
-        problems.append(f"pjsua2-python {version} is not the pinned {PINNED_PJSUA2_VERSION}")
+        problems.append(f"pjproject {version} is not the pinned {PINNED_PJSUA2_VERSION}")
     if ctypes.sizeof(ctypes.c_void_p) != 8:
         problems.append("not a 64-bit process")
         return problems
@@ -282,13 +288,10 @@ def verify_layout(native: Native, endpt: int, layout: Layout) -> list[str]:
     return problems
 
 
-def _dist_version() -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("pjsua2-python")
-    except PackageNotFoundError:
-        return None
+def library_version(native: Native) -> str:
+    """pjlib's own version string (``pj_get_version``), e.g. ``2.17``: the C code we call."""
+    raw = native.get_version()
+    return raw.decode("ascii", "replace") if raw else ""
 
 
 def _verify_rdata(native: Native, layout: Layout, pool: int) -> list[str]:

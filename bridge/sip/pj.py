@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from bridge.logs import get_logger
 from bridge.privileges import is_fifo
+from bridge.sip import pjlog
 from mixer.clock import grid_deadline
 from mixer.rings import LegPort
 
@@ -67,6 +68,59 @@ def vector_data(vec: Any) -> tuple[int, int]:
     return begin, end - begin
 
 
+class StructlogWriter(pj.LogWriter):  # type: ignore[misc]
+    """PJSIP's log lines → structlog (event ``sip.pjsip``), so production logs are all JSON.
+
+    With ``mainThreadOnly`` pjsua2 queues lines from other threads and delivers them on the
+    thread that owns pjsua2, inside its bound context (``worker=…``). The endpoint deletes
+    its writer in ``libDestroy``: ownership is handed to C++ (``__disown__``) so Python never
+    frees it a second time.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._log = get_logger("pjsip")
+
+    def write(self, entry: Any) -> None:
+        try:
+            line = pjlog.parse(int(entry.level), str(entry.msg))
+            self._log.log(
+                line.level, pjlog.EVENT, pj_level=line.pj_level, sender=line.sender,
+                text=line.text,
+            )
+        except Exception:  # never raise into pjsip
+            return
+
+
+_PJ_LOG_FUNC = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_int)
+_LOG_DECOR = int(pj.PJ_LOG_HAS_SENDER | pj.PJ_LOG_HAS_SPACE)
+_pjsip_log = get_logger("pjsip")
+
+
+@_PJ_LOG_FUNC
+def _pjlib_log_func(level: int, data: bytes | None, length: int) -> None:
+    """pjlib's own log function while no endpoint (and so no writer) exists."""
+    with contextlib.suppress(Exception):
+        line = pjlog.parse(level, (data or b"")[:length].decode("utf-8", "replace"))
+        _pjsip_log.log(
+            line.level, pjlog.EVENT, pj_level=level, sender=line.sender, text=line.text
+        )
+
+
+def route_pjlib_log(level: int) -> None:
+    """Before ``libCreate`` and after ``libDestroy`` (pjsua2 then resets pjlib to printing
+    on stdout): pjlib's lines up to ``level`` go to structlog too."""
+    lib = shared_library()
+    for name, argtypes, arg in (
+        ("pj_log_set_level", [ctypes.c_int], level),
+        ("pj_log_set_decor", [ctypes.c_uint], _LOG_DECOR),
+        ("pj_log_set_log_func", [_PJ_LOG_FUNC], _pjlib_log_func),
+    ):
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, None
+        fn(arg)
+
+
 def create_endpoint(
     *,
     calls: int,
@@ -81,9 +135,14 @@ def create_endpoint(
     -1 for PJSIP's default of each. ``quality`` (1–10, 0 = PJSIP's default 8) picks the
     conference bridge's resampler: 3–4 the small sinc filter, < 3 linear, else the large one.
     """
+    route_pjlib_log(log_level)
     ep = pj.Endpoint()
     ep.libCreate()
     cfg = pj.EpConfig()
+    writer = StructlogWriter()
+    cfg.logConfig.writer = writer
+    writer.__disown__()  # the endpoint deletes it in libDestroy
+    cfg.logConfig.decor = _LOG_DECOR
     cfg.uaConfig.threadCnt = 0
     cfg.uaConfig.mainThreadOnly = True
     cfg.uaConfig.maxCalls = calls
@@ -269,7 +328,7 @@ def _try_realtime(priority: int = CLOCK_PRIORITY) -> bool:
 
 
 class _PjFrame(ctypes.Structure):
-    """``pjmedia_frame`` (pjmedia/frame.h, 2.15): type, buf, size, timestamp, bit_info."""
+    """``pjmedia_frame`` (pjmedia/frame.h, 2.17): type, buf, size, timestamp, bit_info."""
 
     _fields_ = [
         ("type", ctypes.c_int),

@@ -297,6 +297,7 @@ class Worker:
             self.clock.stop()  # the bridge must not tick while libDestroy tears it down
         with contextlib.suppress(Exception):
             self.ep.libDestroy()
+        pjw.route_pjlib_log(self.spec.pjsip_log_level)  # the writer is gone with the endpoint
         self.ep = None
 
     def _sweep_dead_calls(self) -> None:

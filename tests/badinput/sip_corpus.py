@@ -92,8 +92,10 @@ CORPUS: tuple[Case, ...] = (
        200, *ERR),
     # on UDP pjsip frames by the datagram, not by Content-Length (RFC 3261 §18.3 says 400);
     # an out-of-dialog MESSAGE is never relayed anyway (bridge.xmpp.room.relay_from_sip)
+    # pjsip 2.17's parser refuses integers beyond 2^32 - 1 and drops the datagram (2.15 read
+    # the value and answered 200): either is safe, so silence or an error are both allowed
     _c("giant Content-Length", request("MESSAGE", body="hi", ctype="text/plain",
-                                       length="4294967296"), 200, *ERR),
+                                       length="4294967296")),
     _c("negative Content-Length", request("MESSAGE", body="hi", ctype="text/plain",
                                           length="-5")),
     _c("Content-Length larger than body", request("MESSAGE", body="hi", ctype="text/plain",
