@@ -79,6 +79,8 @@ class Sample:
     cpu: dict[str, float]
     rss_mb: dict[str, float]
     desync: list[str]
+    #: RSS of each process (label → MB); a restarted worker is a new label (its pid)
+    rss_by_proc: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -279,6 +281,7 @@ class CpuMeter:
         self.procs = {g: [psutil.Process(p) for p in pids] for g, pids in groups.items()}
         self.last: dict[str, float] = {g: self._cpu(g) for g in self.procs}
         self.t = time.monotonic()
+        self.by_proc: dict[str, float] = {}  # RSS MB of each process at the last sample
 
     def _cpu(self, group: str) -> float:
         total = 0.0
@@ -297,14 +300,18 @@ class CpuMeter:
         now = time.monotonic()
         wall = max(1e-6, now - self.t)
         cpu, rss = {}, {}
+        self.by_proc = {}
         for g in self.procs:
             used = self._cpu(g)
             cpu[g] = 100 * (used - self.last[g]) / wall
             self.last[g] = used
             mem = 0
-            for p in self.procs[g]:
+            for i, p in enumerate(self.procs[g]):
                 with contextlib.suppress(psutil.Error):
-                    mem += p.memory_info().rss
+                    one = p.memory_info().rss
+                    mem += one
+                    label = f"{g[:-1]} {i}" if len(self.procs[g]) > 1 else g
+                    self.by_proc[f"{label} (pid {p.pid})"] = one / 2**20
             rss[g] = mem / 2**20
         self.t = now
         return cpu, rss
@@ -325,7 +332,7 @@ async def sampler(soak: Soak, meter: CpuMeter, alice: ChatUser, muc: str) -> Non
         soak.persistent_desync += len(now & previous)
         previous = now
         calls = sum(1 for r in node.pool.legs().values() if r.joined) - 1  # minus the texter
-        soak.samples.append(Sample(soak.now(), calls, cpu, rss, diff))
+        soak.samples.append(Sample(soak.now(), calls, cpu, rss, diff, dict(meter.by_proc)))
         frames = frame_totals(soak)
         print(f"[{soak.now():6.0f}s] calls {calls:3d}  cpu " + " ".join(
             f"{g} {v:5.1f}%" for g, v in cpu.items()) + "  rss " + " ".join(
@@ -545,6 +552,16 @@ def report(soak: Soak, frames: dict[str, int], clock: Any, final_diff: list[str]
             ys = np.array([s.rss_mb[g] for s in samples[half:]])
             slope = float(np.polyfit(xs, ys, 1)[0]) * 60 if len(xs) > 1 else 0.0
             print(f"  RSS slope, second half, {g:<18} {slope:+.2f} MB/min")
+        second = samples[half:]
+        print("  RSS slope per process over the second half (MB/min; flat = within noise):")
+        for label in sorted({k for s in second for k in s.rss_by_proc}):
+            points = [(s.t, s.rss_by_proc[label]) for s in second if label in s.rss_by_proc]
+            if len(points) < 2:
+                continue
+            xs, ys = np.array([p[0] for p in points]), np.array([p[1] for p in points])
+            slope = float(np.polyfit(xs, ys, 1)[0]) * 60
+            note = "" if len(points) == len(second) else f" (only {len(points)} samples)"
+            print(f"    {label:<32} {slope:+.3f}  ({ys[0]:.0f} → {ys[-1]:.0f} MB){note}")
     print(f"  load average now {os.getloadavg()}")
 
 

@@ -54,9 +54,11 @@ async def open_node(settings: Settings, readiness: Readiness | None = None) -> A
                 node = Node(settings, component, pool, services)
                 # owner commands: !commands in the rooms and XEP-0050 on the component
                 executor = CommandExecutor(node)
+                limits = settings.xmpp.limits
                 AdhocCommands(
-                    component, executor.from_adhoc, muc_service=settings.xmpp.muc_service
-                ).register()
+                    component, executor.from_adhoc, muc_service=settings.xmpp.muc_service,
+                    session_ttl=limits.adhoc_session_ttl, max_sessions=limits.adhoc_max_sessions,
+                ).register()  # fmt: skip
                 try:
                     await node.start(stop)
                     yield node
@@ -83,8 +85,9 @@ async def _drain(node: Node, readiness: Readiness, stop: asyncio.Event, limit: f
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
     while node.pool.legs() and not stop.is_set() and loop.time() < deadline:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), min(1.0, deadline - loop.time()))
+        with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
+            async with asyncio.timeout(min(1.0, deadline - loop.time())):
+                await stop.wait()
     log.info("bridge.drained", legs_left=len(node.pool.legs()))
 
 

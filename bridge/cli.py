@@ -1,4 +1,4 @@
-"""``sipmuc-bridge`` command line: run, demo, check-config, probe, version."""
+"""``sipmuc-bridge`` command line: run, check-config, demo, phone, chat, probe, version."""
 
 from __future__ import annotations
 
@@ -25,25 +25,45 @@ EXIT_HTTP = 5
 EXIT_SIP = 6
 
 
+DESCRIPTION = """\
+A conference bridge between SIP audio conferences and XMPP multi-user chat rooms
+(RFC 7081): phones dial the room's SIP address, chat users stay in the room, and
+moderation done on one side holds on the other.
+"""
+
+EPILOG = """\
+first steps:
+  sipmuc-bridge demo        the whole product on this machine (Ctrl-C stops it)
+  sipmuc-bridge phone       while the demo runs: a phone that dials in
+  sipmuc-bridge chat        while the demo runs: a chat user in the room
+  sipmuc-bridge COMMAND -h  the options of one command
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sipmuc-bridge", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="sipmuc-bridge",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"sipmuc-bridge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in (
         ("run", "run the bridge service"),
         ("check-config", "validate the configuration and print it with secrets masked"),
     ):
-        cmd = sub.add_parser(name, help=text)
+        cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument(
             "-c", "--config", type=Path, help="TOML settings file (default: $SIPMUC_CONFIG)"
         )
-    demo = sub.add_parser(
-        "demo",
-        help="the whole product on loopback: Prosody, Redis, the bridge, two simulated phones "
-        "and a chat user, shown live",
-    )
+    text = ("the whole product on loopback: Prosody, Redis, the bridge, two simulated phones "
+            "and a chat user, shown live")  # fmt: skip
+    demo = sub.add_parser("demo", help=text, description=text)
+    workdir_help = "the demo's data and logs (default: $SIPMUC_DEMO_DIR or var/demo)"
     demo.add_argument(
-        "--workdir", type=Path, default=Path("var/demo"),
-        help="demo data and logs (wiped at each start; default var/demo)",
+        "--workdir", type=Path, default=None,
+        help=workdir_help + "; wiped at each start",
     )  # fmt: skip
     demo.add_argument(
         "--duration", type=float, default=0.0, metavar="SECONDS",
@@ -62,6 +82,28 @@ def _parser() -> argparse.ArgumentParser:
         "--xmpp-port", type=int, default=0, metavar="PORT",
         help="XMPP client (c2s) port (default 5222 when free, else any free port)",
     )  # fmt: skip
+    text = ("a headless phone that dials the running demo: it says hello now and then, "
+            "records what it hears, and sends what you type as SIP MESSAGE")  # fmt: skip
+    phone = sub.add_parser("phone", help=text, description=text)
+    phone.add_argument("--workdir", type=Path, default=None, help=workdir_help)
+    phone.add_argument("--name", default="Guest", help="your display name (default Guest)")
+    phone.add_argument(
+        "--uri", default="", help="SIP URI to dial (default: the demo's room, wherever it is)"
+    )
+    phone.add_argument("--say", default="", metavar="TEXT", help="what the phone says")
+    phone.add_argument(
+        "--duration", type=float, default=0.0, metavar="SECONDS",
+        help="hang up after this many seconds (default: Ctrl-C)",
+    )  # fmt: skip
+    text = ("a console chat client in the running demo's room (TLS, the demo's guest "
+            "account): prints what happens, sends what you type")  # fmt: skip
+    chat = sub.add_parser("chat", help=text, description=text)
+    chat.add_argument("--workdir", type=Path, default=None, help=workdir_help)
+    chat.add_argument("--nick", default="", help="your nick in the room (default Bob)")
+    chat.add_argument(
+        "--duration", type=float, default=0.0, metavar="SECONDS",
+        help="leave after this many seconds (default: Ctrl-C or /quit)",
+    )  # fmt: skip
     probe = sub.add_parser(
         "probe",
         help="check a running bridge from outside: /readyz answers 200 and SIP OPTIONS gets "
@@ -72,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--sip", action="append", default=[], metavar="HOST:PORT",
                        help="a SIP UDP address (repeatable)")  # fmt: skip
     probe.add_argument("--timeout", type=float, default=5.0, help="seconds per check")
-    sub.add_parser("version", help="print the version")
+    sub.add_parser("version", help="print the version", description="print the version")
     return parser
 
 
@@ -136,14 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(f"sipmuc-bridge {__version__}")
         return 0
-    if args.command == "demo":
-        from bridge.demo import DemoOptions, run_demo
-
-        return run_demo(
-            DemoOptions(
-                args.workdir, args.duration, args.plain, args.room, args.sip_port, args.xmpp_port
-            )
-        )
+    if args.command in ("demo", "phone", "chat"):
+        return _demo_command(args)
     if args.command == "probe":
         return _probe(args.http, args.sip, args.timeout)
     settings = _load(args.config)
@@ -151,6 +187,25 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(redacted(settings), indent=2))
         return 0
     return _run(settings)
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    from bridge.demo.endpoints import default_workdir
+
+    workdir = args.workdir or default_workdir()
+    if args.command == "phone":
+        from bridge.demo.phone import PhoneOptions, run_phone
+
+        return run_phone(PhoneOptions(workdir, args.name, args.uri, args.say, args.duration))
+    if args.command == "chat":
+        from bridge.demo.chat_client import ChatOptions, run_chat
+
+        return run_chat(ChatOptions(workdir, args.nick, args.duration))
+    from bridge.demo import DemoOptions, run_demo
+
+    return run_demo(
+        DemoOptions(workdir, args.duration, args.plain, args.room, args.sip_port, args.xmpp_port)
+    )
 
 
 if __name__ == "__main__":

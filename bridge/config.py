@@ -94,6 +94,69 @@ class _Section(BaseModel):
         return self
 
 
+class ChatLimits(_Section):
+    """What chat occupants and callers can repeat, keyed on who they are (the real JID, not a
+    nick; a caller's participant), so that one of them never degrades a room for the others."""
+
+    command_burst: int = Field(
+        5, ge=1, description="Room commands (!…, ad-hoc) an occupant may issue in a burst"
+    )
+    command_per_minute: float = Field(
+        12.0, gt=0, description="Sustained room command rate per occupant (real JID) and room"
+    )
+    dtmf_command_burst: int = Field(
+        4, ge=1, description="*6 self-mute toggles (and *7/*8) a caller may key in a burst"
+    )
+    dtmf_command_per_minute: float = Field(
+        10.0,
+        gt=0,
+        description="Sustained *6/*7/*8 rate per caller's participant (each toggle changes a "
+        "puppet's role in the room: a presence to every occupant, a write to Redis)",
+    )
+    private_reply_lines: int = Field(
+        3,
+        ge=1,
+        description="Command replies longer than this many lines (help, status) and every "
+        "refusal or error go to the issuer privately instead of the whole room",
+    )
+    adhoc_session_ttl: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds an unfinished XEP-0050 command session is kept (a form nobody "
+        "submits); finished ones are freed at once",
+    )
+    adhoc_max_sessions: int = Field(
+        1000, ge=1, description="XEP-0050 sessions kept at most (the oldest go first)"
+    )
+
+
+class LinkSettings(_Section):
+    """Which rooms may be linked to a conference by a command (!link, ad-hoc link)."""
+
+    self_service: bool = Field(
+        False,
+        description="Let room owners link their rooms with !link / the ad-hoc link command "
+        "(off: only the operator links, with the rooms setting)",
+    )
+    allowed_rooms: list[str] = Field(
+        default_factory=list,
+        description="Room JID patterns (shell style, e.g. '*@conference.example.org', "
+        "'team-*@muc.example.org') that commands may link; empty = any room of "
+        "xmpp.muc_service",
+    )
+    max_rooms: int = Field(
+        50, ge=0, description="Linked rooms this node serves at most (0 = no limit)"
+    )
+
+    @field_validator("allowed_rooms")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if "@" not in pattern or "/" in pattern or " " in pattern:
+                raise ValueError(f"{pattern!r} is not a room JID pattern such as '*@muc.host'")
+        return [p.lower() for p in value]
+
+
 class XmppSettings(_Section):
     """XEP-0114 external component and the MUC service it serves."""
 
@@ -160,8 +223,46 @@ class XmppSettings(_Section):
         5, ge=1, description="Messages a sender may relay in a burst before the rate applies"
     )
     rate_limit_per_minute: float = Field(
-        20.0, gt=0, description="Sustained relay rate per sender (SIP leg or chat occupant)"
+        20.0,
+        gt=0,
+        description="Sustained relay rate per sender: a SIP leg, or a chat occupant keyed on "
+        "the real JID (group and private messages to callers share it; a nick change keeps it)",
     )
+    dial_in_label: str = Field(
+        "Join by phone: ",
+        min_length=1,
+        description="Text before the SIP URI where every client shows it: the room "
+        "description and, when the room has none, its subject (audio-video-uri in disco#info "
+        "stays)",
+    )
+    dial_in_description: bool = Field(
+        True, description="Put '<dial_in_label><SIP URI>' in the room description"
+    )
+    dial_in_subject: bool = Field(
+        True,
+        description="Set the room subject to '<dial_in_label><SIP URI>' when the room has "
+        "none (clients show the subject on joining; a subject someone set is never replaced)",
+    )
+    moderated_rooms: bool = Field(
+        True,
+        description="Make linked rooms moderated (muc#roomconfig_moderatedroom), so that voice, "
+        "which the bridge mirrors to the call, means what clients show; newcomers keep their "
+        "voice (our Prosody module, or ejabberd's members_by_default); never on servers where "
+        "they would not",
+    )
+    speaking_status: bool = Field(
+        True,
+        description="Show who is talking on the phone as the caller's presence status in the "
+        "room ('speaking'), rate-limited (see docs/design.md)",
+    )
+    speaking_min_interval: float = Field(
+        2.0,
+        ge=0.2,
+        description="Seconds at least between two presence updates of one caller's speaking "
+        "status; shorter pauses in speech do not end 'speaking'",
+    )
+    limits: ChatLimits = Field(default_factory=ChatLimits)
+    linking: LinkSettings = Field(default_factory=LinkSettings)
 
     @field_validator("component_jid", "muc_service")
     @classmethod
@@ -200,6 +301,20 @@ class SipSettings(_Section):
     tls_private_key: Path | None = Field(None, description="PEM private key for SIP TLS")
     rtp_port_start: Port = Field(20000, description="First RTP port of the media range")
     rtp_port_count: int = Field(2000, ge=4, description="Number of RTP ports in the range")
+    session_expires: int = Field(
+        90,
+        description="RFC 4028 session timer on every call, in seconds (90 = the RFC's minimum): "
+        "a phone that supports timers refreshes within half of it, or expects our refresh, and "
+        "drops a call whose worker died within this bound; calls whose phone does not answer "
+        "our refreshes are ended. 0 = PJSIP's default (timers only when the phone asks, 1800 s)",
+    )
+
+    @field_validator("session_expires")
+    @classmethod
+    def _rfc4028_minimum(cls, value: int) -> int:
+        if value and value < 90:
+            raise ValueError("must be 0 (off) or at least 90 s (RFC 4028 Min-SE)")
+        return value
 
     @field_validator("advertise_host")
     @classmethod
@@ -301,6 +416,16 @@ class WorkerSettings(_Section):
         description="pjsua media quality; it selects the resampler between 8 kHz codecs and "
         "the 16 kHz bridge, which is most of a worker's CPU: 3-4 small sinc filter, 5-10 "
         "large one (PJSIP's default 8, about 2x the CPU per call), 1-2 linear",
+    )
+    core_dump_max_mb: int = Field(
+        0,
+        ge=0,
+        le=65536,
+        description="Let a crashing worker dump core up to this size (RLIMIT_CORE, within the "
+        "hard limit; where the file goes is the kernel's core_pattern, a relative one is the "
+        "node's working directory); the crash report then carries gdb's native backtrace when "
+        "gdb is installed. 0 = the inherited limit (usually no cores). The last Python stacks "
+        "of a crashed worker are always logged (faulthandler)",
     )
     stats_interval: float = Field(
         5.0,

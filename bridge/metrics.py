@@ -50,7 +50,7 @@ CALL_OUTCOMES: Final[tuple[CallOutcome, ...]] = (
 )
 
 RejectReason = Literal[
-    "busy", "banned", "locked", "pin", "unknown_room", "draining", "bad_request"
+    "busy", "banned", "locked", "pin", "unknown_room", "draining", "bad_request", "state_unknown"
 ]
 REJECT_REASONS: Final[tuple[RejectReason, ...]] = (
     "busy",  # 486 Busy Here (a worker) / 503 full (the front): no free call slot
@@ -60,6 +60,7 @@ REJECT_REASONS: Final[tuple[RejectReason, ...]] = (
     "unknown_room",  # 404: no linked conference by that name
     "draining",  # 503: the node is shutting down (drain)
     "bad_request",  # 400/488: unparsable INVITE or no audio offered
+    "state_unknown",  # 503: the room's bans/lock/PIN could not be read (fail closed)
 )
 
 RealtimeComponent = Literal["mixer", "workers"]

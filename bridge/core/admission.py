@@ -51,6 +51,8 @@ class RoomDirectory:
     held: frozenset[str] = frozenset()
     #: the node is draining (SIGTERM): calls in progress go on, new ones get 503
     draining: bool = False
+    #: linked rooms whose state (bans, lock, PIN) could not be read: new calls get 503
+    unknown: frozenset[str] = frozenset()
 
     @classmethod
     def create(
@@ -63,6 +65,7 @@ class RoomDirectory:
         held: Iterable[str] = (),
         owners: Mapping[str, str] | None = None,
         draining: bool = False,
+        unknown: Iterable[str] = (),
     ) -> RoomDirectory:
         return cls(
             rooms=frozenset(r.lower() for r in rooms),
@@ -75,6 +78,7 @@ class RoomDirectory:
             held=frozenset(r.lower() for r in held),
             owners={room.lower(): uri for room, uri in (owners or {}).items()},
             draining=draining,
+            unknown=frozenset(r.lower() for r in unknown),
         )
 
     def is_banned(self, room: str, callers: Iterable[str]) -> bool:
@@ -105,7 +109,9 @@ class Moved:
     contact: str
 
 
-RejectKind = Literal["unknown_room", "banned", "locked", "draining", "busy", "bad_request"]
+RejectKind = Literal[
+    "unknown_room", "banned", "locked", "draining", "busy", "bad_request", "state_unknown"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +140,8 @@ def admit(
 ) -> Decision:
     """Decide an INVITE to ``room`` from ``callers`` (From URI, P-Asserted-Identity …).
 
-    Order matters: an unknown room is 404 and a banned caller 403 before any capacity
+    Order matters: an unknown room is 404, a room whose bans, lock and PIN could not be
+    read 503 (fail closed, DESIGN §3), and a banned caller 403 before any capacity
     question, so that no caller is bounced through a redirect only to be refused there.
     A full node answers 503 from the front (nowhere to go) and 486 from a worker (busy
     right here; the caller or the front may retry), both with Retry-After.
@@ -143,6 +150,8 @@ def admit(
         return Reject(404, "No conference in the Request-URI", kind="unknown_room")
     if room.lower() not in directory.rooms:
         return Reject(404, "Conference not found", kind="unknown_room")
+    if room.lower() in directory.unknown:  # bans, lock, PIN unknown: fail closed
+        return Reject(503, "Conference state unavailable", retry_after, kind="state_unknown")
     if directory.is_banned(room, callers):
         return Reject(403, "Banned from this conference", kind="banned")
     if room.lower() in directory.locked:

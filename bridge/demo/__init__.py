@@ -1,31 +1,31 @@
 """``sipmuc-bridge demo``: the whole product on one machine, on loopback, in one command.
 
-It starts a throw-away Prosody (with our ``mod_muc_audio_video_uri``; alice is a server admin,
-hence owner of every room), the embedded Redis and a bridge node with one linked room; then
-two simulated phones (SIPp playing espeak-ng sentences as RTP) dial in and a chat user (alice,
-a slixmpp client) joins, reads the room's disco#info, subscribes to the conference's events,
-types, and mutes a caller from the room. The terminal shows it live (rich), or as plain lines
-when stdout is not a terminal. Ends on Ctrl-C or after ``--duration`` seconds, and says how to
-connect a real softphone and a real XMPP client.
+It starts a throw-away Prosody (with our ``mod_muc_audio_video_uri`` and a self-signed
+certificate made at start, so clients log in over TLS; alice is a server admin, hence owner
+of every room), the embedded Redis and a bridge node with one linked room; then two
+simulated phones (SIPp streaming espeak-ng sentences as RTP, in a loop) dial in and a chat
+user (alice, a slixmpp client) joins, reads the room's disco#info, subscribes to the
+conference's events, types, and mutes a caller from the room. The terminal shows it live
+(rich), or as plain lines when stdout is not a terminal, including the people you bring in
+yourself (``sipmuc-bridge phone``, ``sipmuc-bridge chat`` or any client). Ends on Ctrl-C or
+after ``--duration`` seconds.
 
-Everything lives in ``--workdir`` (default ``var/demo``) and is wiped at the next start: each
-run begins from a clean room and clean moderation state. The node's JSON logs go to
-``<workdir>/bridge.log`` so that they do not scribble over the display.
+Everything lives in ``--workdir`` (default ``var/demo``, or ``$SIPMUC_DEMO_DIR``) and is
+wiped at the next start: each run begins from a clean room and clean moderation state. While
+the demo runs, ``<workdir>/endpoints.json`` says where it listens (our clients read it). The
+node's JSON logs go to ``<workdir>/bridge.log`` so that they do not scribble over the display.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
-import socket
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
 
 from rich.console import Console
 
@@ -33,13 +33,16 @@ from bridge.app import open_node
 from bridge.config import LogFormat, LogLevel, LogSettings, Settings
 from bridge.demo.callers import CALLERS, DemoCaller, prepare, require_tools
 from bridge.demo.chat import ChatUser
-from bridge.demo.scenario import DemoFailed, Endpoints, Scenario
+from bridge.demo.endpoints import FILE_NAME, Endpoints, default_workdir
+from bridge.demo.scenario import DemoFailed, Scenario
+from bridge.demo.terminal import output_to
 from bridge.demo.view import Board, LiveView, PlainView, Step, View
-from bridge.devstack.ports import free_port, free_udp_tcp_port
+from bridge.devstack.ports import free_port, free_udp_tcp_port, port_is_free
 from bridge.devstack.prosody import ProsodyServer
 from bridge.logs import configure, get_logger
 
 DEMO_USERS = {"alice": "alice", "bob": "bob"}
+GUEST = "bob"  # the account of whoever joins from outside (sipmuc-bridge chat, any client)
 PREFERRED_C2S_PORT = 5222
 PREFERRED_SIP_PORT = 5060
 DEFAULT_ROOM = "demo"
@@ -47,7 +50,7 @@ DEFAULT_ROOM = "demo"
 
 @dataclass(frozen=True)
 class DemoOptions:
-    workdir: Path = Path("var/demo")
+    workdir: Path = field(default_factory=default_workdir)
     duration: float = 0.0  # 0 = until Ctrl-C
     plain: bool = False
     room: str = DEFAULT_ROOM
@@ -55,48 +58,8 @@ class DemoOptions:
     xmpp_port: int = 0  # 0 = 5222 when free, else any free port
 
 
-def _tcp_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _sip_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return _tcp_free(port)
-
-
 def _preferred(port: int, is_free: Callable[[int], bool], any_free: Callable[[], int]) -> int:
     return port if is_free(port) else any_free()
-
-
-@contextlib.contextmanager
-def _output_to(path: Path) -> Iterator[TextIO]:
-    """Send fds 1 and 2 (our logs, and the SIP workers' and PJSIP's, which inherit them) to
-    ``path``; yield the terminal's original stdout for the display."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    screen = os.fdopen(os.dup(saved[1]), "w", encoding="utf-8", errors="replace")
-    with path.open("ab") as log:
-        for fd in (1, 2):
-            os.dup2(log.fileno(), fd)
-    try:
-        yield screen
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        for fd, copy in saved.items():
-            os.dup2(copy, fd)
-            os.close(copy)
-        screen.close()
 
 
 def run_demo(options: DemoOptions) -> int:
@@ -107,10 +70,15 @@ def run_demo(options: DemoOptions) -> int:
     board = Board(title=f"sipmuc-bridge demo — room {options.room!r}")
     plain = options.plain or not sys.stdout.isatty()
     log_path = workdir / "bridge.log"
-    with _output_to(log_path) as screen:
-        view: View = PlainView(board, screen) if plain else LiveView(board, Console(file=screen))
-        with view:
-            code = _run_logged(options, workdir, board, view)
+    try:
+        with output_to(log_path) as screen:
+            view: View = (
+                PlainView(board, screen) if plain else LiveView(board, Console(file=screen))
+            )
+            with view:
+                code = _run_logged(options, workdir, board, view)
+    finally:
+        (workdir / FILE_NAME).unlink(missing_ok=True)  # no demo listens there any more
     if code != 0:
         print(f"demo failed; the bridge's log is {log_path}", file=sys.stderr)
     return code
@@ -140,28 +108,39 @@ async def _main(options: DemoOptions, workdir: Path, board: Board, view: View) -
         prosody = ProsodyServer(
             workdir / "prosody",
             users=dict(DEMO_USERS),
-            c2s_port=options.xmpp_port or _preferred(PREFERRED_C2S_PORT, _tcp_free, free_port),
+            c2s_port=options.xmpp_port or _preferred(PREFERRED_C2S_PORT, port_is_free, free_port),
             muc_modules=["muc_audio_video_uri"],
             admins=["alice@localhost"],
             component_secret="demo-secret",
+            tls=True,
         )
         await asyncio.to_thread(prosody.start)
     except Exception as error:
         step.status, step.detail = "failed", str(error)
         view.line(f"FAILED {step.title}: {error}")
         return 1
-    step.status, step.detail = "done", f"c2s 127.0.0.1:{prosody.c2s_port}, MUC {prosody.muc_domain}"
+    cert = prosody.certificate
+    assert cert is not None  # tls=True
+    step.status = "done"
+    step.detail = (f"c2s 127.0.0.1:{prosody.c2s_port} (TLS required), MUC "
+                   f"{prosody.muc_domain}")  # fmt: skip
     view.line(f"DONE {step.title}: {step.detail}")
-    log.info("demo.xmpp_server", c2s=f"127.0.0.1:{prosody.c2s_port}", muc=prosody.muc_domain)
+    view.line(f"TLS certificate (self-signed, made now): {cert.cert_path}")
+    view.line(f"  SHA-256 fingerprint {cert.sha256}")
+    log.info("demo.xmpp_server", c2s=f"127.0.0.1:{prosody.c2s_port}", muc=prosody.muc_domain,
+             certificate_sha256=cert.sha256)  # fmt: skip
     callers: list[DemoCaller] = []
     try:
-        sip_port = options.sip_port or _preferred(PREFERRED_SIP_PORT, _sip_free, free_udp_tcp_port)
+        sip_port = options.sip_port or _preferred(
+            PREFERRED_SIP_PORT, lambda p: port_is_free(p, udp=True), free_udp_tcp_port
+        )
         domain = "127.0.0.1" if sip_port == 5060 else f"127.0.0.1:{sip_port}"
         endpoints = Endpoints(
             room=options.room, muc_jid=f"{options.room}@{prosody.muc_domain}",
             sip_uri=f"sip:{options.room}@{domain}", sip_port=sip_port,
-            c2s_port=prosody.c2s_port, guest_user=prosody.jid("bob"),
-            guest_password=DEMO_USERS["bob"],
+            c2s_port=prosody.c2s_port, guest_user=prosody.jid(GUEST),
+            guest_password=DEMO_USERS[GUEST], certificate=str(cert.cert_path),
+            certificate_sha256=cert.sha256,
         )  # fmt: skip
         board.footer = endpoints.how_to_connect()
         settings = Settings(
@@ -183,9 +162,8 @@ async def _main(options: DemoOptions, workdir: Path, board: Board, view: View) -
             http={"port": free_port()},
             log=LogSettings(format=LogFormat.JSON, level=LogLevel.INFO),
         )
-        seconds = max(options.duration + 30.0, 90.0) if options.duration else 600.0
         speech = asyncio.gather(*(
-            asyncio.to_thread(prepare, script, options.room, sip_port, seconds,
+            asyncio.to_thread(prepare, script, options.room, sip_port,
                               workdir / "callers" / script.user)
             for script in CALLERS
         ))  # fmt: skip
@@ -196,9 +174,10 @@ async def _main(options: DemoOptions, workdir: Path, board: Board, view: View) -
             step.status = "done"
             step.detail = f"{endpoints.sip_uri} ⇄ {endpoints.muc_jid}"
             view.line(f"DONE {step.title}: {step.detail}")
+            endpoints.save(workdir)
             callers = list(await speech)
             alice = ChatUser(prosody.jid("alice"), DEMO_USERS["alice"], prosody.c2s_port,
-                             endpoints.muc_jid, "Alice")  # fmt: skip
+                             endpoints.muc_jid, "Alice", ca_file=cert.cert_path)  # fmt: skip
             scenario = Scenario(
                 node,
                 alice=alice,
@@ -208,6 +187,7 @@ async def _main(options: DemoOptions, workdir: Path, board: Board, view: View) -
                 view=view,
                 notify_dir=workdir / "notifies",
             )
+            scenario.control_nick = settings.xmpp.control_nick
             try:
                 return await _play(scenario, stop, options.duration, started)
             finally:

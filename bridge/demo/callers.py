@@ -1,11 +1,12 @@
 """The demo's simulated phones: SIPp callers that speak espeak-ng sentences over real RTP.
 
 Each caller is one SIPp process running a scenario built here: INVITE the room (following the
-front's 302), play a pcap of G.711 RTP made from espeak-ng speech, optionally send one
-in-dialog MESSAGE after a delay, answer every MESSAGE the bridge sends (mute notices, chat
-text) with 200, and stay in the call until the demo kills it. The two callers take turns
-(one talks in the first half of each cycle, the other in the second) so that "who is
-talking" visibly moves between them.
+front's 302), stream G.711 made from espeak-ng speech in a loop (SIPp's ``rtp_stream`` with
+loop count -1, so a caller talks for as long as the demo runs, not for as long as a file
+lasts), optionally send one in-dialog MESSAGE after a delay, answer every MESSAGE the bridge
+sends (mute notices, chat text) with 200, and stay in the call until the demo stops it. The
+two callers take turns (one talks in the first half of each cycle, the other in the second)
+so that "who is talking" visibly moves between them.
 """
 
 from __future__ import annotations
@@ -17,10 +18,20 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from bridge.sip.devpeers import Sipp, sipp_uac_scenario, speech, write_rtp_pcap
+from bridge.sip.devpeers import (
+    DIALOG_FROM_TO,
+    HOLD_MARK,
+    Sipp,
+    answer_refresh,
+    caller_sdp,
+    sipp_uac_scenario,
+    speech,
+    ulaw_encode,
+)
 
 RATE = 8000
 CYCLE_S = 8.0  # one caller talks in each half of this cycle
+SIPP_LIFETIME_S = 7 * 24 * 3600  # SIPp needs a global timeout: a week is "until stopped"
 
 
 @dataclass(frozen=True)
@@ -59,32 +70,38 @@ CALLERS = (
 )
 
 
-def speech_track(script: CallerScript, seconds: float, workdir: Path) -> NDArray[np.int16]:
-    """``seconds`` of 8 kHz audio: the caller's sentences in its half of every cycle."""
+def speech_track(script: CallerScript, workdir: Path) -> NDArray[np.int16]:
+    """One loop of 8 kHz audio: each sentence once, in the caller's half of a cycle.
+
+    The loop lasts ``len(sentences)`` cycles, so both callers' loops have the same length
+    when they say as many sentences and their turns stay interleaved however long it runs.
+    """
     clips = []
     for i, text in enumerate(script.sentences):
         (workdir / f"s{i}").mkdir(parents=True, exist_ok=True)
         clips.append(speech(text, RATE, workdir / f"s{i}"))
-    total = int(seconds * RATE)
-    track = np.zeros(total, dtype=np.int16)
     half = int(CYCLE_S / 2 * RATE)
-    start = 0 if script.first_half else half
-    i = 0
-    while start < total:
-        clip = clips[i % len(clips)][:half]
-        end = min(total, start + len(clip))
-        track[start:end] = clip[: end - start]
-        start += 2 * half
-        i += 1
+    track = np.zeros(len(clips) * 2 * half, dtype=np.int16)
+    for i, clip in enumerate(clips):
+        start = 2 * half * i + (0 if script.first_half else half)
+        said = clip[:half]
+        track[start : start + len(said)] = said
     return track
 
 
-def demo_scenario(room: str, script: CallerScript, pcap: Path) -> str:
-    """SIPp scenario of one demo caller (see the module docstring)."""
-    base = sipp_uac_scenario(room, pcap=pcap, hold_ms=0)
-    head = base[: base.index('  <pause milliseconds="0"/>')]
+def demo_scenario(room: str, script: CallerScript, audio: Path) -> str:
+    """SIPp scenario of one demo caller (see the module docstring); ``audio`` holds raw
+    G.711 µ-law bytes that SIPp streams in a loop."""
+    base = sipp_uac_scenario(room, pcap=None, hold_ms=0)
+    head = base[: base.index(HOLD_MARK)]
     head = head.replace('"SIPp caller [call_number]"', f'"{script.display}"')
     head = head.replace("caller[call_number]", script.user)
+    head += f"""  <nop>
+    <action>
+      <exec rtp_stream="{audio},-1,0"/>
+    </action>
+  </nop>
+"""
     contact = f"<sip:{script.user}@[local_ip]:[local_port]>"
     parts = [head]
     if script.message:
@@ -93,8 +110,7 @@ def demo_scenario(room: str, script: CallerScript, pcap: Path) -> str:
     <![CDATA[
       MESSAGE [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [last_From:]
-      [last_To:]
+      {DIALOG_FROM_TO}
       Call-ID: [call_id]
       CSeq: [cseq] MESSAGE
       Contact: {contact}
@@ -111,8 +127,10 @@ def demo_scenario(room: str, script: CallerScript, pcap: Path) -> str:
     # BYE ends the call. A MESSAGE that comes while this caller is busy sending its own is
     # "unexpected" (ignored: -default_behaviors without abortunexp) and matched here when the
     # bridge retransmits it.
+    refresh = answer_refresh(caller_sdp(), "idle")
     parts.append("""  <label id="idle"/>
   <recv request="BYE" optional="true" next="bye"/>
+  <recv request="INVITE" optional="true" next="refresh"/>
   <recv request="MESSAGE" timeout="1000" ontimeout="idle"/>
   <send next="idle">
     <![CDATA[
@@ -125,7 +143,8 @@ def demo_scenario(room: str, script: CallerScript, pcap: Path) -> str:
       Content-Length: 0
     ]]>
   </send>
-  <label id="bye"/>
+  <label id="refresh"/>
+""" + refresh.replace("caller[call_number]", script.user) + """  <label id="bye"/>
   <send>
     <![CDATA[
       SIP/2.0 200 OK
@@ -148,8 +167,8 @@ class DemoCaller:
 
     script: CallerScript
     sipp: Sipp
-    track_seconds: float
     workdir: Path = field(default_factory=Path)
+    ended_reported: bool = False
 
     @property
     def stopped(self) -> bool:
@@ -178,17 +197,16 @@ def require_tools() -> None:
                            + " — run scripts/bootstrap")  # fmt: skip
 
 
-def prepare(script: CallerScript, room: str, sip_port: int, seconds: float,
-            workdir: Path) -> DemoCaller:  # fmt: skip
-    """Make the caller's speech pcap and scenario (espeak-ng + sox take about a second)."""
+def prepare(script: CallerScript, room: str, sip_port: int, workdir: Path) -> DemoCaller:
+    """Make the caller's looped speech and scenario (espeak-ng + sox take about a second)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    pcap = workdir / "speech.pcap"
-    write_rtp_pcap(pcap, speech_track(script, seconds, workdir))
+    audio = workdir / "speech.ulaw"
+    audio.write_bytes(ulaw_encode(speech_track(script, workdir)))
     sipp = Sipp(
-        demo_scenario(room, script, pcap),
+        demo_scenario(room, script, audio),
         sip_port,
         workdir,
-        timeout_s=int(seconds) + 600,
+        timeout_s=SIPP_LIFETIME_S,
         extra_args=["-default_behaviors", "all,-abortunexp"],
     )
-    return DemoCaller(script, sipp, seconds, workdir)
+    return DemoCaller(script, sipp, workdir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from slixmpp import JID, ClientXMPP
@@ -19,6 +20,20 @@ from slixmpp.xmlstream.matcher import StanzaPath
 from bridge.xmpp import muc
 
 WAIT = 15.0
+
+
+def tls_client(client: Any, ca_file: Path | None) -> None:
+    """STARTTLS verified against ``ca_file`` (the demo's self-signed certificate), and no
+    login without it; with no file, plaintext (test servers on loopback without TLS)."""
+    client.enable_direct_tls = False
+    if ca_file is not None:
+        client.ca_certs = ca_file
+        client.enable_starttls = True
+        client.enable_plaintext = False
+    else:
+        client.enable_plaintext = True
+        client.enable_starttls = False
+        client.plugin["feature_mechanisms"].unencrypted_plain = True
 
 
 @dataclass
@@ -44,6 +59,7 @@ class ChatUser:
     room: str
     nick: str
     changed: Callable[[], None] = lambda: None
+    ca_file: Path | None = None  # the server's certificate: log in over STARTTLS, verified
     occupants: dict[str, Occupant] = field(default_factory=dict)
     lines: list[ChatLine] = field(default_factory=list)
     joined: bool = False
@@ -54,11 +70,7 @@ class ChatUser:
         client = ClientXMPP(self.jid, self.password)
         for plugin in ("xep_0030", "xep_0004", "xep_0045", "xep_0199"):
             client.register_plugin(plugin)
-        # the demo's Prosody listens on loopback only, without certificates
-        client.enable_plaintext = True
-        client.enable_starttls = False
-        client.enable_direct_tls = False
-        client.plugin["feature_mechanisms"].unencrypted_plain = True
+        tls_client(client, self.ca_file)
         client.register_handler(Callback("DemoPresence", StanzaPath("presence"), self._presence))
         client.register_handler(Callback("DemoMessage", StanzaPath("message"), self._message))
         self.client = client

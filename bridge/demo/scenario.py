@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.demo.callers import DemoCaller
 from bridge.demo.chat import ChatUser
+from bridge.demo.endpoints import Endpoints
+from bridge.demo.talk import TalkReport
+from bridge.demo.terminal import plural
 from bridge.demo.view import Board, Person, Step, View, db
 from bridge.demo.watcher import ConferenceWatcher, Notify, open_watcher
 from bridge.logs import get_logger
@@ -26,33 +28,11 @@ log = get_logger(__name__)
 
 STEP_TIMEOUT = 30.0  # safety net for a stuck step on a busy machine, not a speed target
 SPEAKING = 1e-4  # -40 dBFS: clearly speech, far above line silence
+ANNOUNCE_AFTER_S = 1.0  # someone new is announced once present this long (see below)
 
 
 class DemoFailed(RuntimeError):
     """A step did not happen; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Where the demo's pieces listen (printed for real clients)."""
-
-    room: str
-    muc_jid: str
-    sip_uri: str  # dialable: sip:<room>@127.0.0.1[:port]
-    sip_port: int
-    c2s_port: int
-    guest_user: str
-    guest_password: str
-
-    def how_to_connect(self) -> str:
-        return "\n".join((
-            "Try it with your own clients (without --duration the demo runs until Ctrl-C):",
-            f"  phone   dial {self.sip_uri}   (baresip: /dial {self.sip_uri} · "
-            f"linphonec: call {self.sip_uri})",
-            f"  chat    {self.guest_user} / {self.guest_password} on 127.0.0.1:{self.c2s_port} "
-            f"(plaintext on loopback), room {self.muc_jid}",
-            f"  events  SUBSCRIBE {self.sip_uri} with Event: conference (RFC 4575)",
-        ))  # fmt: skip
 
 
 class Scenario:
@@ -80,6 +60,11 @@ class Scenario:
         notify_dir.mkdir(parents=True, exist_ok=True)
         self._talking: set[str] = set()
         self._ever_talked: set[str] = set()
+        self._talk = TalkReport()
+        self._present: dict[str, tuple[str, str]] = {}  # key → (name, side) announced
+        self._first_seen: dict[str, float] = {}
+        self._lines_seen = 0
+        self.control_nick = ""  # the bridge's own occupant: not a participant
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -154,23 +139,84 @@ class Scenario:
                 talking_now.add(nick)
             occupant = self.alice.occupants.get(nick)
             people.append(Person(nick, "phone", occupant.role if occupant else "(joining)",
-                                 record.muted, talking, spoken, in_mix))  # fmt: skip
+                                 record.muted, talking, spoken, in_mix,
+                                 key=f"leg:{leg_id}"))  # fmt: skip
         phone_nicks = {p.name for p in people}
         for nick, occupant in sorted(self.alice.occupants.items()):
             if nick in phone_nicks:
                 continue
             role = occupant.role + (f", {occupant.affiliation}" if occupant.affiliation not in
                                     ("", "none") else "")  # fmt: skip
-            people.append(Person(nick, "chat", role))
+            people.append(Person(nick, "chat", role, key=f"chat:{nick}"))
         self.board.people = people
-        for nick in sorted(talking_now - self._talking):
-            level = next((p.spoken for p in people if p.name == nick), 0.0)
-            self.say(f"talking: {nick} started talking ({db(level)})")
-        for nick in sorted(self._talking - talking_now):
-            self.say(f"talking: {nick} stopped talking")
+        levels_by_nick = {p.name: p.spoken for p in people}
+        lines = self._talk.update(
+            time.monotonic(), talking_now, lambda nick: db(levels_by_nick.get(nick, 0.0))
+        )
+        for line in lines:
+            self.say(line)
         self._ever_talked |= talking_now
         self._talking = talking_now
+        self._report_comings_and_goings(people)
+        self._report_chat()
+        self._reap_callers()
         self.board.chat = [(line.nick, line.body) for line in self.alice.lines]
+
+    def _scripted(self) -> set[str]:
+        """People the demo itself plays: its steps already tell what they do."""
+        return {self.alice.nick, *(c.script.display for c in self.callers)}
+
+    def _report_comings_and_goings(self, people: list[Person]) -> None:
+        """One line when someone from outside (your phone, your chat client) comes or goes,
+        and when one of the demo's own phones leaves the call.
+
+        Someone counts as there after a second: a caller's puppet shows up in the room a
+        moment after the call, and must not be mistaken for a chat user meanwhile.
+        """
+        now = time.monotonic()
+        scripted = self._scripted()
+        current = {p.key: p for p in people if p.name != self.control_nick}
+        for key in list(self._first_seen):
+            if key not in current:
+                del self._first_seen[key]
+        for key, person in sorted(current.items()):
+            since = self._first_seen.setdefault(key, now)
+            if key in self._present or now - since < ANNOUNCE_AFTER_S:
+                continue
+            self._present[key] = (person.name, person.side)
+            if person.name in scripted:
+                continue
+            self.say(
+                f"phone: {person.name} dialled in; in the room as an occupant"
+                if person.side == "phone"
+                else f"chat: {person.name} joined the room"
+            )
+        for key, (name, side) in sorted(self._present.items()):
+            if key in current:
+                continue
+            del self._present[key]
+            if side == "phone":
+                self.say(f"phone: {name} left the call")
+            elif name not in scripted:
+                self.say(f"chat: {name} left the room")
+
+    def _report_chat(self) -> None:
+        """Each new line in the room from anyone but the demo's own chat user (whose lines
+        the steps report)."""
+        for line in self.alice.lines[self._lines_seen :]:
+            if line.nick != self.alice.nick:
+                self.say(f"chat: {line.nick}: {line.body}")
+        self._lines_seen = len(self.alice.lines)
+
+    def _reap_callers(self) -> None:
+        """A demo phone whose SIPp ended (hung up by a moderator's kick, say) is waited for
+        at once: no zombie process, and the screen says so."""
+        for caller in self.callers:
+            if caller.stopped and not caller.ended_reported:
+                caller.ended_reported = True
+                code = caller.sipp.proc.returncode if caller.sipp.proc else None
+                self.say(f"phone: {caller.script.display}'s phone hung up (SIPp exit status "
+                         f"{code})")  # fmt: skip
 
     def on_notify(self, notify: Notify) -> None:
         self.board.notify_count += 1
@@ -189,8 +235,9 @@ class Scenario:
         self.board.notify_summary = (f"version {state.version if state else '?'}, "
                                      f"grouptextchat {chat or '(none)'}\n"
                                      f"users: {', '.join(people) or '(none)'}")  # fmt: skip
-        self.say(f"NOTIFY #{n} ({notify.subscription_state}): {len(people)} users in the "
-                 f"conference; saved as {self.notify_dir.name}/notify-{n:03d}.xml")  # fmt: skip
+        self.say(f"NOTIFY #{n} ({notify.subscription_state}): "
+                 f"{plural(len(people), 'user')} in the conference; saved as "
+                 f"{self.notify_dir.name}/notify-{n:03d}.xml")  # fmt: skip
 
     # ---- the script ----------------------------------------------------------------------
 

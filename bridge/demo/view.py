@@ -41,6 +41,7 @@ class Person:
     talking: bool = False
     spoken: float = 0.0  # smoothed power, full scale = 1.0
     in_mix: float = 0.0
+    key: str = ""  # stable identity (a call's leg id, a chat nick) while the name may change
 
 
 @dataclass

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -52,9 +53,12 @@ from bridge.core.commands import (
     parse_command,
     plan_command,
 )
+from bridge.core.commands.delivery import reply_privately
 from bridge.core.events import DialOutCall, DialProgress, LegLeft
+from bridge.core.linking import link_refusal
 from bridge.core.mirror_events import Action
 from bridge.core.pin import hash_pin
+from bridge.core.ratelimit import RateLimiter, occupant_key
 from bridge.core.records import ConferenceRecord, put
 from bridge.logs import bound, get_logger
 from bridge.state.errors import StateUnavailable
@@ -68,6 +72,12 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 PREFIX = "!"
+
+
+@dataclass
+class _RoomLock:
+    lock: asyncio.Lock
+    users: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +100,12 @@ class CommandExecutor:
         #: rooms unlinked by a command: the control occupant stays to hear ``!link``
         self.parked: dict[str, BridgedRoom] = {}
         self.dials: dict[str, _Dial] = {}
-        self._lock = asyncio.Lock()  # one command at a time: each sees the previous result
+        #: one command at a time per room (each sees the previous one's result); rooms do
+        #: not wait for each other. Link and unlink also take the node-wide lock.
+        self._room_locks: dict[str, _RoomLock] = {}
+        self._node_lock = asyncio.Lock()
+        limits = node.settings.xmpp.limits
+        self.limiter = RateLimiter(limits.command_burst, limits.command_per_minute)
         self._tasks: set[asyncio.Task[None]] = set()
         node.command_hook = self.on_typed
         node.dial_hook = self.on_dial_progress
@@ -108,14 +123,20 @@ class CommandExecutor:
         if bridged is None:
             return
         parsed = parse_command(typed.body, self.prefix)
+        if isinstance(parsed, ParseError) and parsed.code == "not-command":
+            return
+        key = typed.key or occupant_key(typed.jid, "", typed.nick)
+        refusal = self.too_fast(typed.room, key, typed.nick)
+        if refusal is not None:
+            if refusal.text:
+                bridged.tell(typed.nick, refusal.text)
+            return
         if isinstance(parsed, ParseError):
-            if parsed.code == "not-command":
-                return
             with bound(room=typed.room):
                 log.info("command.refused", command=parsed.command or "?",
                          actor=_bare(typed.jid) or typed.nick, result="invalid",
                          detail=parsed.message[:200])  # fmt: skip
-            self.say(bridged, f"{typed.nick}: {parsed.message}")
+            bridged.tell(typed.nick, parsed.message)
             return
         event_id = f"cmd:{typed.room}:{typed.nick}:{typed.stanza_id or uuid.uuid4().hex}"
         reply = await self.execute(
@@ -123,7 +144,22 @@ class CommandExecutor:
             event_id=event_id,
         )  # fmt: skip
         target = self._bridged(typed.room) or bridged  # a new occupant after !link
-        self.say(target, f"{typed.nick}: {reply.text}")
+        lines = self.node.settings.xmpp.limits.private_reply_lines
+        if reply_privately(parsed.name, reply, lines):
+            target.tell(typed.nick, reply.text)
+        else:
+            self.say(target, f"{typed.nick}: {reply.text}")
+
+    def too_fast(self, room_jid: str, key: str, who: str) -> CommandReply | None:
+        """None if the issuer ``key`` may run a command in ``room_jid`` now; else the
+        refusal (its text is empty after the first one of a run: say it once)."""
+        allowed, warn = self.limiter.allow(f"{room_jid}|{key}", time.monotonic())
+        if allowed:
+            return None
+        with bound(room=room_jid):
+            log.info("command.rate_limited", actor=who, key=key)
+        text = "You are sending commands too fast; wait a moment and try again."
+        return CommandReply("refused", text if warn else "")
 
     async def from_adhoc(
         self, room_jid: str, issuer_jid: str, parsed: ParsedCommand
@@ -151,6 +187,9 @@ class CommandExecutor:
                 if occupant.jid and _bare(occupant.jid) == jid:
                     nick, role = occupant.nick, occupant.role
                     break
+        refusal = self.too_fast(room_jid, occupant_key(jid, "", nick), jid or nick)
+        if refusal is not None:
+            return CommandReply("refused", refusal.text or "You are sending commands too fast.")
         return await self.execute(
             room_jid, parsed, nick=nick, jid=jid, role=role,
             event_id=f"adhoc:{room_jid}:{uuid.uuid4().hex}",
@@ -175,7 +214,7 @@ class CommandExecutor:
                 plan = CommandPlan(spec.name, CommandReply("refused", refusal.message))
                 log.info("command.refused", **plan.audit(issuer))
                 return plan.reply
-            async with self._lock:
+            async with self.room_lock(room_jid):
                 plan = plan_command(parsed, issuer, self.view(room_jid), now=time.time(),
                                     event_id=event_id, prefix=self.prefix)  # fmt: skip
                 if not plan.accepted:
@@ -218,9 +257,11 @@ class CommandExecutor:
                 ifrom=self.component.control_jid,
             )  # fmt: skip
         elif isinstance(action, LinkConference):
-            return await self._link(action)
+            async with self._node_lock:  # node.rooms and the leases are node-wide
+                return await self._link(action)
         elif isinstance(action, UnlinkConference):
-            await self._unlink(room, action, event_id)
+            async with self._node_lock:
+                await self._unlink(room, action, event_id)
         elif isinstance(action, SetLocked):
             await self._set_conference(action.conference, event_id, action.actor,
                                        locked=action.locked)  # fmt: skip
@@ -238,9 +279,20 @@ class CommandExecutor:
     async def _link(self, action: LinkConference) -> CommandReply | None:
         room_jid = JID(action.room_jid)
         name = room_jid.user.lower()
-        if room_jid.domain != self.node.settings.xmpp.muc_service:
+        xmpp = self.node.settings.xmpp
+        if room_jid.domain != xmpp.muc_service:
             return CommandReply("failed", f"This bridge links rooms of "
-                                f"{self.node.settings.xmpp.muc_service} only.")  # fmt: skip
+                                f"{xmpp.muc_service} only.")  # fmt: skip
+        refusal = link_refusal(
+            str(room_jid.bare), self_service=xmpp.linking.self_service,
+            patterns=xmpp.linking.allowed_rooms, muc_service=xmpp.muc_service,
+            linked=len(self.node.rooms), max_rooms=xmpp.linking.max_rooms,
+            preapproved=name in {r.strip().lower() for r in self.node.settings.rooms},
+        )  # fmt: skip
+        if refusal:
+            log.info("link.refused", room=str(room_jid.bare), actor=action.actor,
+                     reason=refusal)  # fmt: skip
+            return CommandReply("refused", refusal)
         parked = self.parked.pop(str(room_jid.bare), None)
         if parked is not None:  # rejoin as a linked room (fresh puppets, advertised URI)
             await parked.close()
@@ -398,6 +450,27 @@ class CommandExecutor:
         )
 
     # ---- helpers --------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def room_lock(self, room_jid: str) -> AsyncIterator[None]:
+        """Serialise commands of one room (the lock is dropped once nobody holds or waits
+        for it: ad-hoc commands may name any room, and memory must not grow with them)."""
+        entry = self._room_locks.get(room_jid)
+        if entry is None:
+            entry = self._room_locks[room_jid] = _RoomLock(asyncio.Lock())
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0 and self._room_locks.get(room_jid) is entry:
+                del self._room_locks[room_jid]
+
+    @property
+    def room_locks_held(self) -> int:
+        """Rooms with a command running or waiting (0 when idle: locks are not kept)."""
+        return len(self._room_locks)
 
     def _bridged(self, room_jid: str) -> BridgedRoom | None:
         room = self.node.room_of_muc(room_jid)

@@ -51,6 +51,9 @@ class MirrorEngine:
     _rooms: dict[str, RoomState] = field(default_factory=dict)
     _recent: OrderedDict[str, None] = field(default_factory=OrderedDict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: rooms whose cached state is a stand-in (Redis failed when it was first needed):
+    #: admission must not read bans, lock or PIN from it (DESIGN §3: fail closed)
+    _unknown: set[str] = field(default_factory=set)
 
     # ---- room cache ---------------------------------------------------------------------
 
@@ -61,11 +64,19 @@ class MirrorEngine:
         """Read the room from Redis into the cache (raises StateUnavailable)."""
         state = await self.store.load_room(room)
         self._rooms[state.room] = state
+        self._unknown.discard(state.room)
         return state
+
+    def known(self, room: str) -> bool:
+        """The cached state of ``room`` was read from Redis (not absent, not a stand-in
+        made while Redis was unreachable): bans, lock and PIN in it can be trusted."""
+        key = check_room(room)
+        return key in self._rooms and key not in self._unknown
 
     def forget(self, room: str) -> None:
         """Drop a room from the cache (lease lost: another node owns it now)."""
         self._rooms.pop(check_room(room), None)
+        self._unknown.discard(check_room(room))
 
     async def restore(
         self, room: str, live_legs: frozenset[str] | None = None, *, event_id: str = ""
@@ -107,6 +118,7 @@ class MirrorEngine:
                     return self._refuse(event, error)
                 state = RoomState(room)  # nothing known: act on the event alone
                 self._rooms[room] = state
+                self._unknown.add(room)  # ... but never admit anyone on it
         decision = decide(event, state)
         if not decision.changes:
             # messages and no-ops touch no state; drop a duplicate delivery locally

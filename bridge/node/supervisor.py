@@ -59,6 +59,7 @@ from bridge.core.mirror_events import (
     SubjectChanged,
 )
 from bridge.core.policy import parse_dtmf
+from bridge.core.ratelimit import RateLimiter
 from bridge.logs import bound, get_logger
 from bridge.node import metrics_feed
 from bridge.node.mirror import MirrorEngine, Outcome
@@ -133,6 +134,9 @@ class Node:
             self._leg_joined,
             on_refused=lambda: metrics.count_invite("rejected", "pin"),
         )
+        limits = settings.xmpp.limits
+        #: *6/*7/*8 per caller's participant: each one is a role change in the room
+        self.dtmf_limiter = RateLimiter(limits.dtmf_command_burst, limits.dtmf_command_per_minute)
 
     # ---- naming ------------------------------------------------------------------------
 
@@ -238,6 +242,13 @@ class Node:
                     self.remote.pop(name, None)
                 continue
             if name in self.rooms:
+                if not self.engine.known(name):  # read it again: admission waits for it
+                    try:
+                        await self.engine.load(name)
+                    except StateUnavailable as error:
+                        log.warning("room.state_unavailable", room=name, error=str(error))
+                    else:
+                        log.info("room.state_recovered", room=name)
                 continue
             lease = await self.leases.acquire(name)
             if not self.leases.owns(lease):
@@ -301,7 +312,11 @@ class Node:
         )
         bridged.on_command = self.command_hook
         self.rooms[name] = LinkedRoom(name, muc_jid, bridged)
-        outcome = await self.engine.restore(name, frozenset(leg.leg_id for leg in live))
+        try:
+            outcome = await self.engine.restore(name, frozenset(leg.leg_id for leg in live))
+        except StateUnavailable as error:  # served, but new callers get 503 until it reads
+            log.error("room.state_unavailable", room=name, error=str(error))
+            return
         log.info("room.linked", room=name, muc=muc_jid, restored=outcome.status)
         await self._perform(self.rooms[name], outcome)
 
@@ -326,6 +341,9 @@ class Node:
             await self._sip_message(event)
         elif isinstance(event, TalkingChanged):
             (self.talking.add if event.talking else self.talking.discard)(event.leg_id)
+            linked = self.rooms.get(event.room.lower())
+            if linked is not None:  # live "who is talking" for chat users (rate-limited)
+                linked.bridged.set_speaking(event.leg_id, event.talking)
         elif isinstance(event, DialProgress) and self.dial_hook is not None:
             self.dial_hook(event)
 
@@ -374,6 +392,10 @@ class Node:
                 )
 
     def _pin_hold(self, room: LinkedRoom, leg: LegJoined) -> bool:
+        if not self.engine.known(room.name):  # PIN, lock, bans unknown: fail closed
+            log.warning("leg.refused_state_unknown", room=room.name)
+            self.pool.send(HangupLeg(leg.leg_id, "conference state unavailable", 503))
+            return True
         state = self.engine.cached(room.name)
         pin_hash = state.conference.pin_hash if state and state.conference else ""
         record = self.pool.legs().get(leg.leg_id)
@@ -408,6 +430,18 @@ class Node:
         if command is None:
             return
         with bound(room=room.name, participant=event.leg_id):
+            state = self.engine.cached(room.name)
+            record = state.legs.get(event.leg_id) if state is not None else None
+            key = f"{room.name}|{record.participant if record else 'leg:' + event.leg_id}"
+            allowed, warn = self.dtmf_limiter.allow(key, time.monotonic())
+            if not allowed:
+                log.info("dtmf.rate_limited", command=command)
+                if warn:
+                    self.pool.send(SendSipMessage(
+                        leg_id=event.leg_id, sender_display=room.bridged.control_nick,
+                        body="You are pressing keypad commands too fast; wait a moment.",
+                    ))  # fmt: skip
+                return
             log.info("dtmf.command", command=command)
             await self._handle(
                 room,
@@ -592,6 +626,9 @@ class Node:
                 await bridged.set_voice(action.leg_id, False, "muted")
         elif isinstance(action, LeavePuppet):
             leg = self.legs.get(action.leg_id)
+            if action.leg_id not in bridged.puppets and action.puppet_jid:
+                # a call this node never carried: a dead replica's puppet (takeover)
+                bridged.expel(action.puppet_jid, action.status or "call lost")
             await bridged.caller_left(
                 LegLeft(action.leg_id, room.name, leg.call_id if leg else "", action.status)
             )
@@ -638,9 +675,12 @@ class Node:
         bans: dict[str, Iterable[str]] = {}
         locked: list[str] = []
         held: list[str] = []
+        unknown: list[str] = []
         for name in self.rooms:
             state = self.engine.cached(name)
-            if state is not None:
+            if state is None or not self.engine.known(name):
+                unknown.append(name)  # fail closed: 503 until Redis answers
+            else:
                 bans[name] = state.banned_callers()
                 if state.conference is not None:
                     locked += [name] if state.conference.locked else []
@@ -653,6 +693,7 @@ class Node:
                 locked=locked,
                 held=held,
                 draining=self.draining,
+                unknown=unknown,
             )
         )
 
@@ -755,7 +796,14 @@ async def initial_directory(settings: Settings, services: StateServices) -> Room
     for name in settings.rooms:
         await record_link(settings, services.engine, name.strip().lower(), "config")
     linked = await services.engine.store.linked_rooms()
-    states = {name: await services.engine.load(name) for name in linked}
+    states = {}
+    unknown = []
+    for name in linked:
+        try:
+            states[name] = await services.engine.load(name)
+        except StateUnavailable as error:  # this room's callers get 503, not a free pass
+            log.error("room.state_unavailable", room=name, error=str(error))
+            unknown.append(name)
     bans = {name: state.banned_callers() for name, state in states.items()}
     locked = [n for n, s in states.items() if s.conference is not None and s.conference.locked]
     held = [n for n, s in states.items() if s.conference is not None and s.conference.pin_hash]
@@ -764,7 +812,9 @@ async def initial_directory(settings: Settings, services: StateServices) -> Room
         lease = await services.leases.owner(name)
         if lease is not None and not services.leases.owns(lease):
             owners[name] = lease.contact
-    return RoomDirectory.create(linked, bans=bans, owners=owners, locked=locked, held=held)
+    return RoomDirectory.create(
+        linked, bans=bans, owners=owners, locked=locked, held=held, unknown=unknown
+    )
 
 
 def _privilege(role: str, affiliation: str) -> Privilege:

@@ -51,6 +51,18 @@ module:hook("muc-config-submitted/"..FIELD, function(event)
 	end
 end);
 
+-- A linked room is moderated (the bridge sets muc#roomconfig_moderatedroom), so that voice,
+-- which the bridge mirrors to the call, means what clients show. But Prosody makes every
+-- newcomer without an affiliation a visitor in a moderated room: callers (their occupants)
+-- would join muted and guests could not write. In rooms that have a conference URI, they
+-- come in as participants, as in ejabberd's members_by_default; moderators still revoke
+-- voice. Priority 2: before Prosody's own hook (priority 1) in muc/moderated.lib.lua.
+module:hook("muc-get-default-role", function(event)
+	if event.affiliation == nil and get_uri(event.room) ~= nil then
+		return "participant";
+	end
+end, 2);
+
 module:hook("muc-disco#info", function(event)
 	local uri = get_uri(event.room);
 	if uri == nil then return; end

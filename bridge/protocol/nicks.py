@@ -8,10 +8,13 @@ Pure functions, no I/O.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Collection
 from urllib.parse import unquote
+
+from confusable_homoglyphs import confusables as _confusables
 
 MASK = "•"  # U+2022 BULLET
 MAX_NICK_CHARS = 40
@@ -161,15 +164,43 @@ def _nick_from(display_name: str, from_uri: str, show_raw_numbers: bool) -> str:
     return user
 
 
+@functools.lru_cache(maxsize=8192)
+def _prototype(ch: str) -> str:
+    """The UTS #39 prototype of one character, from Unicode's confusables.txt as the
+    ``confusable-homoglyphs`` package ships it: a confusable character lists its prototype
+    alone (``е`` → ``e``, ``1`` → ``l``); a prototype lists its confusables (``l`` → ``|``,
+    ``1``…). A pair that list only each other maps to the smaller of the two."""
+    entries = _confusables.confusables_data.get(ch)
+    if not entries or len(entries) != 1:
+        return ch
+    other = str(entries[0]["c"])
+    back = _confusables.confusables_data.get(other) or []
+    if len(back) == 1 and back[0]["c"] == ch:
+        return min(ch, other)
+    return other
+
+
+def skeleton(nick: str) -> str:
+    """The confusables skeleton of a nick (UTS #39 §4, case-insensitive): two nicks with
+    the same skeleton look alike (``bridge`` and ``bridgе`` with a Cyrillic ``е``; ``b0b``
+    and ``BOB``). For comparison only, never shown. Not covered: confusables that only look
+    alike as a sequence the data does not list, and whole-script look-alikes beyond it."""
+    text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", nick).casefold())
+    mapped = "".join(_prototype(ch) for ch in text)
+    mapped = "".join(ch for ch in mapped if unicodedata.category(ch) != "Cf")  # LRM marks
+    return unicodedata.normalize("NFD", mapped.casefold())
+
+
 def _fold(nick: str) -> str:
-    return unicodedata.normalize("NFKC", nick).casefold()
+    return skeleton(nick)
 
 
 def unique_nick(wanted: str, taken: Collection[str]) -> str:
     """``wanted``, or ``wanted (2)``, ``wanted (3)``… — the first not in ``taken``.
 
-    Compared case-insensitively after NFKC so that ``Alice`` and ``alice`` are not both shown
-    (confusing in a meeting even though XMPP would accept it).
+    Compared by confusables skeleton (:func:`skeleton`): ``Alice`` and ``alice``, and
+    ``bridge`` and ``bridgе`` with a Cyrillic ``е``, are never both shown, so a caller's
+    puppet cannot pass for the bridge or for another occupant (issue 19).
     """
     folded = {_fold(n) for n in taken}
     base = wanted.strip() or FALLBACK_NICK
@@ -194,5 +225,6 @@ __all__ = [
     "format_number",
     "is_phone_number",
     "sip_user_part",
+    "skeleton",
     "unique_nick",
 ]

@@ -38,6 +38,7 @@ class ChatText:
     subject: str = ""
     thread: str = ""
     lang: str = ""
+    correction: bool = False  # XEP-0308: replaces the sender's previous message
 
 
 def media_type(content_type: str) -> str:
@@ -192,16 +193,24 @@ def xmpp_to_sip(
     show only the body.
     """
     action = _action(chat.body, sender_nick)
+    # A correction (XEP-0308) cannot replace a line a phone already shows: it is marked, so
+    # that the caller reads it as the new version of the sender's last line.
+    mark = " (correction)" if chat.correction else ""
     text = action if action is not None else chat.body
-    single = text if action is not None else f"{sender_nick}: {text}"
+    if action is not None:
+        single = f"{text}{mark}" if mark else text
+    else:
+        single = f"{sender_nick}{mark}: {text}"
     if utf8_len(single) <= max_bytes:
         bodies = [single]
     else:
-        worst_prefix = utf8_len(f"{sender_nick} (99/99): ")
+        worst_prefix = utf8_len(f"{sender_nick}{mark} (99/99): ")
         budget = max(16, max_bytes - worst_prefix)
         pieces = split_text(text, budget)
         total = len(pieces)
-        bodies = [f"{sender_nick} ({n}/{total}): {p}" for n, p in enumerate(pieces, start=1)]
+        bodies = [
+            f"{sender_nick}{mark} ({n}/{total}): {p}" for n, p in enumerate(pieces, start=1)
+        ]
         bodies = [b if utf8_len(b) <= max_bytes else split_text(b, max_bytes)[0] for b in bodies]
     return [
         SendSipMessage(

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,12 +47,15 @@ def read_wav(path: Path) -> tuple[NDArray[np.int16], int]:
     return data[::channels].astype(np.int16), rate
 
 
-def write_wav(path: Path, samples: NDArray[np.int16], rate: int) -> None:
+def write_wav(path: Path, samples: NDArray[np.int16], rate: int, channels: int = 1) -> None:
+    """16-bit WAV; ``channels=2`` repeats the mono signal (baresip 1.0 wants its source to
+    have the codec's channel count: 2 for opus/48000/2)."""
+    frames = np.repeat(samples.astype("<i2"), channels) if channels > 1 else samples
     with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
+        w.setnchannels(channels)
         w.setsampwidth(2)
         w.setframerate(rate)
-        w.writeframes(samples.astype("<i2").tobytes())
+        w.writeframes(frames.astype("<i2").tobytes())
 
 
 def ulaw_encode(samples: NDArray[np.int16]) -> bytes:
@@ -63,6 +68,80 @@ def ulaw_encode(samples: NDArray[np.int16]) -> bytes:
     mant = (mag >> (exp + 3)) & 0x0F
     code: NDArray[np.uint8] = (~(sign | (exp << 4) | mant) & 0xFF).astype(np.uint8)
     return code.tobytes()
+
+
+def ulaw_decode(data: bytes) -> NDArray[np.int16]:
+    """G.711 µ-law bytes to linear int16 (the inverse of :func:`ulaw_encode`)."""
+    code = ~np.frombuffer(data, dtype=np.uint8).astype(np.int32) & 0xFF
+    exp = (code >> 4) & 0x07
+    mag = (((code & 0x0F) << 3) + 0x84) << exp
+    out: NDArray[np.int16] = np.where(code & 0x80, 0x84 - mag, mag - 0x84).astype(np.int16)
+    return out
+
+
+class RtpTap:
+    """Keeps the PCMU RTP that arrives for a UDP port on loopback: a SIPp caller's ears.
+
+    SIPp plays a pcap but cannot record what it receives, and the bridge latches on to the
+    port SIPp sends from, so a second socket cannot stand in for it. This reads the packets
+    off the loopback interface instead (``AF_PACKET``: needs CAP_NET_RAW, i.e. root in CI).
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        self.sock.bind(("lo", 0))
+        self.sock.settimeout(0.2)
+        self.packets: dict[int, bytes] = {}  # extended sequence number → payload
+        self.payload_types: set[int] = set()
+        self._last = -1
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rtp-tap", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame, addr = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if addr[2] == socket.PACKET_HOST:  # loopback shows each packet twice
+                self._take(frame[14:])  # the loopback device's Ethernet-style header
+
+    def _take(self, ip: bytes) -> None:
+        if len(ip) < 28 or ip[0] >> 4 != 4 or ip[9] != 17:
+            return
+        udp = ip[(ip[0] & 0x0F) * 4 :]
+        if struct.unpack("!H", udp[2:4])[0] != self.port:
+            return
+        data = udp[8:]
+        if len(data) < 12 or data[0] >> 6 != 2:
+            return
+        pt, seq = data[1] & 0x7F, struct.unpack("!H", data[2:4])[0]
+        head = 12 + 4 * (data[0] & 0x0F)
+        if data[0] & 0x10 and len(data) >= head + 4:
+            head += 4 + 4 * struct.unpack("!H", data[head + 2 : head + 4])[0]
+        self.payload_types.add(pt)
+        if pt != 0:
+            return  # telephone-event, comfort noise
+        if self._last >= 0:  # unwrap the 16-bit sequence number
+            seq += (self._last >> 16) << 16
+            if seq < self._last - 0x8000:
+                seq += 0x10000
+        self._last = max(self._last, seq)
+        self.packets[seq] = data[head:]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+    def audio(self) -> NDArray[np.int16]:
+        """Received PCMU, decoded, in sequence order (8 kHz)."""
+        payload = b"".join(self.packets[k] for k in sorted(self.packets))
+        return ulaw_decode(payload)
 
 
 def alaw_encode(samples: NDArray[np.int16]) -> bytes:
@@ -149,6 +228,21 @@ _SIPP_HEAD = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 """
 
 
+def caller_sdp(codec: int = 0) -> str:
+    """The SDP body (SIPp keywords) our SIPp callers offer and answer refreshes with."""
+    codec_name = "PCMU/8000" if codec == 0 else "PCMA/8000"
+    return f"""v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP {codec} 101
+      a=rtpmap:{codec} {codec_name}
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+      a=sendrecv"""
+
+
 def sipp_uac_scenario(
     room: str,
     *,
@@ -163,18 +257,8 @@ def sipp_uac_scenario(
     """A caller that INVITEs ``sip:room@…``, follows one 302 (setdest to the Contact),
     plays ``pcap`` (RTP) for the call, optionally sends a SIP INFO DTMF digit and an
     in-dialog MESSAGE, waits ``hold_ms`` and hangs up with BYE."""
-    codec_name = "PCMU/8000" if codec == 0 else "PCMA/8000"
     hdrs = "".join(f"      {h}\n" for h in extra_headers.splitlines() if h.strip())
-    sdp = f"""v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP {codec} 101
-      a=rtpmap:{codec} {codec_name}
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-      a=sendrecv"""
+    sdp = caller_sdp(codec)
     invite = """  <send retrans="500">
     <![CDATA[
       INVITE sip:{room}@[remote_ip]:[remote_port] SIP/2.0
@@ -200,7 +284,9 @@ def sipp_uac_scenario(
     parts.append('  <recv response="180" optional="true"/>\n')
     if follow_redirect:
         parts.append(
-            '  <recv response="200" rtd="true" rrs="true" optional="true" next="answered"/>\n'
+            '  <recv response="200" rtd="true" rrs="true" optional="true" next="answered">\n'
+            + _DIALOG_CAPTURE
+            + "  </recv>\n"
         )
         parts.append(
             """  <recv response="302">
@@ -236,10 +322,12 @@ def sipp_uac_scenario(
         )
         parts.append('  <recv response="100" optional="true"/>\n')
         parts.append('  <recv response="180" optional="true"/>\n')
-        parts.append('  <recv response="200" rtd="true" rrs="true"/>\n')
+        parts.append('  <recv response="200" rtd="true" rrs="true">\n' + _DIALOG_CAPTURE)
+        parts.append("  </recv>\n")
         parts.append('  <label id="answered"/>\n')
     else:
-        parts.append('  <recv response="200" rtd="true" rrs="true"/>\n')
+        parts.append('  <recv response="200" rtd="true" rrs="true">\n' + _DIALOG_CAPTURE)
+        parts.append("  </recv>\n")
     parts.append(
         """  <send>
     <![CDATA[
@@ -275,11 +363,75 @@ def sipp_uac_scenario(
             )
         )
         parts.append('  <recv response="200"/>\n')
-    parts.append(f'  <pause milliseconds="{hold_ms}"/>\n')
+    parts.append(hold_answering_refreshes(hold_ms, sdp))
     parts.append(_in_dialog("BYE", "", ""))
     parts.append('  <recv response="200" crlf="true"/>\n')
     parts.append("</scenario>\n")
     return "".join(parts)
+
+
+#: From and To of the call, kept for in-dialog requests: after the bridge's session refresh
+#: (a re-INVITE) SIPp's [last_From:] / [last_To:] would be the bridge's, not ours
+_DIALOG_CAPTURE = """    <action>
+      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="dlg_from"/>
+      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="dlg_to"/>
+    </action>
+"""
+DIALOG_FROM_TO = "From:[$dlg_from]\n      To:[$dlg_to]"
+
+#: where a caller scenario starts holding the call (``bridge.demo.callers`` cuts there)
+HOLD_MARK = "  <!-- hold -->\n"
+
+
+def answer_refresh(sdp: str, next_label: str) -> str:
+    """SIPp elements that answer the re-INVITE just received (an RFC 4028 session refresh
+    from the bridge: every call has a session timer) with our SDP, then take the ACK."""
+    return f"""  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:caller[call_number]@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      {sdp}
+    ]]>
+  </send>
+  <recv request="ACK" next="{next_label}"/>
+"""
+
+
+def hold_answering_refreshes(hold_ms: int, sdp: str) -> str:
+    """Hold the call ``hold_ms`` (in steps of up to 1 s) while answering session refreshes:
+    a plain ``<pause>`` would treat the bridge's re-INVITE as unexpected and abort."""
+    step = max(1, min(1000, hold_ms))
+    return f"""{HOLD_MARK}  <nop>
+    <action>
+      <assign assign_to="held" value="0"/>
+    </action>
+  </nop>
+  <label id="hold"/>
+  <nop>
+    <action>
+      <test assign_to="holding" variable="held" compare="less_than" value="{hold_ms}"/>
+    </action>
+  </nop>
+  <nop next="held" test="holding"/>
+  <nop next="hold_done"/>
+  <label id="held"/>
+  <recv request="INVITE" timeout="{step}" ontimeout="tick"/>
+{answer_refresh(sdp, "hold")}  <label id="tick"/>
+  <nop next="hold">
+    <action>
+      <add assign_to="held" value="{step}"/>
+    </action>
+  </nop>
+  <label id="hold_done"/>
+"""
 
 
 def _in_dialog(method: str, ctype: str, body: str, extra: str = "") -> str:
@@ -289,8 +441,7 @@ def _in_dialog(method: str, ctype: str, body: str, extra: str = "") -> str:
     <![CDATA[
       {method} [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [last_From:]
-      [last_To:]
+      {DIALOG_FROM_TO}
       Call-ID: [call_id]
       CSeq: [cseq] {method}
       Contact: <sip:caller[call_number]@[local_ip]:[local_port]>

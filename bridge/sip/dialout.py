@@ -90,7 +90,8 @@ def start(worker: DialHost, cmd: DialOutCall) -> None:
     leg.caller = CallerInfo(caller.from_uri, caller.display_name, "", (), (), call_id)
     log.info("sip.dial.started", leg=leg_id, room=cmd.room, target=cmd.target_uri)
     worker.send(DialProgress(cmd.request_id, cmd.room, "trying", leg_id=leg_id))
-    worker.send(LegOffered(leg_id, spec.index, cmd.room, leg.caller, pjw.CONF_RATE))
+    # we offer (opus first) and learn the answer only later: the leg runs at the bridge rate
+    worker.send(LegOffered(leg_id, spec.index, cmd.room, leg.caller, leg.port.rate))
     worker.report_busy()
 
 

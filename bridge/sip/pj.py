@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from bridge.logs import get_logger
 from bridge.privileges import is_fifo
-from bridge.sip import pjlog
+from bridge.sip import codecs, pjlog
 from mixer.clock import grid_deadline
 from mixer.rings import LegPort
 
@@ -42,19 +42,7 @@ STATE_DISCONNECTED: int = int(pj.PJSIP_INV_STATE_DISCONNECTED)
 STATE_EARLY: int = int(pj.PJSIP_INV_STATE_EARLY)
 STATE_INCOMING: int = int(pj.PJSIP_INV_STATE_INCOMING)
 
-CONF_RATE = 16000  # pjmedia conference bridge and our ports; pjmedia resamples 8 kHz codecs
-
-# Explicit codec order (DESIGN §5: speex/16000 tops the wheel's default list).
-# Anything not listed is disabled (priority 0).
-CODEC_PRIORITIES: tuple[tuple[str, int], ...] = (
-    ("G722/16000", 250),
-    ("PCMU/8000", 240),
-    ("PCMA/8000", 230),
-    ("speex/16000", 200),
-    ("speex/8000", 190),
-    ("iLBC/8000", 180),
-    ("GSM/8000", 170),
-)
+BRIDGE_RATE = codecs.BRIDGE_RATE  # pjmedia conference bridge; ports run at their codec's rate
 
 _memmove = ctypes.memmove
 _void_p_at = ctypes.c_void_p.from_address
@@ -97,7 +85,6 @@ _LOG_DECOR = int(pj.PJ_LOG_HAS_SENDER | pj.PJ_LOG_HAS_SPACE)
 _pjsip_log = get_logger("pjsip")
 
 
-@_PJ_LOG_FUNC
 def _pjlib_log_func(level: int, data: bytes | None, length: int) -> None:
     """pjlib's own log function while no endpoint (and so no writer) exists."""
     with contextlib.suppress(Exception):
@@ -107,6 +94,9 @@ def _pjlib_log_func(level: int, data: bytes | None, length: int) -> None:
         )
 
 
+_pjlib_log_cb = _PJ_LOG_FUNC(_pjlib_log_func)  # pjlib keeps the pointer: never freed
+
+
 def route_pjlib_log(level: int) -> None:
     """Before ``libCreate`` and after ``libDestroy`` (pjsua2 then resets pjlib to printing
     on stdout): pjlib's lines up to ``level`` go to structlog too."""
@@ -114,7 +104,7 @@ def route_pjlib_log(level: int) -> None:
     for name, argtypes, arg in (
         ("pj_log_set_level", [ctypes.c_int], level),
         ("pj_log_set_decor", [ctypes.c_uint], _LOG_DECOR),
-        ("pj_log_set_log_func", [_PJ_LOG_FUNC], _pjlib_log_func),
+        ("pj_log_set_log_func", [_PJ_LOG_FUNC], _pjlib_log_cb),
     ):
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = argtypes, None
@@ -149,8 +139,8 @@ def create_endpoint(
     cfg.uaConfig.userAgent = user_agent
     cfg.logConfig.level = log_level
     cfg.logConfig.consoleLevel = log_level
-    cfg.medConfig.clockRate = CONF_RATE
-    cfg.medConfig.sndClockRate = CONF_RATE
+    cfg.medConfig.clockRate = BRIDGE_RATE
+    cfg.medConfig.sndClockRate = BRIDGE_RATE
     cfg.medConfig.channelCount = 1
     cfg.medConfig.audioFramePtime = 20
     cfg.medConfig.noVad = True
@@ -199,13 +189,12 @@ def add_transports(
 
 
 def set_codec_priorities(ep: Any) -> list[str]:
-    """Apply :data:`CODEC_PRIORITIES`; returns the enabled codec ids, best first."""
-    wanted = dict(CODEC_PRIORITIES)
+    """Apply :data:`bridge.sip.codecs.CODECS` (opus, G.722, PCMU, PCMA); every other codec
+    pjsua knows is disabled. Returns the enabled codec ids, best first."""
     enabled: list[tuple[int, str]] = []
     for info in ep.codecEnum2():
         cid = str(info.codecId)
-        base = "/".join(cid.split("/")[:2])
-        prio = wanted.get(base, 0)
+        prio = codecs.pjsua_priority(cid)
         ep.codecSetPriority(cid, prio)
         if prio:
             enabled.append((prio, cid))
@@ -246,8 +235,9 @@ class FramePort(pj.AudioMediaPort):  # type: ignore[misc]
 
     realtime_tried = False
 
-    def __init__(self, name: str, rate: int = CONF_RATE) -> None:
+    def __init__(self, name: str, rate: int = BRIDGE_RATE) -> None:
         super().__init__()
+        self.rate = rate
         self.samples = rate // 50
         self.nbytes = self.samples * 2
         self.leg_port: LegPort | None = None
@@ -440,7 +430,7 @@ def use_aligned_clock(ep: Any, *, phase_s: float) -> MediaClock:
     master = fn()  # idempotent: returns the conference bridge's master port
     if not master:
         raise RuntimeError("pjsua_set_no_snd_dev returned no master port")
-    return MediaClock(int(master), CONF_RATE // 50, phase_s=phase_s)
+    return MediaClock(int(master), BRIDGE_RATE // 50, phase_s=phase_s)
 
 
 class BridgeAccount(pj.Account):  # type: ignore[misc]
@@ -526,11 +516,27 @@ def destroy_call(call: Any) -> None:
 
 
 def account_config(
-    *, user: str, domain: str, rtp_start: int, rtp_count: int, host: str, public: str = ""
+    *,
+    user: str,
+    domain: str,
+    rtp_start: int,
+    rtp_count: int,
+    host: str,
+    public: str = "",
+    session_expires: int = 0,
 ) -> Any:
     """A registration-less account whose Contact carries ``;isfocus`` (RFC 4579); RTP binds
-    ``host`` and SDP ``c=`` announces ``public`` (the address callers send media to)."""
+    ``host`` and SDP ``c=`` announces ``public`` (the address callers send media to).
+
+    ``session_expires`` > 0 puts an RFC 4028 session timer on every call, also when the
+    phone did not ask for one: when a worker dies, a phone that supports timers ends the
+    call at its next refresh (the restarted worker answers 481) or when ours does not come.
+    """
     cfg = pj.AccountConfig()
+    if session_expires:
+        cfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_ALWAYS
+        cfg.callConfig.timerSessExpiresSec = session_expires
+        cfg.callConfig.timerMinSESec = 90
     cfg.idUri = f"sip:{user}@{domain}"
     cfg.sipConfig.contactParams = ";isfocus"
     cfg.regConfig.registrarUri = ""

@@ -27,6 +27,8 @@ import multiprocessing
 import os
 import queue
 import secrets
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Hashable, Sequence
@@ -57,6 +59,7 @@ from bridge.core.events import (
 from bridge.devstack.ports import free_udp_tcp_port
 from bridge.logs import get_logger
 from bridge.privileges import set_fifo
+from bridge.sip import forensics
 from bridge.sip.protocol import (
     AttachLeg,
     DirectoryUpdate,
@@ -142,6 +145,7 @@ class _WorkerState:
     restart_at: float = 0.0
     ready_event: threading.Event | None = None
     error: str = ""
+    started: float = 0.0  # wall clock of the spawn (a core file must be newer)
 
 
 class WorkerPool:
@@ -187,6 +191,9 @@ class WorkerPool:
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
         self._monitor: threading.Thread | None = None
         self._started = False
+        #: one faulthandler file per worker incarnation (bridge.sip.forensics)
+        self._crash_dir = tempfile.mkdtemp(prefix="sipmuc-crash-")
+        self._reporters: list[threading.Thread] = []
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 60.0) -> None:
@@ -245,6 +252,9 @@ class WorkerPool:
         if self._owned_mixer is not None:
             self._owned_mixer.close()
             self._owned_mixer = None
+        for reporter in self._reporters:
+            reporter.join(timeout)  # a crash report in progress is not lost at shutdown
+        shutil.rmtree(self._crash_dir, ignore_errors=True)
         log.info("sip.pool.stopped")
 
     def __enter__(self) -> WorkerPool:
@@ -419,6 +429,7 @@ class WorkerPool:
                     media_quality=ws.media_quality,
                     stats_interval_s=ws.stats_interval,
                     jitter=(ws.jb_init_ms, ws.jb_min_pre_ms, ws.jb_max_pre_ms, ws.jb_max_ms),
+                    core_dump_max_mb=ws.core_dump_max_mb,
                 )
             )
         return specs
@@ -427,7 +438,9 @@ class WorkerPool:
         from bridge.sip.worker import worker_main
 
         parent, child = self._ctx.Pipe(duplex=True)
-        spec = state.spec
+        name = f"worker-{state.spec.index}-{state.spec.incarnation}.txt"
+        state.spec = spec = replace(state.spec, crash_file=os.path.join(self._crash_dir, name))
+        state.started = time.time()
         proc = self._ctx.Process(
             target=worker_main, args=(spec, child), name=f"sip-worker-{spec.index}", daemon=True
         )
@@ -627,6 +640,9 @@ class WorkerPool:
 
     def _on_death(self, state: _WorkerState) -> None:
         proc = state.process
+        if proc is not None:
+            # its pipes close before the kernel makes it a zombie (a core dump in between)
+            proc.join(5.0)
         code = proc.exitcode if proc is not None else None
         if state.conn is not None:
             state.conn.close()
@@ -635,6 +651,7 @@ class WorkerPool:
             state.error = f"exited with code {code} before it was ready"
             state.ready_event.set()
         self._worker_gone(state, "shutdown" if self._stopping else "worker-died")
+        self._report_crash(state, code)
         if self._stopping:
             return
         state.failures += 1
@@ -643,6 +660,25 @@ class WorkerPool:
         state.process = None
         log.warning("sip.worker.died", worker=state.spec.index, exitcode=code, restart_in=delay)
         self._push_peers()
+
+    def _report_crash(self, state: _WorkerState, code: int | None) -> None:
+        """Log a dead worker's last stacks (and core, native backtrace) off the monitor
+        thread: gdb on a core takes seconds and the other workers' pipes must be read."""
+        crash_file, pid, started = state.spec.crash_file, state.pid, state.started
+        # None at shutdown: stop() reaped it first (its exit code is then lost to this thread)
+        if code == 0 or (code is None and self._stopping):
+            with contextlib.suppress(OSError):
+                os.unlink(crash_file)
+            return
+        index = state.spec.index
+
+        def report() -> None:
+            found = forensics.collect(code, pid, crash_file, started=started)
+            log.error("sip.worker.crash_report", worker=index, pid=pid, **found.fields())
+
+        thread = threading.Thread(target=report, name=f"crash-report-{index}", daemon=True)
+        self._reporters = [t for t in self._reporters if t.is_alive()] + [thread]
+        thread.start()
 
     def _restart_due(self) -> None:
         with self._lock:

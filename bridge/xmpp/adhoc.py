@@ -13,7 +13,9 @@ room's owner/admin/member/outcast lists as the component (an owner of the room) 
 Replies: ``ok`` → completed with an info note; ``failed`` → completed with an error note;
 ``refused`` → IQ error ``forbidden`` (XEP-0050 §4.6) with the refusal text; ``invalid`` →
 ``bad-request`` with the parser's message. A command may be run in one step (``execute``
-carrying a submitted form) or two (``execute`` → form → ``complete``).
+carrying a submitted form) or two (``execute`` → form → ``complete``). Sessions live in a
+:class:`~bridge.xmpp.adhoc_sessions.SessionStore`: finished ones are freed at once,
+unfinished ones expire.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from bridge.core.commands import (
     parse_form,
 )
 from bridge.logs import get_logger
+from bridge.xmpp.adhoc_sessions import SessionStore
 
 log = get_logger(__name__)
 
@@ -143,13 +146,24 @@ class AdhocCommands:
     (optional) restricts the ``room`` field to rooms of that service.
     """
 
-    def __init__(self, xmpp: Any, execute: Executor, *, muc_service: str = "") -> None:
+    def __init__(
+        self,
+        xmpp: Any,
+        execute: Executor,
+        *,
+        muc_service: str = "",
+        session_ttl: float = 300.0,
+        max_sessions: int = 1000,
+    ) -> None:
         self.xmpp = xmpp
         self.execute = execute
         self.muc_service = muc_service.lower()
         for plugin in ("xep_0030", "xep_0004", "xep_0050"):
             if plugin not in xmpp.plugin:
                 xmpp.register_plugin(plugin)
+        #: finished sessions are not kept, unfinished ones expire (slixmpp keeps them all)
+        self.sessions = SessionStore(session_ttl, max_sessions)
+        xmpp.plugin["xep_0050"].set_backend(self.sessions)
 
     def register(self, jid: str | JID | None = None) -> None:
         """Publish the nodes (disco#items of ``http://jabber.org/protocol/commands``)."""

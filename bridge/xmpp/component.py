@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -53,7 +54,9 @@ class BridgeComponent(ComponentXMPP):
             plugin_config={"xep_0045": {"multi_from": True}},
         )
         self.settings = settings
-        for plugin in ("xep_0030", "xep_0004", "xep_0045", "xep_0199", "xep_0410"):
+        # Every plugin that adds a disco#info feature is loaded here, before the first
+        # presence: the XEP-0115 hash those presences carry is computed from that info.
+        for plugin in ("xep_0030", "xep_0004", "xep_0045", "xep_0050", "xep_0199", "xep_0410"):
             self.register_plugin(plugin)
         # Keyed so that puppet JIDs do not reveal callers' numbers (see bridge.xmpp.jids).
         # Its own setting, so that rotating the component secret renames no puppet (bans
@@ -65,6 +68,8 @@ class BridgeComponent(ComponentXMPP):
         self._lost = asyncio.Event()
         self._keeper: asyncio.Task[None] | None = None
         self._module_missing_noted = False
+        #: groupchat copies addressed to puppets, dropped before any stanza object was built
+        self.groupchat_copies_dropped = 0
         for name, path in (("BridgeRoomPresence", "presence"), ("BridgeRoomMessage", "message")):
             self.register_handler(Callback(name, StanzaPath(path), self._dispatch))
         self.add_event_handler("session_start", self._on_session_start)
@@ -121,6 +126,25 @@ class BridgeComponent(ComponentXMPP):
         else:
             log.info("room.advertised_in_description", room=room)
 
+    def _spawn_event(self, xml: ET.Element) -> None:
+        """Drop the room's copies of a groupchat line addressed to our puppets, unparsed.
+
+        A MUC sends every line to every occupant: with N puppets, N + 1 copies reach the
+        component, and building a slixmpp stanza for each (plus every plugin's matchers)
+        was the supervisor's hottest path at 60 callers. The control occupant's copy is the
+        only one the bridge relays (``BridgedRoom.handle_message``), so the others stop here,
+        on the raw element's ``type`` and ``to`` attributes. Errors, private messages and
+        presences to puppets still go through.
+        """
+        if (
+            xml.get("type") == "groupchat"
+            and xml.tag.endswith("}message")
+            and xml.get("to", "") != self.boundjid.bare
+        ):
+            self.groupchat_copies_dropped += 1
+            return
+        super()._spawn_event(xml)
+
     def _dispatch(self, stanza: Any) -> None:
         room = self.rooms.get(stanza["from"].bare)
         if room is None:
@@ -153,14 +177,24 @@ class BridgeComponent(ComponentXMPP):
         log.warning("xmpp.connection_suspect", reason=reason)
         self.abort()
 
-    def _on_session_start(self, _: Any) -> None:
+    async def _on_session_start(self, _: Any) -> None:
         self.online = True
+        await self.refresh_caps()
         for room in self.rooms.values():
             room.schedule_sync()
 
+    async def refresh_caps(self) -> None:
+        """XEP-0115: the ``ver`` our presences carry must be the hash of the disco#info we
+        answer for it. slixmpp computes it once, early, when a plugin registers; features
+        added later (ad-hoc commands) make clients reject it ("verification strings do not
+        match"), so it is computed again from the info as it is now."""
+        await self.plugin["xep_0115"].update_caps(self.control_jid, broadcast=False)
+
     def _on_disconnected(self, reason: Any) -> None:
         was_online, self.online = self.online, False
-        if was_online:
+        if was_online and self._closing:
+            log.info("xmpp.disconnected", reason="bridge shutting down")
+        elif was_online:
             log.warning("xmpp.disconnected", reason=str(reason) if reason else "connection lost")
         for room in self.rooms.values():
             room.went_offline("XMPP connection lost")
@@ -226,7 +260,8 @@ class BridgeComponent(ComponentXMPP):
             self.add_event_handler(name, handler)
         try:
             self.connect()
-            await asyncio.wait_for(outcome, self.settings.connect_timeout)
+            async with asyncio.timeout(self.settings.connect_timeout):  # never wait_for:
+                await outcome  # it can swallow a cancel (see BridgedRoom._join)
         except TimeoutError:
             raise XmppUnavailable(
                 f"no component handshake from {where} within "

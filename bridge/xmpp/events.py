@@ -147,7 +147,8 @@ class RoomLost:
 class CommandTyped:
     """An occupant typed a ``!command`` in the room (given to ``BridgedRoom.on_command``,
     never relayed to callers). ``jid``/``role``/``affiliation``: what the MUC service last
-    said about that occupant (``jid`` empty when the room hides real JIDs from the bridge)."""
+    said about that occupant (``jid`` empty when the room hides real JIDs from the bridge).
+    ``key``: who typed it for rate limits (:func:`bridge.core.ratelimit.occupant_key`)."""
 
     room: str
     nick: str
@@ -156,6 +157,7 @@ class CommandTyped:
     jid: str = ""
     role: str = "none"
     affiliation: str = "none"
+    key: str = ""
 
 
 RoomEvent = (

@@ -14,6 +14,7 @@ NS_MUC = "http://jabber.org/protocol/muc"
 NS_MUC_USER = "http://jabber.org/protocol/muc#user"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_DELAY = "urn:xmpp:delay"
+NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"  # XEP-0421
 
 # XEP-0045 status codes we act on.
 SELF_PRESENCE = 110
@@ -42,6 +43,7 @@ class MucPresence:
     reason: str = ""
     destroyed: bool = False
     destroy_reason: str = ""
+    occupant_id: str = ""  # XEP-0421, when the MUC service stamps it
 
     @property
     def is_self(self) -> bool:
@@ -66,7 +68,7 @@ def parse_muc_presence(xml: Element, nick: str) -> MucPresence:
     available = xml.get("type", "available") != "unavailable"
     x = xml.find(f"{{{NS_MUC_USER}}}x")
     if x is None:
-        return MucPresence(nick=nick, available=available)
+        return MucPresence(nick=nick, available=available, occupant_id=occupant_id(xml))
     item = x.find(f"{{{NS_MUC_USER}}}item")
     actor = item.find(f"{{{NS_MUC_USER}}}actor") if item is not None else None
     reason = item.find(f"{{{NS_MUC_USER}}}reason") if item is not None else None
@@ -90,7 +92,15 @@ def parse_muc_presence(xml: Element, nick: str) -> MucPresence:
         reason=(reason.text or "").strip() if reason is not None else "",
         destroyed=destroy is not None,
         destroy_reason=(destroy_reason.text or "").strip() if destroy_reason is not None else "",
+        occupant_id=occupant_id(xml),
     )
+
+
+def occupant_id(xml: Element) -> str:
+    """The XEP-0421 occupant id the MUC service stamped on a presence or message ('' if
+    none). Only the service's own stamp counts: it strips any a client sent."""
+    element = xml.find(f"{{{NS_OCCUPANT_ID}}}occupant-id")
+    return element.get("id", "")[:128] if element is not None else ""
 
 
 def parse_error(xml: Element) -> StanzaError:

@@ -16,12 +16,12 @@ from enum import StrEnum
 from slixmpp import JID
 
 from bridge.core.events import SendSipMessage, SipMessageReceived
+from bridge.core.ratelimit import RateLimiter, occupant_key
 from bridge.logs import get_logger
 from bridge.protocol.stox import ChatText, UnsupportedContent, sip_to_xmpp, xmpp_to_sip
 from bridge.xmpp.events import RoomEvent
 from bridge.xmpp.host import RoomHost
 from bridge.xmpp.members import Puppet
-from bridge.xmpp.ratelimit import RateLimiter
 
 log = get_logger(__name__)
 
@@ -33,6 +33,7 @@ class RelayOutcome(StrEnum):
     IGNORED = "ignored"  # typing notification or empty: 200, nothing shown
     NOT_IN_ROOM = "not-in-room"  # no puppet for this leg (e.g. out-of-dialog): 403/404
     NOT_JOINED = "not-joined"  # puppet not in the room right now: 480
+    QUEUED = "queued"  # puppet still joining: sent in order once it is in the room
     TOO_LONG = "too-long"  # 413, the caller was told
     RATE_LIMITED = "rate-limited"  # 486/503, the caller was told once
     UNSUPPORTED = "unsupported-content"  # 415
@@ -108,7 +109,7 @@ class Relay:
         self._sent_ids.append(stanza["id"])
         stanza.send()
         for other in listeners:
-            if other.present and other is not puppet:
+            if other.hears_room and other is not puppet:
                 for part in xmpp_to_sip(
                     chat,
                     leg_id=other.leg_id,
@@ -118,8 +119,13 @@ class Relay:
                     self._emit(part)
         return RelayOutcome.SENT
 
-    def to_callers(self, nick: str, chat: ChatText, legs: Sequence[Puppet]) -> None:
-        """A groupchat message from occupant ``nick`` → a SIP MESSAGE to each caller."""
+    def to_callers(
+        self, nick: str, chat: ChatText, legs: Sequence[Puppet], *, key: str = ""
+    ) -> None:
+        """A groupchat message from occupant ``nick`` → a SIP MESSAGE to each caller.
+
+        ``key`` names the sender for the rate limit (their real JID: a new nick does not
+        buy a new budget; see :func:`bridge.core.ratelimit.occupant_key`)."""
         if not legs:
             return
         limit = self.settings.max_message_chars
@@ -130,7 +136,8 @@ class Relay:
                 f"characters, the limit is {limit}.",
             )
             return
-        allowed, warn = self._limiter.allow("xmpp:" + nick, time.monotonic())
+        key = key or occupant_key("", "", nick)
+        allowed, warn = self._limiter.allow("xmpp:" + key, time.monotonic())
         if not allowed:
             if warn:
                 self.tell_occupant(
@@ -138,8 +145,9 @@ class Relay:
                     "You are writing faster than phone callers can be sent messages; "
                     "some were not relayed to them.",
                 )
-            log.info("relay.rate_limited", room=str(self.jid), nick=nick)
+            log.info("relay.rate_limited", room=str(self.jid), nick=nick, key=key)
             return
+        parts = 0
         for puppet in legs:
             for part in xmpp_to_sip(
                 chat,
@@ -148,9 +156,54 @@ class Relay:
                 max_bytes=self.settings.sip_message_max_bytes,
             ):
                 self._emit(part)
+                parts += 1
+        self._log_to_sip(nick, chat, len(legs), parts, private=False)
 
-    def private_to_caller(self, puppet: Puppet, nick: str, chat: ChatText) -> None:
-        """A private message from occupant ``nick`` to a puppet → SIP MESSAGE to its caller."""
+    def _log_to_sip(
+        self, nick: str, chat: ChatText, legs: int, parts: int, *, private: bool
+    ) -> None:
+        """One event per relayed line (the other direction is ``relay.from_sip``): who and
+        how much at info level, the text itself only at debug (what people say is theirs)."""
+        log.info(
+            "relay.to_sip",
+            room=str(self.jid),
+            nick=nick,
+            legs=legs,
+            parts=parts,
+            chars=len(chat.body),
+            correction=chat.correction,
+            private=private,
+        )
+        log.debug("relay.to_sip.text", room=str(self.jid), nick=nick, text=chat.body)
+
+    def private_to_caller(self, puppet: Puppet, nick: str, chat: ChatText, key: str = "") -> bool:
+        """A private message from occupant ``nick`` to a puppet → SIP MESSAGE to its caller.
+
+        Same length cap and same per-sender budget (``key``) as the groupchat relay: a
+        private message costs the caller's phone the same SIP MESSAGEs. False: refused, and
+        the sender was told why (the length every time, the rate once per run)."""
+        limit = self.settings.max_message_chars
+        if len(chat.body) > limit:
+            self.tell_occupant(
+                nick,
+                f"Your private message to {puppet.nick} was not delivered: it has "
+                f"{len(chat.body)} characters, the limit is {limit}.",
+            )
+            log.info("relay.private_too_long", room=str(self.jid), nick=nick,
+                     chars=len(chat.body))  # fmt: skip
+            return False
+        key = key or occupant_key("", "", nick)
+        allowed, warn = self._limiter.allow("xmpp:" + key, time.monotonic())
+        if not allowed:
+            if warn:
+                self.tell_occupant(
+                    nick,
+                    f"You are sending messages to {puppet.nick} faster than a phone can take "
+                    "them; some were not delivered.",
+                )
+            log.info("relay.rate_limited", room=str(self.jid), nick=nick, key=key)
+            return False
+        parts = 0
         for part in xmpp_to_sip(
             chat,
             leg_id=puppet.leg_id,
@@ -158,6 +211,9 @@ class Relay:
             max_bytes=self.settings.sip_message_max_bytes,
         ):
             self._emit(part)
+            parts += 1
+        self._log_to_sip(nick, chat, 1, parts, private=True)
+        return True
 
     def rejected(self, puppet: Puppet, condition: str) -> None:
         """The room bounced a puppet's message: tell its caller why."""

@@ -29,6 +29,8 @@ from slixmpp.exceptions import IqError, IqTimeout
 
 from bridge.core.commands import is_command
 from bridge.core.events import LegJoined, LegLeft, SipMessageReceived
+from bridge.core.ratelimit import occupant_key
+from bridge.core.speaking import SpeakingStatus
 from bridge.logs import bound, get_logger
 from bridge.protocol.nicks import caller_nick, unique_nick
 from bridge.protocol.stox import ChatText
@@ -48,13 +50,14 @@ from bridge.xmpp.events import (
     RoomLost,
     SubjectChanged,
 )
-from bridge.xmpp.forms import Advertised
+from bridge.xmpp.forms import Advertised, dial_in_line
 from bridge.xmpp.host import RoomHost
 from bridge.xmpp.jids import puppet_jid
 from bridge.xmpp.members import (
     FINAL_JOIN_ERRORS,
     PUPPET_STATUS,
     VOICED_ROLES,
+    WAITING_MAX,
     JoinError,
     Occupant,
     Puppet,
@@ -66,6 +69,8 @@ log = get_logger(__name__)
 
 _JOIN_ATTEMPTS = 4
 _BRIDGE_ACTION_TTL = 30.0
+NS_CORRECT = "urn:xmpp:message-correct:0"  # XEP-0308
+SPEAKING_STATUS = f"{PUPPET_STATUS} · speaking"
 
 
 class BridgedRoom:
@@ -104,8 +109,14 @@ class BridgedRoom:
         self._ping_task: asyncio.Task[None] | None = None
         self._bridge_actions: dict[tuple[str, str], float] = {}
         self.relay = Relay(component, self.jid, self._emit, lambda: self.control_nick)
+        self._dial_in_subject = ""  # the subject we set ("Join by phone: …"), if any
+        self._speaking: dict[str, SpeakingStatus] = {}
+        self._speaking_timers: dict[str, asyncio.TimerHandle] = {}
         self._closed = False
         self._warned_no_jids = False
+        #: bare JIDs of puppets another node left behind (its calls died with it): removed
+        #: from the room at the next reconcile, when the occupant list is known
+        self._expelled: dict[str, str] = {}
 
     # ---- supervisor API ------------------------------------------------------------------
 
@@ -154,6 +165,10 @@ class BridgedRoom:
         """The caller hung up (or was hung up): its puppet leaves the room."""
         puppet = self.puppets.pop(event.leg_id, None)
         self.relay.forget(event.leg_id)
+        self._speaking.pop(event.leg_id, None)
+        timer = self._speaking_timers.pop(event.leg_id, None)
+        if timer is not None:
+            timer.cancel()
         if puppet is None:
             return
         if puppet.present or puppet.joining:
@@ -161,6 +176,17 @@ class BridgedRoom:
         if puppet.present:
             puppet.present = False
             self._emit(PuppetLeft(room=str(self.jid), leg_id=puppet.leg_id, nick=puppet.nick))
+
+    def expel(self, puppet_jid: str, reason: str) -> None:
+        """Remove a puppet of a call this node does not carry (a dead replica's, found in
+        the stored state at takeover): kicked by the control occupant at the next reconcile
+        (a component cannot send presence for another component's JIDs)."""
+        bare = JID(puppet_jid).bare
+        if any(p.jid.bare == bare for p in self.puppets.values()):
+            return  # ours and live: not a ghost
+        self._expelled[bare] = reason
+        if self.joined:
+            self.schedule_sync()
 
     async def relay_from_sip(self, message: SipMessageReceived) -> RelayOutcome:
         """A caller's SIP MESSAGE → a groupchat message from its puppet (and to other callers).
@@ -172,7 +198,21 @@ class BridgedRoom:
         puppet = self.puppets.get(message.leg_id) if message.leg_id else None
         if puppet is None:
             return RelayOutcome.NOT_IN_ROOM
+        if not puppet.present and not puppet.removed:
+            # the caller is in the call before its puppet is in the room (joining, or the
+            # bridge is rejoining): keep the text and send it, in order, once it is in
+            if len(puppet.waiting) == WAITING_MAX:
+                return RelayOutcome.NOT_JOINED
+            puppet.waiting.append(message)
+            return RelayOutcome.QUEUED
         return self.relay.from_caller(puppet, message, list(self.puppets.values()))
+
+    def _send_waiting(self, puppet: Puppet) -> None:
+        """The puppet is in the room: what its caller said meanwhile goes out now."""
+        while puppet.waiting and puppet.present:
+            message = puppet.waiting.popleft()
+            outcome = self.relay.from_caller(puppet, message, list(self.puppets.values()))
+            log.info("relay.sent_after_join", leg_id=puppet.leg_id, outcome=outcome)
 
     async def set_voice(self, leg_id: str, voice: bool, reason: str = "") -> None:
         """Mirror a SIP-side mute into the room: the puppet's role becomes visitor/participant.
@@ -189,6 +229,41 @@ class BridgedRoom:
             self.jid, puppet.nick, role, reason=reason, ifrom=self.xmpp.control_jid
         )
 
+    def set_speaking(self, leg_id: str, talking: bool) -> None:
+        """The mixer says this caller started or stopped talking: show it as the puppet's
+        presence status ("… · speaking"), at most one change per ``speaking_min_interval``
+        (bridge.core.speaking); docs/design.md says why a status and not something else."""
+        if not self.settings.speaking_status or leg_id not in self.puppets:
+            return
+        state = self._speaking.setdefault(
+            leg_id, SpeakingStatus(min_interval=self.settings.speaking_min_interval)
+        )
+        state.set(asyncio.get_running_loop().time(), talking)
+        self._publish_speaking(leg_id)
+
+    def _publish_speaking(self, leg_id: str) -> None:
+        self._speaking_timers.pop(leg_id, None)
+        state = self._speaking.get(leg_id)
+        puppet = self.puppets.get(leg_id)
+        if state is None or puppet is None:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if puppet.present and self.xmpp.online and not puppet.leaving:
+            shown = state.due(now)
+            if shown is not None:
+                self.xmpp.send_presence(
+                    pto=f"{self.jid}/{puppet.nick}",
+                    pfrom=puppet.jid,
+                    pstatus=SPEAKING_STATUS if shown else PUPPET_STATUS,
+                )
+                log.debug("puppet.speaking", room=str(self.jid), nick=puppet.nick, speaking=shown)
+        wait = state.next_check(now)
+        if wait is not None and leg_id not in self._speaking_timers:
+            self._speaking_timers[leg_id] = loop.call_later(
+                max(wait, 0.05), self._publish_speaking, leg_id
+            )
+
     async def withdraw_sip_uri(self) -> None:
         """Stop advertising the conference but stay in the room (``!unlink``: the control
         occupant keeps listening for ``!link``)."""
@@ -198,6 +273,7 @@ class BridgedRoom:
                 self.advertised = await self._configure(created=False, sip_uri="")
             except (IqError, IqTimeout) as error:
                 log.warning("room.unadvertise_failed", room=str(self.jid), error=str(error))
+            self._update_dial_in_subject()
 
     def announce(self, text: str) -> None:
         """A groupchat line from the control occupant (ours: never relayed to callers)."""
@@ -206,17 +282,27 @@ class BridgedRoom:
                 mto=self.jid, mfrom=self.xmpp.control_jid, mtype="groupchat", mbody=text
             ).send()
 
+    def tell(self, nick: str, text: str) -> None:
+        """A private message from the control occupant to occupant ``nick`` (a command
+        reply meant for the issuer only)."""
+        self.relay.tell_occupant(nick, text)
+
     async def close(self, *, unlink: bool = False) -> None:
         """Leave: puppets first, then the control occupant (``unlink`` also un-advertises)."""
         self._closed = True
         for task in (self._ping_task, self._sync_task):
             if task is not None:
                 task.cancel()
+        for timer in self._speaking_timers.values():
+            timer.cancel()
+        self._speaking_timers.clear()
         if unlink and self.joined and self.xmpp.online:
             try:
                 await self._configure(created=False, sip_uri="")
             except (IqError, IqTimeout) as error:
                 log.warning("room.unadvertise_failed", room=str(self.jid), error=str(error))
+            self.sip_uri = ""
+            self._update_dial_in_subject()
         for puppet in self.puppets.values():
             if puppet.present or puppet.joining:
                 self._leave(puppet, status="bridge shutting down")
@@ -234,6 +320,41 @@ class BridgedRoom:
         if self.affiliation != "owner":
             return Advertised.NONE
         return await advertise(self.xmpp, self.jid, sip_uri, created=created)
+
+    def _update_dial_in_subject(self) -> None:
+        """Every client shows a room's subject on joining, few show anything else of its
+        configuration: when the room has no subject, ours says how to join by phone. A
+        subject someone else set is never replaced; ours goes when the room is unlinked.
+
+        Needs the subject the room sent on joining: call after a round trip (the config
+        form), which the server answers after it sent the subject.
+        """
+        if not (self.joined and self.xmpp.online) or self.affiliation not in {"owner", "admin"}:
+            return
+        label = self.settings.dial_in_label
+        ours = self.subject.strip() == self._dial_in_subject.strip() or self.subject.startswith(
+            label
+        )
+        if self.subject.strip() and not ours:
+            return  # the meeting's own subject
+        wanted = (
+            dial_in_line(self.sip_uri, label)
+            if self.sip_uri and self.settings.dial_in_subject
+            else ""
+        )
+        if wanted == self.subject:
+            self._dial_in_subject = wanted
+            return
+        self._dial_in_subject = wanted
+        self.subject = wanted
+        message = self.xmpp.make_message(
+            mto=self.jid, mfrom=self.xmpp.control_jid, mtype="groupchat"
+        )
+        message["subject"] = wanted
+        if not wanted:
+            message.xml.append(message.xml.makeelement(f"{{{message.namespace}}}subject", {}))
+        message.send()
+        log.info("room.dial_in_subject", room=str(self.jid), set=bool(wanted))
 
     # ---- lifecycle driven by the component -----------------------------------------------
 
@@ -269,6 +390,7 @@ class BridgedRoom:
                     except (IqError, IqTimeout) as error:
                         log.warning("room.configure_failed", error=str(error))
                         self.advertised = Advertised.NONE
+                    self._update_dial_in_subject()
                     self._emit(RoomJoined(str(self.jid), self.affiliation, str(self.advertised)))
                     self._start_pinging()
                 await self._reconcile()
@@ -284,7 +406,7 @@ class BridgedRoom:
         self.joined = False
         self.occupants.clear()
         for puppet in self.puppets.values():
-            puppet.present = False
+            puppet.present = puppet.seated = False
         for future in self._joins.values():
             if not future.done():
                 future.set_exception(JoinError("remote-server-not-found", "connection lost"))
@@ -303,7 +425,10 @@ class BridgedRoom:
         )
         stanza.send()
         try:
-            return await asyncio.wait_for(future, self.settings.join_timeout)
+            # not asyncio.wait_for: on 3.11 it returns the result when the presence and a
+            # cancel arrive in the same loop turn, and the cancelled task runs on (issue 22)
+            async with asyncio.timeout(self.settings.join_timeout):
+                return await future
         except TimeoutError:
             raise JoinError("remote-server-timeout", "no answer from the room") from None
         finally:
@@ -384,6 +509,12 @@ class BridgedRoom:
                         continue
                     if error.condition in FINAL_JOIN_ERRORS:
                         puppet.removed = "refused"
+                        if puppet.waiting:
+                            puppet.waiting.clear()
+                            self.relay.notice(
+                                puppet, "Your messages were not delivered: the chat room "
+                                f"refused you ({error.condition}).",
+                            )  # fmt: skip
                     log.warning(
                         "puppet.join_failed",
                         condition=error.condition,
@@ -401,9 +532,11 @@ class BridgedRoom:
                 puppet.present = True
                 puppet.nick = info.nick
                 puppet.role = info.role
+                self._speaking.pop(puppet.leg_id, None)  # (re)joined with the plain status
                 log.info("puppet.joined", nick=info.nick, role=info.role)
                 joined = self._joined_event(puppet)
                 self._emit(joined)
+                self._send_waiting(puppet)
                 if info.role not in VOICED_ROLES:
                     self._emit(
                         PuppetVoiceChanged(
@@ -444,6 +577,7 @@ class BridgedRoom:
                 puppet.present, puppet.nick, puppet.role = True, occupant.nick, occupant.role
                 log.info("puppet.still_present", leg_id=puppet.leg_id, nick=occupant.nick)
                 self._emit(self._joined_event(puppet))
+                self._send_waiting(puppet)
                 continue
             if puppet is not None and puppet.present and puppet.nick == occupant.nick:
                 continue
@@ -451,6 +585,7 @@ class BridgedRoom:
             self.xmpp.send_presence(
                 pto=f"{self.jid}/{occupant.nick}", pfrom=real, ptype="unavailable"
             )
+        await self._kick_expelled()
         if self.occupants and not saw_jids and not self._warned_no_jids:
             self._warned_no_jids = True
             log.warning(
@@ -460,6 +595,24 @@ class BridgedRoom:
         missing = [p for p in self.puppets.values() if not (p.present or p.joining or p.removed)]
         if missing:
             await asyncio.gather(*(self._join_puppet(p) for p in missing))
+
+    async def _kick_expelled(self) -> None:
+        """Kick the occupants ``expel`` named (the occupant list is complete after a join)."""
+        expelled, self._expelled = self._expelled, {}
+        own = self.xmpp.boundjid.bare
+        for occupant in list(self.occupants.values()):
+            real = JID(occupant.jid) if occupant.jid else None
+            if real is None or real.bare not in expelled or real.domain == own:
+                continue  # our own domain's ghosts were sent "unavailable" above
+            log.warning("puppet.ghost_kicked", nick=occupant.nick, jid=real.bare,
+                        reason=expelled[real.bare])  # fmt: skip
+            try:
+                await self.xmpp.plugin["xep_0045"].set_role(
+                    self.jid, occupant.nick, "none", reason=expelled[real.bare],
+                    ifrom=self.xmpp.control_jid,
+                )  # fmt: skip
+            except (IqError, IqTimeout) as error:
+                log.warning("puppet.ghost_kick_failed", nick=occupant.nick, error=str(error))
 
     # ---- self-ping (XEP-0410) ------------------------------------------------------------
 
@@ -499,7 +652,7 @@ class BridgedRoom:
                 )
                 if status == PingStatus.DISCONNECTED and puppet.present:
                     log.warning("puppet.self_ping_lost", room=str(self.jid), nick=puppet.nick)
-                    puppet.present = False
+                    puppet.present = puppet.seated = False
             if any(not (p.present or p.removed or p.joining) for p in self.puppets.values()):
                 self.schedule_sync()
 
@@ -556,7 +709,7 @@ class BridgedRoom:
             if self.occupants.pop(info.nick, None) is not None:
                 self._emit(OccupantsChanged(str(self.jid)))
             return
-        occupant = Occupant(info.nick, info.role, info.affiliation, info.jid)
+        occupant = Occupant(info.nick, info.role, info.affiliation, info.jid, info.occupant_id)
         self.occupants[info.nick] = occupant
         if old is None:
             self._emit(OccupantsChanged(str(self.jid)))
@@ -609,6 +762,7 @@ class BridgedRoom:
         if info.available:
             future = self._joins.get(str(puppet.jid))
             if future is not None and not future.done():
+                puppet.seated = True  # lines after this one are the caller's (room order)
                 future.set_result(info)
                 return
             previous = puppet.role
@@ -633,7 +787,7 @@ class BridgedRoom:
             puppet.nick = info.new_nick or puppet.nick
             return
         was_present = puppet.present
-        puppet.present = False
+        puppet.present = puppet.seated = False
         by_bridge = info.actor == self.control_nick
         if muc.BANNED in codes:
             puppet.removed = "banned"
@@ -674,27 +828,41 @@ class BridgedRoom:
             self.relay.rejected(puppet, muc.parse_error(message.xml).condition)
         elif mtype in {"chat", "normal"} and nick and message["body"] and puppet.present:
             chat = ChatText(body=message["body"], thread=message["thread"], lang=message["lang"])
-            self.relay.private_to_caller(puppet, nick, chat)
+            self.relay.private_to_caller(puppet, nick, chat, self.sender_key(nick, message.xml))
+
+    def sender_key(self, nick: str, xml: Any) -> str:
+        """Who sent a message from ``room/nick``, for rate limits: the real JID the room
+        showed us, else the XEP-0421 occupant id, else (anonymous room) the nick."""
+        occupant = self.occupants.get(nick)
+        stamped = muc.occupant_id(xml) if xml is not None else ""
+        return occupant_key(
+            occupant.jid if occupant else "",
+            stamped or (occupant.occupant_id if occupant else ""),
+            nick,
+        )
 
     def _own_nicks(self) -> set[str]:
         return {self.control_nick} | {p.nick for p in self.puppets.values() if p.nick}
 
     def _groupchat(self, message: Any, nick: str) -> None:
         xml = message.xml
-        if muc.is_delayed(xml):
-            return  # history, not live
         subject = xml.find(f"{{{message.namespace}}}subject")
         body = message["body"]
+        if muc.is_delayed(xml) and not (subject is not None and not body):
+            return  # history, not live (the subject sent on joining is delayed too: kept)
         if subject is not None and not body and not message["thread"]:
             initial = self._subject_pending_initial
             self._subject_pending_initial = False
             self.subject = subject.text or ""
+            if nick == self.control_nick and self.subject == self._dial_in_subject:
+                return  # our "Join by phone" line: not the meeting's subject
             self._emit(SubjectChanged(str(self.jid), self.subject, nick, initial=initial))
             return
         if not nick or not body:
             return
         if nick in self._own_nicks() or self.relay.sent_by_us(message["id"]):
             return  # our own puppets and control: never echo, never loop
+        key = self.sender_key(nick, xml)
         if self.on_command is not None and is_command(body, self.command_prefix):
             occupant = self.occupants.get(nick)
             self.on_command(
@@ -703,6 +871,7 @@ class BridgedRoom:
                     jid=occupant.jid if occupant else "",
                     role=occupant.role if occupant else "none",
                     affiliation=occupant.affiliation if occupant else "none",
+                    key=key,
                 )
             )  # fmt: skip
             return  # addressed to the bridge: not relayed to the callers
@@ -713,8 +882,10 @@ class BridgedRoom:
                 subject=message["subject"],
                 thread=message["thread"],
                 lang=message["lang"],
+                correction=xml.find(f"{{{NS_CORRECT}}}replace") is not None,
             ),
-            [p for p in self.puppets.values() if p.present],
+            [p for p in self.puppets.values() if p.hears_room],
+            key=key,
         )
 
     def _emit(self, event: RoomEvent) -> None:

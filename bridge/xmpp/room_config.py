@@ -1,8 +1,8 @@
 """Room configuration: advertise (or withdraw) the conference's SIP URI in the MUC's config.
 
 Reads the owner form (XEP-0045 §10.2), lets the pure :func:`bridge.xmpp.forms.plan_room_config`
-decide where the URI goes (``muc#roomconfig_audio_video_uri`` when the server has the module,
-else the room description) and submits only what changed.
+decide where the URI goes (``audio-video-uri`` when the server has the module, and the room
+description) and whether the room is moderated, and submits only what changed.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from bridge.xmpp.forms import (
     ROOM_DESCRIPTION,
     ROOMCONFIG_FORM_TYPE,
     Advertised,
+    AdvertisePolicy,
     plan_room_config,
 )
 from bridge.xmpp.host import RoomHost
@@ -33,7 +34,13 @@ async def advertise(host: RoomHost, room_jid: JID, sip_uri: str, *, created: boo
     values = {var: field_text(field) for var, field in fields.items()}
     description = fields.get(ROOM_DESCRIPTION)
     multiline = description is not None and description["type"] == "text-multi"
-    plan = plan_room_config(values, sip_uri, multiline_description=multiline)
+    settings = host.settings
+    policy = AdvertisePolicy(
+        label=settings.dial_in_label,
+        in_description=settings.dial_in_description,
+        moderated=settings.moderated_rooms,
+    )
+    plan = plan_room_config(values, sip_uri, multiline_description=multiline, policy=policy)
     if sip_uri and plan.advertised is Advertised.DESCRIPTION:
         host.note_module_missing(str(room_jid))
     if plan.changes or created:
@@ -48,6 +55,7 @@ async def advertise(host: RoomHost, room_jid: JID, sip_uri: str, *, created: boo
         room=str(room_jid),
         how=str(plan.advertised) or "not advertised",
         changed=sorted(plan.changes),
+        moderated=plan.moderated,
     )
     return plan.advertised
 

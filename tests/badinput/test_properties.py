@@ -26,7 +26,14 @@ from bridge.sip.sipmsg import (
     split_list,
 )
 from bridge.sip.unhandled import verdict
-from bridge.xmpp.forms import AUDIO_VIDEO_URI, ROOM_DESCRIPTION, Advertised, plan_room_config
+from bridge.xmpp.forms import (
+    AUDIO_VIDEO_URI,
+    MEMBERS_BY_DEFAULT,
+    MODERATED,
+    ROOM_DESCRIPTION,
+    Advertised,
+    plan_room_config,
+)
 
 XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 header_name = st.sampled_from(["From", "f", "To", "Call-ID", "i", "Subject", "s", "Call-Info",
@@ -113,8 +120,9 @@ def test_caller_nick_is_xml_safe_and_bounded(display: str, user: str) -> None:
     assert nick and not XML_ILLEGAL.search(nick) and "\n" not in nick
 
 
-@given(st.dictionaries(st.sampled_from([AUDIO_VIDEO_URI, ROOM_DESCRIPTION, "muc#roomconfig_x"]),
-                       st.text(max_size=120), max_size=3),
+@given(st.dictionaries(st.sampled_from([AUDIO_VIDEO_URI, ROOM_DESCRIPTION, "muc#roomconfig_x",
+                                        MODERATED, MEMBERS_BY_DEFAULT]),
+                       st.text(max_size=120), max_size=5),
        st.sampled_from(["sip:room@example.org", ""]), st.booleans())  # fmt: skip
 def test_room_config_plan_is_idempotent(
     values: dict[str, str], uri: str, multiline: bool

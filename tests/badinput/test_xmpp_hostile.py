@@ -41,7 +41,9 @@ async def still_serving(node: Node, alice: ChatUser, carl: RawUac, tag: str) -> 
 async def test_hostile_stanzas_to_room_component_and_puppets(
     make_node: NodeFactory, moderated_prosody: ProsodyServer
 ) -> None:
-    async with make_node() as node, moderator(moderated_prosody) as alice, \
+    # a burst of hostile commands: above the command rate limit (tested in tests/e2e)
+    more_commands = {"xmpp": {"limits": {"command_burst": 20}}}
+    async with make_node(**more_commands) as node, moderator(moderated_prosody) as alice, \
             chat_user(moderated_prosody, "bob") as bob:  # fmt: skip
         carl, status = await dial(node.pool.front_port, "carl", "Carl Caller")
         assert status == 200

@@ -7,6 +7,9 @@ the room, a NOTIFY, a leg muted in the mixer, a line in the chat), so the test r
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import shutil
 import signal
 import socket
@@ -46,8 +49,10 @@ def _port_free(port: int) -> bool:
 
 def test_demo_shows_every_step_and_exits_cleanly(tmp_path: Path) -> None:
     argv, sip, xmpp = _demo(tmp_path, "--duration", "25")
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp")}
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=400,
-                          check=False)  # fmt: skip
+                          check=False, env=env)  # fmt: skip
     out = done.stdout
     log = tmp_path / "demo" / "bridge.log"
     context = f"stdout:\n{out}\nstderr:\n{done.stderr}\nlog tail:\n" + (
@@ -66,14 +71,21 @@ def test_demo_shows_every_step_and_exits_cleanly(tmp_path: Path) -> None:
         "in the mix: silent",  # … and nothing of it reaches the others
         "muted: Carol's leg is muted in the mixer",
         "NOTIFY: muted-via-focus",
-        f"dial sip:demo@127.0.0.1:{sip}",  # how to connect a softphone
-        f"on 127.0.0.1:{xmpp}",  # and an XMPP client
+        f"dials sip:demo@127.0.0.1:{sip}",  # how to connect a phone
+        f"server 127.0.0.1 port {xmpp}",  # and an XMPP client
         "demo finished",
     ]
     for text in expected:
         assert text in out, f"missing {text!r}\n{context}"
     assert list((tmp_path / "demo" / "notifies").glob("notify-*.xml")), "NOTIFYs kept"
     assert _port_free(xmpp), "Prosody still listening after the demo"
+    assert "TLS certificate (self-signed, made now)" in out and "SHA-256 fingerprint" in out
+    assert not re.search(r"\b1 users\b", out), "plural"
+    assert not list((tmp_path / "tmp").glob("tmp*")), "a temporary directory left behind"
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    noisy = [e for e in events if e["level"] in ("warning", "error")
+             and e["event"] in ("xmpp.disconnected", "demo.step_failed")]  # fmt: skip
+    assert not noisy, f"a normal shutdown logged {noisy}"
 
 
 def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:

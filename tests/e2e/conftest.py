@@ -78,8 +78,18 @@ def node_settings(prosody: ProsodyServer, redis: RedisServer, **overrides: Any) 
         "http": {"port": free_port()},
         "log": {"format": "json"},
     }
-    data.update(overrides)
+    merge(data, overrides)
     return Settings(**data)
+
+
+def merge(data: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Overrides into the settings data; a section given as a dict is merged key by key (so
+    ``xmpp={"limits": {...}}`` keeps the connection settings)."""
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            merge(data[key], value)
+        else:
+            data[key] = value
 
 
 NodeFactory = Callable[..., AbstractAsyncContextManager[Node]]

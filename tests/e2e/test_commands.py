@@ -49,12 +49,15 @@ async def participant(prosody: ProsodyServer) -> AsyncIterator[ChatUser]:
 
 
 async def command(user: ChatUser, text: str) -> Received:
-    """Type ``text`` in the room; the bridge's reply addressed to this user."""
+    """Type ``text`` in the room; the bridge's reply addressed to this user: in the room
+    (``Nick: …``) or privately (help, status, refusals and errors)."""
     nick = user.rooms[MUC].self_nick
     start = len(user.messages)
     await user.say(MUC, text)
     return await user.next_message(
-        lambda m: m.nick == BRIDGE_NICK and m.body.startswith(f"{nick}: "), WAIT, start
+        lambda m: m.nick == BRIDGE_NICK and (m.type == "chat" or m.body.startswith(f"{nick}: ")),
+        WAIT,
+        start,
     )
 
 

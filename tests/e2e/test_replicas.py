@@ -4,6 +4,7 @@ redirects (302) to it, and takes the room over when the owner is killed (SIGKILL
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -13,6 +14,7 @@ from bridge.config import Settings
 from bridge.devstack.ports import free_port, free_udp_tcp_port
 from bridge.devstack.prosody import ProsodyServer
 from bridge.devstack.redis_server import RedisServer
+from bridge.xmpp import muc
 from tests.e2e.conftest import ROOM, SECOND, process_env
 from tests.e2e.test_mirroring import MUC, WAIT, dial, until
 from tests.sip.rawsip import RawUac
@@ -100,6 +102,48 @@ async def test_owner_serves_other_redirects_and_takes_over_after_sigkill(
                     await asyncio.to_thread(uac.bye)
                     uac.close()
     finally:
+        if replica_a.poll() is None:
+            replica_a.kill()
+        replica_a.wait()
+
+
+async def test_takeover_removes_the_dead_replicas_puppets_from_the_room(
+    two_component_prosody: ProsodyServer, redis_server: RedisServer
+) -> None:
+    """Replica A carries a call and dies without closing its XMPP connection (a frozen or
+    partitioned machine: SIGSTOP here, SIGKILL afterwards), so nothing sent to its puppet
+    bounces and the room keeps it. Replica B takes the room over, finds A's leg in the
+    stored state with no live call behind it, and kicks the puppet (issue 22). (After a
+    plain SIGKILL, Prosody itself removes A's occupants with status 333 as soon as a
+    stanza to them bounces.)"""
+    port_a = free_udp_tcp_port()
+    replica_a = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "run"],
+        env=_replica_a_env(two_component_prosody, redis_server, port_a),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    uac = RawUac(port_a, user="carl", display="Carl Caller")
+    try:
+        await _wait_ready(replica_a)
+        async with chat_user(two_component_prosody, "alice") as alice:
+            await alice.join(MUC, "Alice")
+            answered = await dial(uac)
+            assert answered.status == 200, answered.first_line
+            await alice.wait_for(lambda: "Carl Caller" in alice.occupants(MUC), WAIT)
+            assert alice.occupants(MUC)["Carl Caller"].jid.split("/")[0].endswith(
+                "@bridge.localhost"
+            )
+            async with open_node(_settings_b(two_component_prosody, redis_server)) as node_b:
+                replica_a.send_signal(signal.SIGSTOP)  # its TCP stays open: no bounce
+                await until(lambda: ROOM in node_b.rooms, "replica B took the room", LEASE_TTL * 5)
+                await alice.wait_for(lambda: "Carl Caller" not in alice.occupants(MUC), WAIT)
+                assert muc.KICKED in alice.rooms[MUC].left_codes["Carl Caller"]
+                replica_a.kill()
+                replica_a.wait()
+    finally:
+        uac.close()
         if replica_a.poll() is None:
             replica_a.kill()
         replica_a.wait()

@@ -10,6 +10,7 @@ from bridge.devstack.prosody import ProsodyServer
 from bridge.node.supervisor import Node
 from tests.e2e.conftest import NodeFactory
 from tests.faults.conftest import MUC, ROOM, WAIT, dial, moderator, until
+from tests.sip.rawsip import RawUac
 
 
 def legs_in_redis(node: Node) -> set[str]:
@@ -83,3 +84,48 @@ async def test_worker_sigkill_ends_only_its_calls(
         for uac in (ann, bob2):
             await asyncio.to_thread(uac.bye)
             uac.close()
+
+
+async def test_a_phone_with_session_timers_learns_its_worker_died(
+    make_node: NodeFactory, moderated_prosody: ProsodyServer
+) -> None:
+    """RFC 4028 on every call (issue 22): every 200 OK sets a 90 s session timer, also for
+    phones that did not ask (we refresh those). After the worker's death a phone that
+    refreshes gets 481 from the restarted worker on the same port and ends the call (within
+    45 s); a phone that expects our refresh ends it before the 90 s run out. Without timers
+    a phone keeps a dead call until its user hangs up. (A phone that proposes a longer
+    interval itself, e.g. 1800 s, keeps it: PJSIP takes the peer's Session-Expires as is.)"""
+    workers = {"pool_size": 1, "media_timeout": 0}
+    async with make_node(workers=workers) as node, moderator(moderated_prosody) as alice:
+        port = node.pool.front_port
+        uacs = {
+            name: RawUac(port, user=name.lower(), display=f"{name} Caller")
+            for name in ("Tim", "Sam", "Pat")
+        }
+        offers = {
+            "Tim": ("Supported: timer", "Session-Expires: 90;refresher=uac"),
+            "Sam": ("Supported: timer",),  # supports timers, proposes none
+            "Pat": (),  # no RFC 4028 at all (SIPp, baresip 1.0)
+        }
+        expected = {"Tim": "90;refresher=uac", "Sam": "90;refresher=uas", "Pat": "90;refresher=uas"}
+        try:
+            for name, uac in uacs.items():
+                final = await asyncio.to_thread(uac.invite, ROOM, headers=offers[name])
+                assert final.status == 200, final.first_line
+                assert final.get("Session-Expires").replace(" ", "") == expected[name], name
+
+            await alice.wait_for(lambda: "Tim Caller" in alice.occupants(MUC), WAIT)
+            pid = node.pool.worker_pids()[0]
+            node.pool.kill_worker(0)
+            await alice.wait_for(lambda: "Tim Caller" not in alice.occupants(MUC), WAIT)
+            await until(lambda: node.pool.slots()[0].alive, "worker 0 restarted")
+            assert node.pool.worker_pids()[0] != pid
+
+            # Tim's phone refreshes the session (RFC 4028 §7.4: re-INVITE or UPDATE)
+            refreshed = await asyncio.to_thread(
+                uacs["Tim"].in_dialog, "UPDATE", headers=("Session-Expires: 90;refresher=uac",)
+            )
+            assert refreshed.status == 481, refreshed.first_line  # the phone hangs up on it
+        finally:
+            for uac in uacs.values():
+                uac.close()

@@ -101,3 +101,16 @@ def test_split_text_loses_nothing_but_spaces(text: str, max_bytes: int) -> None:
 def test_sip_to_xmpp_never_crashes_on_text(body: str, content_type: str) -> None:
     chat = sip_to_xmpp(sip(body, content_type=content_type))
     assert chat is None or chat.body.strip() == chat.body
+
+
+def test_a_correction_is_marked_for_the_phone() -> None:
+    """XEP-0308: a phone cannot replace a line it shows; the new one says it corrects."""
+    fixed = ChatText("meet at 11", correction=True)
+    [message] = xmpp_to_sip(fixed, leg_id="l", sender_nick="Ann", max_bytes=200)
+    assert message.body == "Ann (correction): meet at 11"
+    [action] = xmpp_to_sip(ChatText("/me waves", correction=True), leg_id="l",
+                           sender_nick="Ann", max_bytes=200)  # fmt: skip
+    assert action.body == "* Ann waves (correction)"
+    parts = xmpp_to_sip(ChatText("x" * 300, correction=True), leg_id="l", sender_nick="Ann",
+                        max_bytes=120)  # fmt: skip
+    assert all(p.body.startswith("Ann (correction) (") for p in parts) and len(parts) > 1

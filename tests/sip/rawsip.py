@@ -215,9 +215,16 @@ class RawUac:
             f"To: {to}",
             f"Call-ID: {request.get('Call-ID')}",
             f"CSeq: {request.get('CSeq')}",
-            "Content-Length: 0",
         ]
-        self.send("\r\n".join(lines) + "\r\n\r\n")
+        body = ""
+        if request.method == "INVITE" and status == 200:  # a session refresh (RFC 4028)
+            body = SDP.format(port=self.rtp_port)
+            lines += [
+                f"Contact: <sip:{self.user}@127.0.0.1:{self.port}>",
+                "Content-Type: application/sdp",
+            ]
+        lines.append(f"Content-Length: {len(body.encode())}")
+        self.send("\r\n".join(lines) + "\r\n\r\n" + body)
 
     def wait_request(self, method: str, timeout: float = 10.0) -> Message:
         """Next request of ``method`` from the bridge (answered 200; others answered too)."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bridge.core.events import DtmfReceived, LegJoined, LegLeft, MuteLeg, TalkingChanged
+from bridge.devstack.ports import free_port
 from bridge.sip import devpeers as dp
 from tests.sip.conftest import PoolHarness, Speech
 
@@ -153,3 +154,47 @@ def test_dtmf_message_and_identity_hints_from_sipp(
     msg = next(e for _, e in h.seen if isinstance(e, SipMessageReceived))
     assert msg.leg_id == joined.leg_id and msg.body.strip() == "hello from sipp"
     assert (msg.subject, msg.language) == ("hello", "en")
+
+
+def test_opus_caller_and_pcmu_caller_hear_each_other(
+    make_pool: Callable[..., PoolHarness], speech: Speech, tmp_path: Path
+) -> None:
+    """A wideband leg (baresip, opus 48 kHz) and a narrowband one (SIPp, PCMU 8 kHz) in
+    one room: each hears the other's speech (envelope cross-correlation)."""
+    h = make_pool(pool_size=1, calls_per_worker=4)
+    b48 = dp.speech("mary had a little lamb, its fleece was white as snow", 48000, tmp_path)
+    lead = np.zeros(48000 * 3, np.int16)  # SIPp joins meanwhile
+    src = np.concatenate([lead, b48, np.zeros(48000 * 20, np.int16)])
+    src_wav = tmp_path / "b48.wav"
+    dp.write_wav(src_wav, src, 48000, channels=2)  # opus/48000/2 in baresip 1.0
+    bs = dp.Baresip(tmp_path / "baresip", src_wav, codecs=("opus",))
+    bs.start(f"sip:demo@127.0.0.1:{h.port}", 30)
+    try:
+        jb = h.wait_for(lambda e: isinstance(e, LegJoined), label="baresip joined")
+        assert isinstance(jb, LegJoined)
+        scenario = dp.sipp_uac_scenario(
+            "demo", pcap=speech.a_pcap, hold_ms=int(3000 + 1000 * len(b48) / 48000 + 1500)
+        )
+        sipp = dp.Sipp(scenario, h.port, tmp_path / "sipp", media_port=free_port(2))
+        ears = dp.RtpTap(sipp.media_port)  # what the bridge sends to SIPp
+        sipp.start()
+        js = h.wait_for(
+            lambda e: isinstance(e, LegJoined) and e.leg_id != jb.leg_id, label="SIPp joined"
+        )
+        assert isinstance(js, LegJoined)
+        result = sipp.wait()
+        assert result.returncode == 0, result.errors
+        bs.stop()
+    finally:
+        bs.stop()
+        ears.close()
+    assert (jb.codec.lower(), jb.sample_rate) == ("opus/48000", 48000)
+    assert (js.codec.upper(), js.sample_rate) == ("PCMU/8000", 8000)
+    heard, rate = bs.heard()
+    assert rate == 48000
+    corr_a, _ = dp.best_correlation(dp.envelope(heard, rate), dp.envelope(speech.a, 8000))
+    assert corr_a > 0.6, f"the opus caller did not hear the PCMU caller (corr {corr_a:.2f})"
+    got = ears.audio()
+    assert ears.payload_types <= {0, 13, 101}
+    corr_b, _ = dp.best_correlation(dp.envelope(got, 8000), dp.envelope(b48, 48000))
+    assert corr_b > 0.6, f"the PCMU caller did not hear the opus caller (corr {corr_b:.2f})"

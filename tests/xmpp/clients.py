@@ -44,6 +44,7 @@ class Received:
     lang: str = ""
     delayed: bool = False
     to: str = ""
+    has_subject: bool = False  # a <subject/> element, even an empty one (cleared subject)
 
 
 @dataclass
@@ -149,6 +150,13 @@ class ChatUser:
         self.client.send_presence(pto=f"{room}/{view.self_nick}", ptype="unavailable")
         await self.wait_for(lambda: not view.joined)
 
+    async def change_nick(self, room: str, nick: str, within: float = WAIT) -> None:
+        """Change our nick in ``room`` (XEP-0045 §7.6) and wait for the room to confirm."""
+        view = self.rooms[room]
+        self.client.send_presence(pto=f"{room}/{nick}")
+        await self.wait_for(lambda: view.joined and nick in view.occupants, within)
+        view.self_nick = nick
+
     async def say(self, room: str, body: str, **fields: str) -> None:
         message = self.client.make_message(mto=JID(room), mbody=body, mtype="groupchat")
         for key, value in fields.items():
@@ -224,6 +232,7 @@ class ChatUser:
                 lang=message["lang"],
                 delayed=muc.is_delayed(xml),
                 to=str(message["to"]),
+                has_subject=subject is not None,
             )
         )
         self._touch()

@@ -30,14 +30,14 @@ async def test_stock_prosody_gets_description_without_clobbering(
                 joined = await recorder.wait_for(lambda e: isinstance(e, RoomJoined))
                 assert joined.advertised == "description"
                 info = await alice.roominfo(room_jid)
-                assert info[DESCRIPTION] == f"Team sync, Mondays · Join the call: {SIP_URI}"
+                assert info[DESCRIPTION] == f"Team sync, Mondays · Join by phone: {SIP_URI}"
                 assert "audio-video-uri" not in info
                 # a second sync (e.g. after a reconnect) does not add the line twice
                 room = bridge.rooms[room_jid]
                 room.joined = False
                 await room.sync()
                 info = await alice.roominfo(room_jid)
-                assert info[DESCRIPTION] == f"Team sync, Mondays · Join the call: {SIP_URI}"
+                assert info[DESCRIPTION] == f"Team sync, Mondays · Join by phone: {SIP_URI}"
                 # unlinking gives the owner's text back
                 await bridge.unlink_room(room_jid)
                 info = await alice.roominfo(room_jid)

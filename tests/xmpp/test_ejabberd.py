@@ -24,7 +24,7 @@ async def test_ejabberd_fallback_puppets_and_relay(
         joined = await recorder.wait_for(lambda e: isinstance(e, RoomJoined))
         assert joined.advertised == "description"
         info = await guest.roominfo(room_jid)
-        assert f"Join the call: {SIP_URI}" in str(info.get("muc#roominfo_description"))
+        assert f"Join by phone: {SIP_URI}" in str(info.get("muc#roominfo_description"))
         assert "audio-video-uri" not in info
 
         await guest.join(room_jid, "Guest")

@@ -10,25 +10,33 @@ from hypothesis import strategies as st
 from bridge.xmpp import muc
 from bridge.xmpp.forms import (
     AUDIO_VIDEO_URI,
+    MEMBERS_BY_DEFAULT,
+    MODERATED,
     ROOM_DESCRIPTION,
     Advertised,
+    AdvertisePolicy,
     merge_description,
     plan_room_config,
     strip_description,
 )
 from bridge.xmpp.jids import caller_identity, puppet_jid
-from bridge.xmpp.ratelimit import RateLimiter
 
 URI = "sip:weekly@sip.example"
 
 
-def test_plan_with_module() -> None:
+def test_plan_with_module_also_writes_the_description() -> None:
     plan = plan_room_config({AUDIO_VIDEO_URI: "", ROOM_DESCRIPTION: "Team"}, URI)
     assert plan.advertised is Advertised.AUDIO_VIDEO_URI
-    assert plan.changes == {AUDIO_VIDEO_URI: URI}
-    # already set: nothing to submit; an old fallback line is cleaned up
+    # most clients show no extra room-info field: the description says it too
+    assert plan.changes == {AUDIO_VIDEO_URI: URI, ROOM_DESCRIPTION: f"Team · Join by phone: {URI}"}
+    # already set: nothing to submit; a line in an earlier version's words is updated
     plan = plan_room_config(
         {AUDIO_VIDEO_URI: URI, ROOM_DESCRIPTION: f"Team · Join the call: {URI}"}, URI
+    )
+    assert plan.changes == {ROOM_DESCRIPTION: f"Team · Join by phone: {URI}"}
+    quiet = AdvertisePolicy(in_description=False)
+    plan = plan_room_config(
+        {AUDIO_VIDEO_URI: URI, ROOM_DESCRIPTION: f"Team · Join by phone: {URI}"}, URI, policy=quiet
     )
     assert plan.changes == {ROOM_DESCRIPTION: "Team"}
 
@@ -36,38 +44,53 @@ def test_plan_with_module() -> None:
 def test_plan_fallback_and_unlink() -> None:
     plan = plan_room_config({ROOM_DESCRIPTION: "Team"}, URI)
     assert plan.advertised is Advertised.DESCRIPTION
-    assert plan.changes == {ROOM_DESCRIPTION: f"Team · Join the call: {URI}"}
+    assert plan.changes == {ROOM_DESCRIPTION: f"Team · Join by phone: {URI}"}
+    # without the module the description is the only place: used even when "not wanted"
+    plan = plan_room_config(
+        {ROOM_DESCRIPTION: ""}, URI, policy=AdvertisePolicy(in_description=False)
+    )
+    assert plan.changes == {ROOM_DESCRIPTION: f"Join by phone: {URI}"}
     assert plan_room_config({}, URI).advertised is Advertised.NONE
     unlink = plan_room_config({ROOM_DESCRIPTION: f"Team · Join the call: {URI}"}, "")
     assert unlink.changes == {ROOM_DESCRIPTION: "Team"}
+    own = AdvertisePolicy(label="Dial in: ")
+    plan = plan_room_config({ROOM_DESCRIPTION: "Team"}, URI, policy=own)
+    assert plan.changes == {ROOM_DESCRIPTION: f"Team · Dial in: {URI}"}
+
+
+def test_linked_rooms_are_moderated_where_newcomers_keep_their_voice() -> None:
+    prosody_with_module = {AUDIO_VIDEO_URI: "", MODERATED: "0"}
+    plan = plan_room_config(prosody_with_module, URI)
+    assert plan.changes[MODERATED] == "1" and plan.moderated is True
+    # unlinking gives the room back as it was before the bridge came
+    plan = plan_room_config({AUDIO_VIDEO_URI: URI, MODERATED: "1"}, "")
+    assert plan.changes == {AUDIO_VIDEO_URI: "", MODERATED: "0"}
+    # ejabberd: moderated, and newcomers are participants by default
+    plan = plan_room_config({MODERATED: "0", MEMBERS_BY_DEFAULT: "0", ROOM_DESCRIPTION: ""}, URI)
+    assert plan.changes[MODERATED] == "1" and plan.changes[MEMBERS_BY_DEFAULT] == "1"
+    # stock Prosody: a moderated room would make every caller a visitor (muted): left alone
+    plan = plan_room_config({MODERATED: "0", ROOM_DESCRIPTION: ""}, URI)
+    assert MODERATED not in plan.changes and plan.moderated is None
+    off = plan_room_config(prosody_with_module, URI, policy=AdvertisePolicy(moderated=False))
+    assert MODERATED not in off.changes
 
 
 def test_description_merge_keeps_owner_text() -> None:
-    assert merge_description("", URI) == f"Join the call: {URI}"
+    assert merge_description("", URI) == f"Join by phone: {URI}"
     assert merge_description(f"Call {URI} at 9", URI) == f"Call {URI} at 9"  # owner wrote it
-    old = "Team · Join the call: sip:old@x"
-    assert merge_description(old, URI) == f"Team · Join the call: {URI}"
+    old = "Team · Join by phone: sip:old@x"
+    assert merge_description(old, URI) == f"Team · Join by phone: {URI}"
     multi = merge_description("Line one\nLine two", URI, multiline=True)
-    assert multi == f"Line one\nLine two\nJoin the call: {URI}"
+    assert multi == f"Line one\nLine two\nJoin by phone: {URI}"
     assert strip_description(multi, multiline=True) == "Line one\nLine two"
 
 
-@given(st.text(max_size=60).filter(lambda t: "Join the call: " not in t))
+@given(st.text(max_size=60).filter(lambda t: "Join" not in t))
 def test_merge_then_strip_round_trips(owner: str) -> None:
     merged = merge_description(owner, URI)
     assert merge_description(merged, URI) == merged  # idempotent
     if URI not in owner:
         assert strip_description(merged) == owner.rstrip()
-
-
-def test_rate_limiter() -> None:
-    limiter = RateLimiter(burst=2, per_minute=60)  # one per second sustained
-    assert limiter.allow("a", 0.0) == (True, False)
-    assert limiter.allow("a", 0.0) == (True, False)
-    assert limiter.allow("a", 0.0) == (False, True)  # told once
-    assert limiter.allow("a", 0.5) == (False, False)
-    assert limiter.allow("b", 0.5) == (True, False)  # per sender
-    assert limiter.allow("a", 1.6) == (True, False)  # refilled
 
 
 def _presence(xml: str) -> ET.Element:
