@@ -153,6 +153,7 @@ class Node:
 
     async def start(self, stop: asyncio.Event) -> None:
         """Take (lease) and restore every linked room nobody else owns, then serve events."""
+        await self.leases.heartbeat()
         await self._claim_rooms()
         self._publish_directory()
         loop = asyncio.get_running_loop()
@@ -178,6 +179,10 @@ class Node:
         for keeper in list(self.services.keepers.values()):
             await keeper.release()
         self.services.keepers.clear()
+        try:
+            await self.leases.stop_heartbeat()
+        except StateUnavailable as error:  # it expires by itself after a lease TTL
+            log.warning("lease.heartbeat_failed", error=str(error))
 
     async def drain(self) -> None:
         """Stop taking calls and hand the rooms over; calls in progress are not touched.
@@ -289,7 +294,9 @@ class Node:
         while True:
             await asyncio.sleep(self.settings.state.lease_ttl / 3)
             try:
+                await self.leases.heartbeat()
                 await self._claim_rooms()
+                await self._sweep_ghost_legs()
             except StateUnavailable as error:
                 log.warning("lease.claim_failed", error=str(error))
                 continue
@@ -305,6 +312,38 @@ class Node:
         await self._claim_rooms()
         self._publish_directory()
 
+    async def _live_legs(self, name: str, here: Iterable[str]) -> frozenset[str]:
+        """Legs of ``name`` that are really up: ours, and those of other replicas that are
+        still alive (a draining replica's calls go on after it handed the room over)."""
+        state = await self.engine.load(name)
+        alive = await self.leases.alive(leg.node for leg in state.legs.values())
+        foreign = {leg.leg_id for leg in state.legs.values() if leg.node and leg.node in alive
+                   and leg.node != self.settings.state.node_id}  # fmt: skip
+        return frozenset(here) | foreign
+
+    async def _sweep_ghost_legs(self) -> None:
+        """Every lease round, in the rooms we own: legs of replicas that are gone (crashed, or
+        drained and stopped) leave the state and their puppets the room."""
+        me = self.settings.state.node_id
+        for room in list(self.rooms.values()):
+            if room.name in self.services.handed_over:
+                continue
+            state = self.engine.cached(room.name)
+            if state is None:
+                continue
+            others = {leg.node for leg in state.legs.values() if leg.node and leg.node != me}
+            if not others:
+                continue
+            alive = await self.leases.alive(others)
+            for leg in list(state.legs.values()):
+                if leg.node in others and leg.node not in alive:
+                    log.info("leg.ghost_removed", room=room.name, leg=leg.leg_id, node=leg.node)
+                    await self._handle(room, CallerLeft(
+                        event_id=f"left:{leg.leg_id}:{leg.call_id}", room=room.name,
+                        origin="sip", actor=leg.node, at=time.time(), leg_id=leg.leg_id,
+                        reason="call lost",
+                    ))  # fmt: skip
+
     async def _open_room(self, name: str, muc_jid: str) -> None:
         live = [leg for leg in self.legs.values() if leg.room.lower() == name]
         bridged = await self.component.link_room(
@@ -313,7 +352,8 @@ class Node:
         bridged.on_command = self.command_hook
         self.rooms[name] = LinkedRoom(name, muc_jid, bridged)
         try:
-            outcome = await self.engine.restore(name, frozenset(leg.leg_id for leg in live))
+            live_ids = await self._live_legs(name, (leg.leg_id for leg in live))
+            outcome = await self.engine.restore(name, live_ids)
         except StateUnavailable as error:  # served, but new callers get 503 until it reads
             log.error("room.state_unavailable", room=name, error=str(error))
             return

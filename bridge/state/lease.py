@@ -145,6 +145,30 @@ class LeaseManager:
             return Serve(lease)
         return RedirectTo(lease.contact, lease.node_id)
 
+    async def heartbeat(self) -> None:
+        """Say this node is alive for another ``ttl``: other replicas keep its calls' legs
+        (a draining node's calls go on after it handed its rooms over) instead of removing
+        them as ghosts. Called every lease round."""
+        key = self.keys.node(self.node_id)
+        await self.call("refresh this node's heartbeat", self.client.set(key, "1", px=self.ttl_ms))
+
+    async def stop_heartbeat(self) -> None:
+        """Clean shutdown: the other replicas may drop what is left of our calls at once."""
+        key = self.keys.node(self.node_id)
+        await self.call("remove this node's heartbeat", self.client.delete(key))
+
+    async def alive(self, node_ids: Iterable[str]) -> set[str]:
+        """Which of ``node_ids`` have a live heartbeat (this node always counts)."""
+        wanted = sorted({n for n in node_ids if n and n != self.node_id})
+        found = {self.node_id}
+        if wanted:
+            beats = await self.call(
+                "read the heartbeats of other nodes",
+                self.client.mget([self.keys.node(n) for n in wanted]),
+            )
+            found |= {n for n, beat in zip(wanted, beats, strict=True) if beat is not None}
+        return found
+
     async def claim_orphans(self, rooms: Iterable[str]) -> list[Lease]:
         """Take every listed room that has no owner (its owner died): the takeover step."""
         taken: list[Lease] = []

@@ -89,12 +89,17 @@ async def test_draining_replica_hands_its_room_to_the_other_one(
 
             replica_a.send_signal(signal.SIGTERM)
             await until(lambda: ROOM in node_b.rooms, "B took the room over", LEASE_TTL * 5)
+            await until(lambda: node_b.engine.cached(ROOM) is not None, "B read the room")
+            state = node_b.engine.cached(ROOM)  # A is alive: its call is no ghost
+            assert state is not None
+            assert [leg.node for leg in state.legs.values()] == ["replica-a"]
             async with asyncio.timeout(LEASE_TTL * 5):  # A learns the new owner
                 while True:
                     moved = await dial(late)
                     if moved.status == 302:
                         break
-                    assert moved.status == 503, moved.first_line  # no owner known yet
+                    tail = log_path.read_text()[-3000:]
+                    assert moved.status == 503, f"{moved.first_line}\n{tail}"  # no owner yet
                     late.close()
                     late = RawUac(port_a, user="dora", display="Dora Late")
                     await asyncio.sleep(0.3)
@@ -113,6 +118,12 @@ async def test_draining_replica_hands_its_room_to_the_other_one(
                 on_b.close()
             await asyncio.to_thread(in_call.bye)
             assert await asyncio.to_thread(replica_a.wait, 30) == 0
+
+            def a_legs_left() -> bool:
+                state = node_b.engine.cached(ROOM)
+                return state is not None and not state.legs
+
+            await until(a_legs_left, "B dropped the stopped replica's leg", LEASE_TTL * 5)
         text = log_path.read_text()
         assert '"room.handed_over"' in text
         assert '"bridge.drained"' in text
