@@ -74,7 +74,7 @@ async def open_node(settings: Settings, readiness: Readiness | None = None) -> A
 async def _drain(node: Node, readiness: Readiness, stop: asyncio.Event, limit: float) -> None:
     """Let the calls in progress end (new ones get 503) before stopping; a second signal
     or ``limit`` seconds end the wait (the remaining calls then get a BYE)."""
-    if not node.pool.legs() or limit <= 0:  # the pool also knows calls still being set up
+    if not node.calls_in_progress() or limit <= 0:  # also calls still being set up
         return
     readiness.start_draining()
     stop.clear()
@@ -84,11 +84,11 @@ async def _drain(node: Node, readiness: Readiness, stop: asyncio.Event, limit: f
         log.warning("bridge.handover_failed", error=str(error))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
-    while node.pool.legs() and not stop.is_set() and loop.time() < deadline:
+    while node.calls_in_progress() and not stop.is_set() and loop.time() < deadline:
         with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
             async with asyncio.timeout(min(1.0, deadline - loop.time())):
                 await stop.wait()
-    log.info("bridge.drained", legs_left=len(node.pool.legs()))
+    log.info("bridge.drained", legs_left=node.calls_in_progress())
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:

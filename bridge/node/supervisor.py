@@ -22,9 +22,11 @@ from bridge import metrics
 from bridge.config import Settings
 from bridge.core.admission import RoomDirectory
 from bridge.core.events import (
+    DialOutCall,
     DialProgress,
     DtmfReceived,
     HangupLeg,
+    HoldLeg,
     LegJoined,
     LegLeft,
     MuteLeg,
@@ -118,6 +120,10 @@ class Node:
         self.remote: dict[str, str] = {}
         #: SIGTERM: new INVITEs get 503 while the calls in progress go on (drain)
         self.draining = False
+        #: draining: room handed over → request id of the call that links our remaining
+        #: callers to the new owner's mix (a "handover line"), and the legs of those calls
+        self._handover_lines: dict[str, str] = {}
+        self._line_legs: set[str] = set()
         self._keepers: dict[str, asyncio.Task[None]] = {}
         self.rooms: dict[str, LinkedRoom] = {}
         self.legs: dict[str, LegJoined] = {}
@@ -265,6 +271,29 @@ class Node:
             await self._open_room(name, muc_jid)
         for name in set(self.remote) - set(linked):
             del self.remote[name]
+        if self.draining:
+            self._link_handed_over()
+
+    def calls_in_progress(self) -> int:
+        """Calls up or being set up on this node, not counting handover lines."""
+        return sum(1 for leg_id in self.pool.legs() if leg_id not in self._line_legs)
+
+    def _link_handed_over(self) -> None:
+        """Draining: once the new owner of a room we handed over is known, call it into our
+        local mix of that room, so that our remaining callers and the callers it takes
+        hear each other (one leg each side, mix-minus on both: no echo). Retried each round
+        until it is up; it ends with the drain."""
+        for name in sorted(self.services.handed_over):
+            contact = self.remote.get(name)
+            if contact is None or name in self._handover_lines:
+                continue
+            if not any(leg.room.lower() == name for leg in self.legs.values()):
+                continue  # nobody left here to link
+            request_id = f"handover:{name}:{uuid.uuid4().hex[:12]}"
+            display = f"{self.settings.state.node_id} (handover)"
+            if self.pool.dial(DialOutCall(name, contact, request_id, display)):
+                self._handover_lines[name] = request_id
+                log.info("room.handover_line", room=name, target=contact)
 
     def _keep(self, lease: Lease) -> None:
         keeper = LeaseKeeper(self.leases, lease, on_lost=self._lease_lost)
@@ -384,11 +413,26 @@ class Node:
             linked = self.rooms.get(event.room.lower())
             if linked is not None:  # live "who is talking" for chat users (rate-limited)
                 linked.bridged.set_speaking(event.leg_id, event.talking)
+        elif isinstance(event, DialProgress) and event.request_id.startswith("handover:"):
+            self._handover_progress(event)
         elif isinstance(event, DialProgress) and self.dial_hook is not None:
             self.dial_hook(event)
 
+    def _handover_progress(self, event: DialProgress) -> None:
+        if event.leg_id:
+            self._line_legs.add(event.leg_id)
+            self.pins.trust(event.leg_id)
+        log.info("room.handover_line_progress", room=event.room, status=event.status,
+                 reason=event.reason)  # fmt: skip
+        if event.status == "failed":  # try again at the next lease round
+            self._handover_lines.pop(event.room.lower(), None)
+
     async def _leg_joined(self, leg: LegJoined) -> None:
         room = self.rooms.get(leg.room.lower())
+        if leg.leg_id in self._line_legs:  # our handover line: in the mix, not in the room
+            self.pool.send(HoldLeg(leg.leg_id, False))  # a PIN room holds new legs out
+            log.info("room.handover_line_up", room=leg.room, leg=leg.leg_id)
+            return
         with bound(room=leg.room, call_id=leg.call_id, participant=leg.leg_id):
             if room is None:  # admission said yes from an older directory
                 self.pool.send(HangupLeg(leg.leg_id, "conference not linked", 404))
@@ -442,6 +486,11 @@ class Node:
         return self.pins.hold(leg, pin_hash, held_by_pool=record is not None and record.held)
 
     async def _leg_left(self, event: LegLeft) -> None:
+        if event.leg_id in self._line_legs:
+            self._line_legs.discard(event.leg_id)
+            self._handover_lines.pop(event.room.lower(), None)  # relinked next round if needed
+            log.info("room.handover_line_down", room=event.room, reason=event.reason)
+            return
         self.pins.forget(event.leg_id)
         if self.legs.pop(event.leg_id, None) is not None:
             metrics.LEGS_ENDED.labels(reason=metrics_feed.leg_end_reason(event.reason)).inc()

@@ -12,10 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from bridge.app import open_node
 from bridge.devstack.ports import free_udp_tcp_port
 from bridge.devstack.prosody import ProsodyServer
 from bridge.devstack.redis_server import RedisServer
+from bridge.sip import devpeers as dp
 from tests.e2e.conftest import ROOM, process_env
 from tests.e2e.test_mirroring import dial, until
 from tests.e2e.test_replicas import LEASE_TTL, _replica_a_env, _settings_b
@@ -89,10 +92,6 @@ async def test_draining_replica_hands_its_room_to_the_other_one(
 
             replica_a.send_signal(signal.SIGTERM)
             await until(lambda: ROOM in node_b.rooms, "B took the room over", LEASE_TTL * 5)
-            await until(lambda: node_b.engine.cached(ROOM) is not None, "B read the room")
-            state = node_b.engine.cached(ROOM)  # A is alive: its call is no ghost
-            assert state is not None
-            assert [leg.node for leg in state.legs.values()] == ["replica-a"]
             async with asyncio.timeout(LEASE_TTL * 5):  # A learns the new owner
                 while True:
                     moved = await dial(late)
@@ -105,11 +104,15 @@ async def test_draining_replica_hands_its_room_to_the_other_one(
                     await asyncio.sleep(0.3)
             contact = moved.get("Contact")
             assert f"@127.0.0.1:{node_b.pool.front_port}" in contact, contact
+            state = node_b.engine.cached(ROOM)  # restored by now: A is alive, its call no ghost
+            assert state is not None
+            assert "replica-a" in {leg.node for leg in state.legs.values()}
 
             on_b = RawUac(node_b.pool.front_port, user="dora", display="Dora Late")
             try:
                 assert (await dial(on_b)).status == 200
-                await until(lambda: len(node_b.legs) == 1, "the new caller is on B")
+                names = lambda: {leg.display_name for leg in node_b.legs.values()}  # noqa: E731
+                await until(lambda: "Dora Late" in names(), "the new caller is on B")
                 # the first call goes on on A: no BYE came, A still runs
                 assert not await asyncio.to_thread(_requests, in_call, "BYE", 1.0)
                 assert replica_a.poll() is None
@@ -121,7 +124,9 @@ async def test_draining_replica_hands_its_room_to_the_other_one(
 
             def a_legs_left() -> bool:
                 state = node_b.engine.cached(ROOM)
-                return state is not None and not state.legs
+                return state is not None and "replica-a" not in {
+                    leg.node for leg in state.legs.values()
+                }
 
             await until(a_legs_left, "B dropped the stopped replica's leg", LEASE_TTL * 5)
         text = log_path.read_text()
@@ -144,3 +149,58 @@ def _requests(uac: RawUac, method: str, seconds: float) -> list[Message]:
         if msg is not None and msg.first_line.startswith(f"{method} sip:"):
             found.append(msg)
     return found
+
+
+async def test_after_the_handover_the_first_caller_hears_the_new_one(
+    two_component_prosody: ProsodyServer, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The draining replica calls the new owner into its own mix of the room (a handover
+    line): its remaining caller (baresip, recording) hears a caller who joined after the
+    handover on the other replica (SIPp, speaking), instead of a split meeting."""
+    port_a = free_udp_tcp_port()
+    log_path = tmp_path / "replica-a.log"
+    with log_path.open("w") as log_file:
+        replica_a = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "run"],
+            env=_replica_a_env(two_component_prosody, redis_server, port_a), stderr=log_file,
+        )  # fmt: skip
+    speech = dp.speech("one two three four five six seven eight nine ten", 8000, tmp_path)
+    pcap = tmp_path / "speech.pcap"
+    dp.write_rtp_pcap(pcap, speech)
+    silence = tmp_path / "silence.wav"
+    dp.write_wav(silence, np.zeros(8000 * 60, np.int16), 8000)
+    listener = dp.Baresip(tmp_path / "baresip", silence)
+    try:
+        await asyncio.to_thread(_wait_for_line, log_path, '"bridge.ready"', replica_a, 60)
+        async with open_node(_settings_b(two_component_prosody, redis_server)) as node_b:
+            listener.start(f"sip:{ROOM}@127.0.0.1:{port_a}", 60)
+            await asyncio.to_thread(_wait_for_line, log_path, '"leg.joined"', replica_a, 30)
+            replica_a.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(
+                _wait_for_line, log_path, '"room.handover_line_up"', replica_a, LEASE_TTL * 10
+            )
+            await until(lambda: len(node_b.legs) == 1, "the line joined B")
+            # a new caller dials the draining replica, follows its 302 to B and speaks there
+            caller = dp.Sipp(dp.sipp_uac_scenario(ROOM, pcap=pcap, hold_ms=8000), port_a,
+                             tmp_path / "sipp")  # fmt: skip
+            result = await asyncio.to_thread(caller.run)  # the pcap plays during the hold
+            assert result.returncode == 0, result.stdout + result.errors
+            await asyncio.to_thread(listener.stop)  # A's last call ends: A finishes its drain
+            assert await asyncio.to_thread(replica_a.wait, 30) == 0
+            await until(lambda: not node_b.legs, "B hung up the line when A stopped")
+    finally:
+        listener.stop()
+        if replica_a.poll() is None:
+            replica_a.kill()
+        replica_a.wait()
+    heard, rate = listener.heard()
+    correlation, _ = dp.best_correlation(dp.envelope(heard, rate), dp.envelope(speech, 8000))
+    assert correlation > 0.6, f"the first caller did not hear the new one ({correlation:.2f})"
+
+
+def _wait_for_line(log: Path, marker: str, proc: subprocess.Popen[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while marker not in log.read_text():
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"no {marker} in:\n{log.read_text()[-3000:]}"
+        time.sleep(0.1)
