@@ -375,13 +375,20 @@ class Node:
 
     async def _open_room(self, name: str, muc_jid: str) -> None:
         live = [leg for leg in self.legs.values() if leg.room.lower() == name]
+        try:
+            live_ids: frozenset[str] | None = await self._live_legs(
+                name, (leg.leg_id for leg in live)
+            )
+        except StateUnavailable:
+            live_ids = None  # the restore below says so
         bridged = await self.component.link_room(
             muc_jid, self.sip_uri(name), legs=live, sink=self._room_events.put_nowait
         )
         bridged.on_command = self.command_hook
         self.rooms[name] = LinkedRoom(name, muc_jid, bridged)
         try:
-            live_ids = await self._live_legs(name, (leg.leg_id for leg in live))
+            if live_ids is None:
+                live_ids = await self._live_legs(name, (leg.leg_id for leg in live))
             outcome = await self.engine.restore(name, live_ids)
         except StateUnavailable as error:  # served, but new callers get 503 until it reads
             log.error("room.state_unavailable", room=name, error=str(error))

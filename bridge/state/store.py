@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import BusyLoadingError, ReadOnlyError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -75,6 +75,18 @@ def describe(client: aioredis.Redis) -> str:
     return f"redis at {kwargs.get('host')}:{kwargs.get('port')}"
 
 
+_FAILOVER_REPLIES = ("READONLY", "MASTERDOWN", "LOADING", "read only replica")
+
+
+def _failing_over(error: ResponseError) -> bool:
+    """A reply that means "not the primary right now", also when it comes wrapped in a
+    script or pipeline error (a write inside our Lua scripts raises it there)."""
+    if isinstance(error, ReadOnlyError):
+        return True
+    text = str(error)
+    return any(reply in text for reply in _FAILOVER_REPLIES)
+
+
 class ReplicaAcks:
     """``WAIT numreplicas timeout`` after a write, on the same connection (a pipeline):
     with Sentinel, a write counts as done only once a replica that could be promoted has
@@ -123,8 +135,14 @@ class RedisCaller:
         try:
             async with asyncio.timeout(self.op_timeout):
                 return await call
-        except ResponseError:
-            raise
+        except ResponseError as error:
+            if not _failing_over(error):
+                raise
+            # The server we reached is a replica now (a failover is under way, or we still
+            # hold a connection to the old primary): drop the connections so the next call
+            # asks Sentinel again, and report an outage (facts are queued, not lost).
+            await self.client.connection_pool.disconnect()
+            raise StateUnavailable(what, self.where, error) from error
         except OUTAGE_ERRORS as error:
             if isinstance(error, TimeoutError) and not str(error):
                 error = TimeoutError(f"no answer within {self.op_timeout:g} s")

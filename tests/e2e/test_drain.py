@@ -90,6 +90,13 @@ async def test_draining_replica_hands_its_room_to_the_other_one(
             assert ROOM not in node_b.rooms  # A owns the room
             assert (await dial(in_call)).status == 200
 
+            async def recorded() -> bool:  # A wrote its caller's leg (it owns the room)
+                state = await node_b.engine.load(ROOM)
+                return any(leg.node == "replica-a" for leg in state.legs.values())
+
+            async with asyncio.timeout(20):
+                while not await recorded():
+                    await asyncio.sleep(0.1)
             replica_a.send_signal(signal.SIGTERM)
             await until(lambda: ROOM in node_b.rooms, "B took the room over", LEASE_TTL * 5)
             async with asyncio.timeout(LEASE_TTL * 5):  # A learns the new owner

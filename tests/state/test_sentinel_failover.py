@@ -141,3 +141,25 @@ async def _caught_up(engine: MirrorEngine) -> bool:
     with contextlib.suppress(StateUnavailable):
         await engine.catch_up()
     return len(engine.outbox) == 0
+
+
+async def test_a_write_that_reaches_a_replica_is_an_outage_not_a_bug(tmp_path: Path) -> None:
+    """Mid-failover a connection may still point at a server that is a replica now: the
+    script's write fails with READONLY. That must read as "Redis unavailable" (the change is
+    queued or refused with a message), and the connections are dropped to find the primary."""
+    from bridge.devstack.redis_server import RedisServer
+    from bridge.state.connection import redis_client
+
+    primary, replica = RedisServer(tmp_path / "p"), RedisServer(tmp_path / "r")
+    primary.start()
+    replica.start()
+    client = redis_client(replica.url)
+    try:
+        await client.execute_command("REPLICAOF", "127.0.0.1", str(primary.port))
+        store = StateStore(client, op_timeout=2.0)
+        with pytest.raises(StateUnavailable, match="read only replica"):
+            await store.link_room(ROOM, MUC, event_id="link-1", actor="owner@localhost")
+    finally:
+        await client.aclose()
+        replica.stop()
+        primary.stop()
