@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -166,6 +167,7 @@ async def test_image_runs_as_the_chart_says(
         await asyncio.to_thread(
             wait_until, lambda: http_ready(f"{http}/readyz").ok, "/readyz", 120, log
         )
+        await asyncio.to_thread(_helm_test, podman, docs, values)
         await asyncio.to_thread(_check_privileges, podman, name, http, log)
         run = Run(podman, name, sip_port, tmp_path, log)
         await _call_chat_and_drain(room_prosody, run)
@@ -173,6 +175,20 @@ async def test_image_runs_as_the_chart_says(
         podman.run("rm", "-f", name, check=False)
         logs.kill()
         logs.wait()
+
+
+def _helm_test(podman: Podman, docs: list[dict[str, Any]], values: dict[str, Any]) -> None:
+    """The chart's `helm test` pod, run from the image against the bridge (its Service
+    names are the loopback address here)."""
+    (pod,) = [d for d in docs if d["kind"] == "Pod" and d["metadata"]["name"].endswith("probe")]
+    (container,) = pod["spec"]["containers"]
+    command = [re.sub(r"[\w.-]+\.svc", NODE, part) for part in container["command"]]
+    assert f"http://{NODE}:{values['http']['port']}/readyz" in command
+    done = podman.run("run", "--rm", "--network=host", "--user", "10001",
+                      "--entrypoint", command[0], container["image"], *command[1:],
+                      check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok   SIP OPTIONS" in done.stdout and "ok   GET" in done.stdout, done.stdout
 
 
 def _check_privileges(podman: Podman, name: str, http: str, log: Path) -> None:
