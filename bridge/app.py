@@ -18,6 +18,7 @@ from bridge.node.services import build_state
 from bridge.node.supervisor import Node, initial_directory
 from bridge.sip.pool import WorkerPool
 from bridge.state.connection import open_redis
+from bridge.state.errors import StateUnavailable
 from bridge.xmpp.adhoc import AdhocCommands
 from bridge.xmpp.component import BridgeComponent
 
@@ -50,8 +51,10 @@ async def open_node(settings: Settings, readiness: Readiness | None = None) -> A
             )  # fmt: skip
             try:
                 await asyncio.to_thread(pool.start)
-                # ready = the node can take a call now (a full node sheds new callers)
-                readiness.register("workers", lambda: pool.free_slots() > 0)
+                # ready = a worker answers SIP. A full node stays ready: it still redirects
+                # callers of rooms it does not own, serves SUBSCRIBE/MESSAGE and answers 486
+                # with Retry-After; capacity is paged on by SipmucNoFreeCallSlots instead.
+                readiness.register("workers", lambda: any(p.alive for p in pool.slots()))
                 node = Node(settings, component, pool, services)
                 # owner commands: !commands in the rooms and XEP-0050 on the component
                 executor = CommandExecutor(node)
@@ -75,18 +78,21 @@ async def open_node(settings: Settings, readiness: Readiness | None = None) -> A
 async def _drain(node: Node, readiness: Readiness, stop: asyncio.Event, limit: float) -> None:
     """Let the calls in progress end (new ones get 503) before stopping; a second signal
     or ``limit`` seconds end the wait (the remaining calls then get a BYE)."""
-    if not node.pool.legs() or limit <= 0:  # the pool also knows calls still being set up
+    if not node.calls_in_progress() or limit <= 0:  # also calls still being set up
         return
     readiness.start_draining()
-    node.drain()
     stop.clear()
+    try:
+        await node.drain()
+    except StateUnavailable as error:  # Redis down: the leases expire by themselves
+        log.warning("bridge.handover_failed", error=str(error))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
-    while node.pool.legs() and not stop.is_set() and loop.time() < deadline:
+    while node.calls_in_progress() and not stop.is_set() and loop.time() < deadline:
         with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
             async with asyncio.timeout(min(1.0, deadline - loop.time())):
                 await stop.wait()
-    log.info("bridge.drained", legs_left=len(node.pool.legs()))
+    log.info("bridge.drained", legs_left=node.calls_in_progress())
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -103,6 +109,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 "bridge.ready",
                 component=settings.xmpp.component_jid,
                 sip=f"{settings.sip.bind_host}:{node.pool.front_port}",
+                advertised=settings.sip.advertised,
                 rooms=sorted(node.rooms),
             )
             await stop.wait()

@@ -1,10 +1,11 @@
-"""``sipmuc-bridge`` command line: run, check-config, demo, phone, chat, ha1, version."""
+"""``sipmuc-bridge`` command line: run, check-config, demo, phone, chat, ha1, probe, version."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from bridge import __version__
 from bridge.config import ConfigError, Settings, load_settings, redacted
 from bridge.http import HttpUnavailable
 from bridge.logs import configure, get_logger
+from bridge.privileges import confine
 from bridge.sip.pool import PoolError
 from bridge.state.connection import RedisUnavailable
 from bridge.xmpp.component import XmppUnavailable
@@ -113,6 +115,16 @@ def _parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=0.0, metavar="SECONDS",
         help="leave after this many seconds (default: Ctrl-C or /quit)",
     )  # fmt: skip
+    probe = sub.add_parser(
+        "probe",
+        help="check a running bridge from outside: /readyz answers 200 and SIP OPTIONS gets "
+        "a 2xx (the chart's helm test)",
+    )
+    probe.add_argument("--http", action="append", default=[], metavar="URL",
+                       help="a /readyz URL (repeatable)")  # fmt: skip
+    probe.add_argument("--sip", action="append", default=[], metavar="HOST:PORT",
+                       help="a SIP UDP address (repeatable)")  # fmt: skip
+    probe.add_argument("--timeout", type=float, default=5.0, help="seconds per check")
     sub.add_parser("version", help="print the version", description="print the version")
     return parser
 
@@ -143,6 +155,24 @@ def _ha1(user: str, realm: str, fmt: str) -> int:
     return 0
 
 
+def _probe(urls: list[str], sips: list[str], timeout: float) -> int:
+    from bridge.probe import ProbeResult, http_ready, sip_options
+
+    if not urls and not sips:
+        print("sipmuc-bridge probe: nothing to check (give --http and/or --sip)", file=sys.stderr)
+        return EXIT_CONFIG
+    results: list[ProbeResult] = [http_ready(url, timeout) for url in urls]
+    for item in sips:
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            print(f"sipmuc-bridge probe: --sip {item!r} is not HOST:PORT", file=sys.stderr)
+            return EXIT_CONFIG
+        results.append(sip_options(host.strip("[]"), int(port), timeout))
+    for result in results:
+        print(f"{'ok  ' if result.ok else 'FAIL'} {result.what}: {result.detail}")
+    return 0 if all(r.ok for r in results) else 1
+
+
 def _load(config: Path | None) -> Settings:
     try:
         return load_settings(config)
@@ -156,6 +186,13 @@ def _run(settings: Settings) -> int:
 
     configure(settings.log)
     log = get_logger("bridge.cli")
+    try:
+        caps = confine()
+    except OSError as error:
+        log.error("privileges.confine_failed", error=str(error))
+        return EXIT_CONFIG
+    log.info("privileges.confined", uid=os.getuid(), effective=caps.names(),
+             realtime_capable=caps.sys_nice or os.getuid() == 0)  # fmt: skip
     try:
         asyncio.run(serve(settings))
     except XmppUnavailable as error:
@@ -182,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         return _ha1(args.user, args.realm, args.format)
     if args.command in ("demo", "phone", "chat"):
         return _demo_command(args)
+    if args.command == "probe":
+        return _probe(args.http, args.sip, args.timeout)
     settings = _load(args.config)
     if args.command == "check-config":
         print(json.dumps(redacted(settings), indent=2))

@@ -11,9 +11,10 @@ import os
 import re
 import socket
 from enum import StrEnum
+from ipaddress import ip_address
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
-from urllib.parse import urlsplit
+from typing import Annotated, Any, ClassVar, Literal, Self
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -40,6 +41,9 @@ CONFIG_FILE_ENV = "SIPMUC_CONFIG"
 Port = Annotated[int, Field(ge=1, le=65535)]
 _LOOPBACK = frozenset({"localhost", "::1", "ip6-localhost"})
 _DOMAIN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+_WILDCARDS = frozenset({"", "0.0.0.0", "::", "[::]", "*"})
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?$")
 
 
 class ConfigError(Exception):
@@ -66,7 +70,31 @@ class Transport(StrEnum):
 
 
 class _Section(BaseModel):
+    """A settings section. ``_SECRET_FILES`` maps a secret field to a ``<field>_file`` path
+    field: the secret is then read from that file (a mounted Kubernetes Secret, a Docker
+    secret), so that it never sits in the environment or in a rendered manifest."""
+
     model_config = ConfigDict(extra="forbid")
+    _SECRET_FILES: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="after")
+    def _read_secret_files(self) -> Self:
+        for name, file_field in self._SECRET_FILES.items():
+            path: Path | None = getattr(self, file_field)
+            if path is None:
+                continue
+            current = getattr(self, name)
+            if current is not None and current.get_secret_value():
+                raise ValueError(f"set either {name} or {file_field}, not both")
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as error:
+                raise ValueError(f"{file_field}: cannot read {path}: {error}") from None
+            value = text.rstrip("\r\n")
+            if not value:
+                raise ValueError(f"{file_field}: {path} is empty")
+            setattr(self, name, SecretStr(value))
+        return self
 
 
 class ChatLimits(_Section):
@@ -135,8 +163,26 @@ class LinkSettings(_Section):
 class XmppSettings(_Section):
     """XEP-0114 external component and the MUC service it serves."""
 
+    _SECRET_FILES: ClassVar[dict[str, str]] = {
+        "secret": "secret_file",
+        "puppet_key": "puppet_key_file",
+    }
+
     component_jid: str = Field("bridge.localhost", description="JID of the bridge's component")
     secret: SecretStr = Field(SecretStr(""), description="XEP-0114 shared secret")
+    secret_file: Path | None = Field(
+        None, description="File holding the XEP-0114 shared secret (instead of secret)"
+    )
+    puppet_key: SecretStr = Field(
+        SecretStr(""),
+        description="Key of the puppets' JIDs (an HMAC of the caller's identity): keep it "
+        "stable, since bans on puppet JIDs and room affiliations depend on it, and the same "
+        "on every replica; empty = derived from the component secret (rotating that secret "
+        "then renames every puppet)",
+    )
+    puppet_key_file: Path | None = Field(
+        None, description="File holding puppet_key (instead of puppet_key)"
+    )
     host: str = Field("127.0.0.1", description="XMPP server host for the component connection")
     port: Port = Field(5347, description="XMPP server component port")
     muc_service: str = Field("conference.localhost", description="MUC service JID of the rooms")
@@ -378,7 +424,22 @@ class DialOutSettings(_Section):
 
 class SipSettings(_Section):
     domain: str = Field("localhost", description="SIP domain of room URIs (sip:<room>@<domain>)")
-    bind_host: str = Field("127.0.0.1", description="Address the SIP listeners bind to")
+    bind_host: str = Field(
+        "127.0.0.1",
+        description="Address the SIP and RTP sockets bind to; 0.0.0.0 = every IPv4 interface "
+        "(then advertise_host is required)",
+    )
+    advertise_host: str = Field(
+        "",
+        description="Address callers are told to reach this node at: SIP Contact and Via, SDP "
+        "c= (RTP), and the 302 targets of its workers and rooms; empty = bind_host. Behind NAT "
+        "or a load balancer: the public address",
+    )
+    advertise_by_node: dict[str, str] = Field(
+        default_factory=dict,
+        description="advertise_host per replica, keyed by state.node_id (e.g. one load "
+        "balancer address per StatefulSet pod); the entry of this node wins",
+    )
     port: Port = Field(5060, description="Public (front) SIP port for UDP and TCP")
     tls_port: Port = Field(5061, description="SIP over TLS port (when a certificate is set)")
     transports: list[Transport] = Field(
@@ -426,6 +487,18 @@ class SipSettings(_Section):
             raise ValueError("dialout.trunk_domain is this bridge's own SIP domain: numbers "
                              "would ring our own rooms (a room may be named like a number)")
         return self
+    @field_validator("advertise_host")
+    @classmethod
+    def _advertisable(cls, value: str) -> str:
+        return _advertisable(value)
+
+    @property
+    def advertised(self) -> str:
+        """The address put into SIP headers, SDP and redirects ("" = unknown: the bind
+        address is a wildcard and nothing was configured)."""
+        if self.advertise_host:
+            return self.advertise_host
+        return "" if self.bind_host.strip() in _WILDCARDS else self.bind_host
 
     @model_validator(mode="after")
     def _tls_needs_files(self) -> Self:
@@ -555,10 +628,11 @@ class WorkerSettings(_Section):
         "of a crashed worker are always logged (faulthandler)",
     )
     stats_interval: float = Field(
-        0.0,
+        5.0,
         ge=0,
         description="Seconds between each worker's media health reports to the pool (clock "
-        "lateness, pjmedia jitter buffer counters; benchmarks/sip_capacity.py); 0 = off",
+        "lateness, pjmedia jitter buffer counters, real-time scheduling): exported in "
+        "/metrics and read by benchmarks/sip_capacity.py; 0 = off",
     )
     jb_init_ms: int = Field(
         -1,
@@ -595,9 +669,53 @@ class WorkerSettings(_Section):
 
 
 class RedisSettings(_Section):
+    _SECRET_FILES: ClassVar[dict[str, str]] = {
+        "url": "url_file",
+        "password": "password_file",
+        "sentinel_password": "sentinel_password_file",
+    }
+
     url: SecretStr | None = Field(
         None,
-        description="redis:// or rediss:// URL; unset = embedded Redis (single node only)",
+        description="redis:// or rediss:// URL; unset (and no sentinels) = embedded Redis "
+        "(single node only)",
+    )
+    url_file: Path | None = Field(None, description="File holding url (instead of url)")
+    password: SecretStr | None = Field(
+        None,
+        description="Password of the Redis server(s), when it is not in url (and for the "
+        "servers Sentinel names)",
+    )
+    password_file: Path | None = Field(
+        None, description="File holding password (instead of password)"
+    )
+    sentinels: list[str] = Field(
+        default_factory=list,
+        description="Redis Sentinel addresses 'host:port' (instead of url): the bridge asks "
+        "them for the current primary of sentinel_service and follows failovers by itself",
+    )
+    sentinel_service: str = Field(
+        "mymaster", min_length=1, description="Name of the monitored primary in Sentinel"
+    )
+    sentinel_password: SecretStr | None = Field(
+        None, description="Password of the Sentinels themselves (requirepass in sentinel.conf)"
+    )
+    sentinel_password_file: Path | None = Field(
+        None, description="File holding sentinel_password (instead of sentinel_password)"
+    )
+    sentinel_db: int = Field(0, ge=0, description="Database number on the Sentinel's primary")
+    sentinel_tls: bool = Field(
+        False, description="TLS to the primary and replicas named by Sentinel (rediss)"
+    )
+    replica_acks: int = Field(
+        0,
+        ge=0,
+        description="Replicas that must hold each moderation write before it counts as done "
+        "(Redis WAIT): with 1 and Sentinel, a failover never loses an acknowledged mute, ban "
+        "or role; a write not acknowledged in time is queued and replayed. 0 = don't wait",
+    )
+    replica_ack_timeout: float = Field(
+        0.5, gt=0, description="Seconds to wait for replica_acks before queueing the write"
     )
     embedded_dir: Path = Field(
         Path("./var/redis"), description="Data directory of the embedded Redis"
@@ -608,10 +726,46 @@ class RedisSettings(_Section):
     def _scheme(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():
             return None
-        scheme = value.get_secret_value().split("://", 1)[0]
-        if scheme not in {"redis", "rediss", "unix"}:
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        _check_url_scheme(value.get_secret_value())
         return value
+
+    @field_validator("sentinels")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        for item in value:
+            host, sep, port = item.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{item!r} is not host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if self.url is not None:
+            _check_url_scheme(self.url.get_secret_value())  # also when read from url_file
+            if self.sentinels:
+                raise ValueError("set either url or sentinels, not both")
+        return self
+
+    @property
+    def mode(self) -> Literal["url", "sentinel", "embedded"]:
+        if self.sentinels:
+            return "sentinel"
+        return "url" if self.url is not None else "embedded"
+
+    def effective_url(self) -> str | None:
+        """``url`` with ``password`` filled in when the URL carries none."""
+        if self.url is None:
+            return None
+        url = self.url.get_secret_value()
+        if self.password is None or url.startswith("unix:"):
+            return url
+        parts = urlsplit(url)
+        if parts.password:
+            return url
+        user = quote(parts.username or "", safe="")
+        secret = quote(self.password.get_secret_value(), safe="")
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{user}:{secret}@{host}"))
 
 
 class StateSettings(_Section):
@@ -631,7 +785,7 @@ class StateSettings(_Section):
         None,
         description="Contact that other replicas send in 302 for rooms this node owns, with "
         "'{room}' for the room, e.g. 'sip:{room}@10.0.0.5:5060'; unset = "
-        "sip:{room}@<sip.bind_host>:<sip.port>",
+        "sip:{room}@<sip.advertise_host>:<sip.port>",
     )
     lease_ttl: float = Field(
         10.0,
@@ -785,6 +939,16 @@ class Settings(BaseSettings):
         # replica's and redirect callers to itself until they expire.
         if not self.state.node_id:
             self.state.node_id = f"{socket.gethostname()}-{self.sip.port}"
+        mine = self.sip.advertise_by_node.get(self.state.node_id, "").strip()
+        if mine:
+            self.sip.advertise_host = _advertisable(mine)
+        if self.sip.bind_host.strip() in _WILDCARDS and not self.sip.advertise_host:
+            raise ValueError(
+                f"sip.bind_host {self.sip.bind_host!r} listens on every interface, so it says "
+                "nothing about where callers reach this node: set sip.advertise_host "
+                "(SIPMUC_SIP__ADVERTISE_HOST), e.g. the pod or node IP or the public address "
+                "in front of it"
+            )
         return self
 
     @model_validator(mode="after")
@@ -808,9 +972,18 @@ class Settings(BaseSettings):
         """Redis holds the moderation truth: whoever can write it can lift their own ban. A
         Redis other hosts can reach must ask for a password (outside the demo); one on
         loopback or a unix socket is reachable from this host only (docs/security.md)."""
-        if self.demo or self.redis.url is None:
+        if self.demo or self.redis.mode == "embedded":
             return self
-        url = urlsplit(self.redis.url.get_secret_value())
+        if self.redis.mode == "sentinel":
+            if self.redis.password is None and not all(
+                _is_loopback(item.rpartition(":")[0]) for item in self.redis.sentinels
+            ):
+                raise ValueError(
+                    "redis.password is required with sentinels off loopback (set "
+                    "SIPMUC_REDIS__PASSWORD or SIPMUC_REDIS__PASSWORD_FILE), unless demo = true"
+                )
+            return self
+        url = urlsplit(self.redis.effective_url() or "")
         host = (url.hostname or "").lower()
         if url.scheme == "unix" or url.password or host in _LOOPBACK or host.startswith("127."):
             return self
@@ -849,6 +1022,33 @@ class _TomlPath:
 
 
 _toml_path = _TomlPath()
+
+
+def _check_url_scheme(url: str) -> None:
+    if url.split("://", 1)[0] not in {"redis", "rediss", "unix"}:
+        raise ValueError("must start with redis://, rediss:// or unix://")
+
+
+def _advertisable(value: str) -> str:
+    value = value.strip()
+    if value in _WILDCARDS - {""}:
+        raise ValueError("a wildcard address cannot be advertised: give the address callers reach")
+    if value and not _is_host(value):
+        raise ValueError(f"{value!r} is not a host name or IP address (no scheme, no port)")
+    return value
+
+
+def _is_host(value: str) -> bool:
+    try:
+        ip_address(value.strip("[]"))
+    except ValueError:
+        return bool(_HOSTNAME.match(value))
+    return True
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    return host in _LOOPBACK or host.startswith("127.")
 
 
 def _describe(error: ValidationError) -> str:

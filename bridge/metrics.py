@@ -44,10 +44,27 @@ CallOutcome = Literal["answered", "redirected", "busy", "rejected", "failed"]
 CALL_OUTCOMES: Final[tuple[CallOutcome, ...]] = (
     "answered",  # 200 OK on this node, a leg joined a conference
     "redirected",  # 302 to a worker of this node or to the room's owner node
-    "busy",  # 486: no free call slot on this node
-    "rejected",  # 403/404: banned caller, unknown room
+    "busy",  # 486/503: no free call slot on this node
+    "rejected",  # 403/404/503/400/488 and wrong PINs: see sipmuc_calls_rejected_total
     "failed",  # media or signalling error before the call was established
 )
+
+RejectReason = Literal[
+    "busy", "banned", "locked", "pin", "unknown_room", "draining", "bad_request", "state_unknown"
+]
+REJECT_REASONS: Final[tuple[RejectReason, ...]] = (
+    "busy",  # 486 Busy Here (a worker) / 503 full (the front): no free call slot
+    "banned",  # 403: the caller is banned from the room
+    "locked",  # 403: the room is locked
+    "pin",  # the caller gave up or failed the room's dial-in PIN
+    "unknown_room",  # 404: no linked conference by that name
+    "draining",  # 503: the node is shutting down (drain)
+    "bad_request",  # 400/488: unparsable INVITE or no audio offered
+    "state_unknown",  # 503: the room's bans/lock/PIN could not be read (fail closed)
+)
+
+RealtimeComponent = Literal["mixer", "workers"]
+REALTIME_COMPONENTS: Final[tuple[RealtimeComponent, ...]] = ("mixer", "workers")
 
 LegEndReason = Literal["hangup", "kicked", "banned", "conference_ended", "worker_lost", "error"]
 LEG_END_REASONS: Final[tuple[LegEndReason, ...]] = (
@@ -84,6 +101,9 @@ MIRROR_KINDS: Final[tuple[MirrorKind, ...]] = (
     "subject",
 )
 
+JitterEvent = Literal["lost", "discarded", "empty"]
+JITTER_EVENTS: Final[tuple[JitterEvent, ...]] = ("lost", "discarded", "empty")
+
 Direction = Literal["muc_to_sip", "sip_to_muc"]
 DIRECTIONS: Final[tuple[Direction, ...]] = ("muc_to_sip", "sip_to_muc")
 
@@ -111,6 +131,14 @@ CALLS: Final = Counter(
     "calls",
     "Incoming SIP INVITEs by outcome (answered here, redirected, busy, rejected, failed).",
     ["outcome"],
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+CALLS_REJECTED: Final = Counter(
+    "calls_rejected",
+    "Calls turned away, by reason (busy, banned, locked, pin, unknown_room, draining, "
+    "bad_request).",
+    ["reason"],
     namespace=NAMESPACE,
     registry=REGISTRY,
 )
@@ -166,6 +194,53 @@ CALLS_LIMITED: Final = Counter(
 WORKER_RESTARTS: Final = Counter(
     "worker_restarts",
     "SIP media worker processes restarted by the supervisor after they died.",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+
+WORKER_CLOCK_LATE_TICKS: Final = Counter(
+    "worker_clock_late_ticks",
+    "Ticks of the workers' media clocks that started more than 5 ms after their instant.",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+WORKER_CLOCK_SKIPPED_TICKS: Final = Counter(
+    "worker_clock_skipped_ticks",
+    "Ticks the workers' media clocks gave up because they were more than 40 ms behind.",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+WORKER_CLOCK_MAX_LATENESS: Final = Gauge(
+    "worker_clock_max_lateness_seconds",
+    "Worst wake-up lateness of any live worker's media clock since that worker started.",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+JITTER_FRAMES: Final = Counter(
+    "jitter_buffer_frames",
+    "pjmedia jitter buffer events of all calls: lost (RTP never arrived), discarded (too "
+    "late or too many), empty (a frame was due and the buffer had none).",
+    ["event"],
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+JITTER_DELAY: Final = Gauge(
+    "jitter_buffer_delay_seconds",
+    "Mean jitter buffer delay over the calls up now (latency the buffers add).",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+WORKER_FRAME_ERRORS: Final = Counter(
+    "worker_frame_errors",
+    "Audio frames a worker's media port failed to move between pjmedia and the rings.",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+REALTIME: Final = Gauge(
+    "realtime_scheduling",
+    "1 when the component's audio threads got SCHED_FIFO (mixer clock; workers: every live "
+    "worker's media clock), 0 when they run with normal scheduling.",
+    ["component"],
     namespace=NAMESPACE,
     registry=REGISTRY,
 )
@@ -246,6 +321,12 @@ def _initialise_series() -> None:
     """Create every closed-set series at 0 so alerts see them before the first event."""
     for outcome in CALL_OUTCOMES:
         CALLS.labels(outcome=outcome)
+    for rejected in REJECT_REASONS:
+        CALLS_REJECTED.labels(reason=rejected)
+    for event in JITTER_EVENTS:
+        JITTER_FRAMES.labels(event=event)
+    for component in REALTIME_COMPONENTS:
+        REALTIME.labels(component=component)
     for reason in LEG_END_REASONS:
         LEGS_ENDED.labels(reason=reason)
     for state in SLOT_STATES:
@@ -274,6 +355,17 @@ def set_room_legs(room: str, legs: int) -> None:
         _rooms_with_legs.add(room)
         ROOM_LEGS.labels(room=room).set(legs)
     ROOMS_ACTIVE.set(len(_rooms_with_legs))
+
+
+def count_invite(outcome: str, reason: str) -> None:
+    """Count an INVITE a worker answered without serving it (unknown labels are a bug)."""
+    if outcome not in CALL_OUTCOMES:
+        raise ValueError(f"unknown call outcome {outcome!r}; one of {CALL_OUTCOMES}")
+    CALLS.labels(outcome=outcome).inc()
+    if outcome in ("busy", "rejected"):
+        if reason not in REJECT_REASONS:
+            raise ValueError(f"unknown reject reason {reason!r}; one of {REJECT_REASONS}")
+        CALLS_REJECTED.labels(reason=reason).inc()
 
 
 def count_error(subsystem: Subsystem, event: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 ALL_ROOMS = "*"  # key in RoomDirectory.bans: banned from every room of the node
 
@@ -122,13 +123,20 @@ class Moved:
     contact: str
 
 
+RejectKind = Literal[
+    "unknown_room", "banned", "locked", "draining", "busy", "bad_request", "state_unknown"
+]
+
+
 @dataclass(frozen=True, slots=True)
 class Reject:
-    """Final error response; ``retry_after`` seconds adds a Retry-After header when > 0."""
+    """Final error response; ``retry_after`` seconds adds a Retry-After header when > 0.
+    ``kind`` says why, for ``sipmuc_calls_rejected_total{reason}``."""
 
     status: int
     reason: str
     retry_after: int = 0
+    kind: RejectKind = "bad_request"
 
 
 Decision = Accept | Redirect | Moved | Reject
@@ -157,29 +165,29 @@ def admit(
     right here; the caller or the front may retry), both with Retry-After.
     """
     if not room:
-        return Reject(404, "No conference in the Request-URI")
+        return Reject(404, "No conference in the Request-URI", kind="unknown_room")
     if room.lower() not in directory.rooms:
-        return Reject(404, "Conference not found")
+        return Reject(404, "Conference not found", kind="unknown_room")
     if refuse_unverified:
         return Reject(403, "Verified callers only (authenticate or call through the PBX)")
     if room.lower() in directory.unknown:  # bans, lock, PIN unknown: fail closed
-        return Reject(503, "Conference state unavailable", retry_after)
+        return Reject(503, "Conference state unavailable", retry_after, kind="state_unknown")
     if directory.is_banned(room, callers):
-        return Reject(403, "Banned from this conference")
+        return Reject(403, "Banned from this conference", kind="banned")
     if room.lower() in directory.locked:
-        return Reject(403, "Conference is locked")
+        return Reject(403, "Conference is locked", kind="locked")
     owner = directory.owners.get(room.lower())
     if owner:
         return Moved(owner)
     if directory.draining:
-        return Reject(503, "Conference node is shutting down", retry_after)
+        return Reject(503, "Conference node is shutting down", retry_after, kind="draining")
     if has_local_slot:
         return Accept()
     if redirect is not None:
         return redirect
     if is_front:
-        return Reject(503, "Conference node is full", retry_after)
-    return Reject(486, "Busy Here", retry_after)
+        return Reject(503, "Conference node is full", retry_after, kind="busy")
+    return Reject(486, "Busy Here", retry_after, kind="busy")
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,11 @@ from bridge.core.mirror_events import (
     ShowOccupantInCall,
     side_of,
 )
+from bridge.sip.protocol import WorkerStats
 from mixer.clock import ClockStats
+
+_WORKER_COUNTERS = ("clock_late", "clock_skipped", "frame_errors", "jb_lost", "jb_discard",
+                    "jb_empty")  # fmt: skip
 
 
 def leg_end_reason(reason: str) -> metrics.LegEndReason:
@@ -92,6 +96,7 @@ class Sampler:
 
     def __init__(self) -> None:
         self._late = 0
+        self._workers: dict[int, WorkerStats] = {}
 
     def sample(
         self,
@@ -99,8 +104,11 @@ class Sampler:
         clock: ClockStats | None,
         online: bool,
         tick_durations: Iterable[float] = (),
+        worker_stats: dict[int, WorkerStats] | None = None,
     ) -> None:
         alive = [peer for peer in slots if peer.alive]
+        if worker_stats is not None:
+            self._sample_workers(worker_stats, {peer.worker for peer in alive})
         metrics.WORKERS_UP.set(len(alive))
         metrics.WORKER_SLOTS.labels(state="busy").set(sum(p.busy for p in alive))
         metrics.WORKER_SLOTS.labels(state="free").set(sum(p.free for p in alive))
@@ -112,3 +120,37 @@ class Sampler:
             if late > self._late:
                 metrics.MIXER_LATE_FRAMES.labels(cause="tick_overrun").inc(late - self._late)
             self._late = late
+            metrics.REALTIME.labels(component="mixer").set(1 if clock.realtime else 0)
+
+    def _sample_workers(self, stats: dict[int, WorkerStats], alive: set[int]) -> None:
+        """Cumulative worker counters → Prometheus counters. A restarted worker starts from
+        zero again: a reading below the previous one is counted whole."""
+        for worker, now in stats.items():
+            before = self._workers.get(worker)
+            for name in _WORKER_COUNTERS:
+                value = int(getattr(now, name))
+                old = int(getattr(before, name)) if before is not None else 0
+                delta = value - old if value >= old else value
+                if delta > 0:
+                    _WORKER_COUNTER_METRIC[name](delta)
+            self._workers[worker] = now
+        live = [stats[w] for w in alive if w in stats]
+        metrics.WORKER_CLOCK_MAX_LATENESS.set(
+            max((s.clock_max_lateness_s for s in live), default=0.0)
+        )
+        calls = sum(s.calls for s in live)
+        delay_ms = sum(s.jb_avg_delay_ms * s.calls for s in live) / calls if calls else 0.0
+        metrics.JITTER_DELAY.set(delay_ms / 1000)
+        if live:
+            granted = all(s.clock_realtime for s in live)
+            metrics.REALTIME.labels(component="workers").set(1 if granted else 0)
+
+
+_WORKER_COUNTER_METRIC = {
+    "clock_late": metrics.WORKER_CLOCK_LATE_TICKS.inc,
+    "clock_skipped": metrics.WORKER_CLOCK_SKIPPED_TICKS.inc,
+    "frame_errors": metrics.WORKER_FRAME_ERRORS.inc,
+    "jb_lost": metrics.JITTER_FRAMES.labels(event="lost").inc,
+    "jb_discard": metrics.JITTER_FRAMES.labels(event="discarded").inc,
+    "jb_empty": metrics.JITTER_FRAMES.labels(event="empty").inc,
+}

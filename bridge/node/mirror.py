@@ -20,14 +20,14 @@ from bridge.core.mirror_events import Action, DtmfCommand, MirrorEvent, Restore,
 from bridge.core.policy import InviteVerdict, admit_invite, decide, refusal
 from bridge.core.records import Change, RoomState
 from bridge.logs import get_logger
-from bridge.state.errors import Fenced, StateUnavailable
+from bridge.state.errors import Fenced, NotReplicated, StateUnavailable
 from bridge.state.keys import check_room
 from bridge.state.outbox import Outbox, PendingWrite
 from bridge.state.store import ApplyResult, StateStore
 
 log = get_logger(__name__)
 
-OutcomeStatus = Literal["applied", "unchanged", "duplicate", "queued", "refused"]
+OutcomeStatus = Literal["applied", "unchanged", "duplicate", "queued", "refused", "local"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +131,10 @@ class MirrorEngine:
                 await self._drain()
             result = await self._apply(room, event.event_id, decision.changes,
                                        describe_event(event))  # fmt: skip
+        except NotReplicated as error:
+            # The primary has it, a failover could lose it: queue it like a fact (for a
+            # request too: it did happen), so it is written again until a replica has it.
+            return self._queue(event, state, decision.changes, decision.actions, error)
         except StateUnavailable as error:
             if not is_durable(event):
                 return self._refuse(event, error)
@@ -142,6 +146,20 @@ class MirrorEngine:
         self._rooms[room] = _with_version(new_state, result.version)
         self._remember(event.event_id)
         return Outcome(result.status, decision.actions, result.version)
+
+    async def handle_locally(self, event: MirrorEvent) -> Outcome:
+        """Decide and apply to the cached state only, never to Redis: for a room this node
+        handed over while draining. Another replica owns it and records the truth; the
+        calls still up here follow the room's moderation all the same."""
+        async with self._lock:
+            room = check_room(event.room)
+            state = self._rooms.get(room) or RoomState(room)
+            decision = decide(event, state)
+            if event.event_id in self._recent:
+                return Outcome("duplicate", version=state.version)
+            self._remember(event.event_id)
+            self._rooms[room], _ = state.apply(decision.changes)
+            return Outcome("local", decision.actions, state.version)
 
     async def record(
         self, room: str, event_id: str, changes: tuple[Change, ...], *, what: str

@@ -56,8 +56,10 @@ class PinGate:
         max_attempts: int = 3,
         timeout: float = 60.0,
         limiter: Callable[[], PinLimiter] = PinLimiter,
+        on_refused: Callable[[], None] = lambda: None,
     ) -> None:
         self.send = send
+        self.on_refused = on_refused
         self.on_admitted = on_admitted
         self.max_attempts = max_attempts
         self.timeout = timeout
@@ -164,6 +166,7 @@ class PinGate:
             else:
                 attempts = waiting[1].attempts_left if waiting else 0
                 log.warning("pin.refused", attempts_left=attempts)
+                self.on_refused()
         self.waiting.pop(leg_id, None)
         timer = self._timers.pop(leg_id, None)
         if timer is not None:

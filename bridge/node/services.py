@@ -11,14 +11,15 @@ from bridge.config import Settings
 from bridge.node.mirror import MirrorEngine
 from bridge.state.lease import LeaseKeeper, LeaseManager
 from bridge.state.outbox import Outbox
-from bridge.state.store import StateStore
+from bridge.state.store import ReplicaAcks, StateStore
 
 
 def redirect_contact_for(settings: Settings) -> Callable[[str], str]:
     """Room → the SIP contact other replicas put in their 302 for rooms this node owns."""
-    template = settings.state.redirect_contact or (
-        f"sip:{{room}}@{settings.sip.bind_host}:{settings.sip.port}"
-    )
+    host = settings.sip.advertised
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 literal in a SIP URI
+    template = settings.state.redirect_contact or f"sip:{{room}}@{host}:{settings.sip.port}"
     if "{room}" not in template:
         raise ValueError("state.redirect_contact must contain '{room}'")
     return lambda room: template.replace("{room}", room)
@@ -30,21 +31,28 @@ class StateServices:
     leases: LeaseManager
     engine: MirrorEngine
     keepers: dict[str, LeaseKeeper] = field(default_factory=dict)
+    #: rooms whose lease this node gave up while draining → the token it held (any write
+    #: with it is fenced off: the replica that takes the room is the only writer)
+    handed_over: dict[str, int] = field(default_factory=dict)
 
     def fence(self, room: str) -> int | None:
         """The token of our lease on ``room`` (writes are fenced with it)."""
         keeper = self.keepers.get(room)
-        return keeper.token if keeper is not None else None
+        if keeper is not None:
+            return keeper.token
+        return self.handed_over.get(room)
 
 
 def build_state(client: aioredis.Redis, settings: Settings) -> StateServices:
     cfg = settings.state
+    acks = ReplicaAcks(settings.redis.replica_acks, settings.redis.replica_ack_timeout)
     store = StateStore(
         client,
         prefix=cfg.key_prefix,
         op_timeout=cfg.op_timeout,
         event_ttl=cfg.event_ttl,
         change_log_length=cfg.change_log_length,
+        acks=acks,
     )
     leases = LeaseManager(
         client,
@@ -53,6 +61,7 @@ def build_state(client: aioredis.Redis, settings: Settings) -> StateServices:
         ttl=cfg.lease_ttl,
         prefix=cfg.key_prefix,
         op_timeout=cfg.op_timeout,
+        acks=acks,
     )
     outbox = Outbox(cfg.outbox_path, cfg.outbox_max)
     services = StateServices(store, leases, MirrorEngine(store, outbox))

@@ -24,9 +24,11 @@ from bridge.config import Settings
 from bridge.core.admission import RoomDirectory
 from bridge.core.caller_identity import shown_nick
 from bridge.core.events import (
+    DialOutCall,
     DialProgress,
     DtmfReceived,
     HangupLeg,
+    HoldLeg,
     LegJoined,
     LegLeft,
     MuteLeg,
@@ -122,6 +124,10 @@ class Node:
         self.remote: dict[str, str] = {}
         #: SIGTERM: new INVITEs get 503 while the calls in progress go on (drain)
         self.draining = False
+        #: draining: room handed over → request id of the call that links our remaining
+        #: callers to the new owner's mix (a "handover line"), and the legs of those calls
+        self._handover_lines: dict[str, str] = {}
+        self._line_legs: set[str] = set()
         self._keepers: dict[str, asyncio.Task[None]] = {}
         self.rooms: dict[str, LinkedRoom] = {}
         self.legs: dict[str, LegJoined] = {}
@@ -133,7 +139,11 @@ class Node:
         #: owner commands (set by bridge.node.command_executor; None = no commands)
         self.command_hook: Callable[[room_events.CommandTyped], None] | None = None
         self.dial_hook: Callable[[DialProgress], None] | None = None
-        self.pins = PinGate(self.pool.send, self._leg_joined)
+        self.pins = PinGate(
+            self.pool.send,
+            self._leg_joined,
+            on_refused=lambda: metrics.count_invite("rejected", "pin"),
+        )
         limits = settings.xmpp.limits
         #: *6/*7/*8 per caller's participant: each one is a role change in the room
         self.dtmf_limiter = RateLimiter(limits.dtmf_command_burst, limits.dtmf_command_per_minute)
@@ -153,6 +163,7 @@ class Node:
 
     async def start(self, stop: asyncio.Event) -> None:
         """Take (lease) and restore every linked room nobody else owns, then serve events."""
+        await self.leases.heartbeat()
         await self._claim_rooms()
         self._publish_directory()
         loop = asyncio.get_running_loop()
@@ -178,13 +189,39 @@ class Node:
         for keeper in list(self.services.keepers.values()):
             await keeper.release()
         self.services.keepers.clear()
+        try:
+            await self.leases.stop_heartbeat()
+        except StateUnavailable as error:  # it expires by itself after a lease TTL
+            log.warning("lease.heartbeat_failed", error=str(error))
 
-    def drain(self) -> None:
-        """Stop taking calls (503 with Retry-After); calls in progress are not touched."""
-        if not self.draining:
-            self.draining = True
-            log.warning("node.draining", legs=len(self.pool.legs()))
-            self._publish_directory()
+    async def drain(self) -> None:
+        """Stop taking calls and hand the rooms over; calls in progress are not touched.
+
+        Every room lease is released, so another replica takes each room within a lease
+        loop (``state.lease_ttl``/3) and its new callers are redirected there (302) instead
+        of being refused here for the whole drain. Until a new owner is known this node
+        answers 503 with Retry-After. The rooms stay open here for the calls still up: they
+        follow the room's moderation from this node's cache, never writing to Redis
+        (:meth:`MirrorEngine.handle_locally`), since the new owner records the truth.
+        """
+        if self.draining:
+            return
+        self.draining = True
+        log.warning("node.draining", legs=len(self.pool.legs()), rooms=sorted(self.rooms))
+        self._publish_directory()
+        for name in sorted(self.services.keepers):
+            task = self._keepers.pop(name, None)
+            if task is not None:
+                await cancel_all([task])
+            keeper = self.services.keepers.pop(name)
+            self.services.handed_over[name] = keeper.token
+            room = self.rooms.get(name)
+            if room is not None:
+                room.bridged.on_command = None  # the new owner answers the room's commands
+            await keeper.release()
+            log.info("room.handed_over", room=name, token=keeper.token)
+        await self._claim_rooms()
+        self._publish_directory()
 
     def _count_legs(self) -> None:
         per_room = {name: 0 for name in self.rooms}
@@ -202,6 +239,7 @@ class Node:
                 clock_stats() if clock_stats else None,
                 self.component.online,
                 durations() if durations else (),
+                self.pool.worker_stats(),
             )
             await asyncio.sleep(interval)
 
@@ -211,6 +249,13 @@ class Node:
         """Own every linked room that is free (start, takeover); note who owns the others."""
         linked = await self.engine.store.linked_rooms()
         for name, muc_jid in sorted(linked.items()):
+            if self.draining:  # take nothing; learn who took the rooms we handed over
+                owner = await self.leases.owner(name)
+                if owner is not None and not self.leases.owns(owner):
+                    self.remote[name] = owner.contact
+                else:
+                    self.remote.pop(name, None)
+                continue
             if name in self.rooms:
                 if not self.engine.known(name):  # read it again: admission waits for it
                     try:
@@ -230,6 +275,29 @@ class Node:
             await self._open_room(name, muc_jid)
         for name in set(self.remote) - set(linked):
             del self.remote[name]
+        if self.draining:
+            self._link_handed_over()
+
+    def calls_in_progress(self) -> int:
+        """Calls up or being set up on this node, not counting handover lines."""
+        return sum(1 for leg_id in self.pool.legs() if leg_id not in self._line_legs)
+
+    def _link_handed_over(self) -> None:
+        """Draining: once the new owner of a room we handed over is known, call it into our
+        local mix of that room, so that our remaining callers and the callers it takes
+        hear each other (one leg each side, mix-minus on both: no echo). Retried each round
+        until it is up; it ends with the drain."""
+        for name in sorted(self.services.handed_over):
+            contact = self.remote.get(name)
+            if contact is None or name in self._handover_lines:
+                continue
+            if not any(leg.room.lower() == name for leg in self.legs.values()):
+                continue  # nobody left here to link
+            request_id = f"handover:{name}:{uuid.uuid4().hex[:12]}"
+            display = f"{self.settings.state.node_id} (handover)"
+            if self.pool.dial(DialOutCall(name, contact, request_id, display)):
+                self._handover_lines[name] = request_id
+                log.info("room.handover_line", room=name, target=contact)
 
     def _keep(self, lease: Lease) -> None:
         keeper = LeaseKeeper(self.leases, lease, on_lost=self._lease_lost)
@@ -259,7 +327,9 @@ class Node:
         while True:
             await asyncio.sleep(self.settings.state.lease_ttl / 3)
             try:
+                await self.leases.heartbeat()
                 await self._claim_rooms()
+                await self._sweep_ghost_legs()
             except StateUnavailable as error:
                 log.warning("lease.claim_failed", error=str(error))
                 continue
@@ -275,8 +345,46 @@ class Node:
         await self._claim_rooms()
         self._publish_directory()
 
+    async def _live_legs(self, name: str, here: Iterable[str]) -> frozenset[str]:
+        """Legs of ``name`` that are really up: ours, and those of other replicas that are
+        still alive (a draining replica's calls go on after it handed the room over)."""
+        state = await self.engine.load(name)
+        alive = await self.leases.alive(leg.node for leg in state.legs.values())
+        foreign = {leg.leg_id for leg in state.legs.values() if leg.node and leg.node in alive
+                   and leg.node != self.settings.state.node_id}  # fmt: skip
+        return frozenset(here) | foreign
+
+    async def _sweep_ghost_legs(self) -> None:
+        """Every lease round, in the rooms we own: legs of replicas that are gone (crashed, or
+        drained and stopped) leave the state and their puppets the room."""
+        me = self.settings.state.node_id
+        for room in list(self.rooms.values()):
+            if room.name in self.services.handed_over:
+                continue
+            state = self.engine.cached(room.name)
+            if state is None:
+                continue
+            others = {leg.node for leg in state.legs.values() if leg.node and leg.node != me}
+            if not others:
+                continue
+            alive = await self.leases.alive(others)
+            for leg in list(state.legs.values()):
+                if leg.node in others and leg.node not in alive:
+                    log.info("leg.ghost_removed", room=room.name, leg=leg.leg_id, node=leg.node)
+                    await self._handle(room, CallerLeft(
+                        event_id=f"left:{leg.leg_id}:{leg.call_id}", room=room.name,
+                        origin="sip", actor=leg.node, at=time.time(), leg_id=leg.leg_id,
+                        reason="call lost",
+                    ))  # fmt: skip
+
     async def _open_room(self, name: str, muc_jid: str) -> None:
         live = [leg for leg in self.legs.values() if leg.room.lower() == name]
+        try:
+            live_ids: frozenset[str] | None = await self._live_legs(
+                name, (leg.leg_id for leg in live)
+            )
+        except StateUnavailable:
+            live_ids = None  # the restore below says so
         bridged = await self.component.link_room(
             muc_jid, self.sip_uri(name), legs=live, sink=self._room_events.put_nowait
         )
@@ -284,7 +392,9 @@ class Node:
         self.rooms[name] = LinkedRoom(name, muc_jid, bridged)
         await self._check_public(self.rooms[name])
         try:
-            outcome = await self.engine.restore(name, frozenset(leg.leg_id for leg in live))
+            if live_ids is None:
+                live_ids = await self._live_legs(name, (leg.leg_id for leg in live))
+            outcome = await self.engine.restore(name, live_ids)
         except StateUnavailable as error:  # served, but new callers get 503 until it reads
             log.error("room.state_unavailable", room=name, error=str(error))
             return
@@ -315,11 +425,26 @@ class Node:
             linked = self.rooms.get(event.room.lower())
             if linked is not None:  # live "who is talking" for chat users (rate-limited)
                 linked.bridged.set_speaking(event.leg_id, event.talking)
+        elif isinstance(event, DialProgress) and event.request_id.startswith("handover:"):
+            self._handover_progress(event)
         elif isinstance(event, DialProgress) and self.dial_hook is not None:
             self.dial_hook(event)
 
+    def _handover_progress(self, event: DialProgress) -> None:
+        if event.leg_id:
+            self._line_legs.add(event.leg_id)
+            self.pins.trust(event.leg_id)
+        log.info("room.handover_line_progress", room=event.room, status=event.status,
+                 reason=event.reason)  # fmt: skip
+        if event.status == "failed":  # try again at the next lease round
+            self._handover_lines.pop(event.room.lower(), None)
+
     async def _leg_joined(self, leg: LegJoined) -> None:
         room = self.rooms.get(leg.room.lower())
+        if leg.leg_id in self._line_legs:  # our handover line: in the mix, not in the room
+            self.pool.send(HoldLeg(leg.leg_id, False))  # a PIN room holds new legs out
+            log.info("room.handover_line_up", room=leg.room, leg=leg.leg_id)
+            return
         with bound(room=leg.room, call_id=leg.call_id, participant=leg.leg_id):
             if room is None:  # admission said yes from an older directory
                 self.pool.send(HangupLeg(leg.leg_id, "conference not linked", 404))
@@ -380,6 +505,11 @@ class Node:
         return self.pins.hold(leg, pin_hash, held_by_pool=record is not None and record.held)
 
     async def _leg_left(self, event: LegLeft) -> None:
+        if event.leg_id in self._line_legs:
+            self._line_legs.discard(event.leg_id)
+            self._handover_lines.pop(event.room.lower(), None)  # relinked next round if needed
+            log.info("room.handover_line_down", room=event.room, reason=event.reason)
+            return
         self.pins.forget(event.leg_id)
         if self.legs.pop(event.leg_id, None) is not None:
             metrics.LEGS_ENDED.labels(reason=metrics_feed.leg_end_reason(event.reason)).inc()
@@ -569,6 +699,9 @@ class Node:
     # ---- engine → actions ----------------------------------------------------------------
 
     async def _handle(self, room: LinkedRoom, event: MirrorEvent) -> None:
+        if room.name in self.services.handed_over:
+            await self._perform(room, await self.engine.handle_locally(event))
+            return
         try:
             outcome = await self.engine.handle(event)
         except Fenced as error:  # the lease keeper will notice and hand the room over
@@ -594,7 +727,7 @@ class Node:
                             action=type(action).__name__, error=str(error))  # fmt: skip
             else:
                 log.info("mirror.action", room=room.name, action=type(action).__name__)
-        if outcome.status in ("applied", "queued"):
+        if outcome.status in ("applied", "queued", "local"):
             self._publish_directory()
         self._refresh_conference(room)
 

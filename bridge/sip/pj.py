@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from bridge.config import DialOutSettings
 from bridge.logs import get_logger
+from bridge.privileges import is_fifo
 from bridge.sip import codecs, pjlog, secure
 from bridge.sip import evsub_native as nat
 from mixer.clock import grid_deadline
@@ -174,6 +175,7 @@ def add_transports(
     ep: Any,
     *,
     host: str,
+    public: str,
     port: int,
     tls_port: int,
     cert: str | None,
@@ -186,6 +188,10 @@ def add_transports(
     certificate), each only if named in ``transports``: a transport the operator turned off
     does not listen.
 
+    ``public`` is what the transports publish (Via sent-by, Contact): the address callers
+    reach, which differs from the bound one behind NAT or with a wildcard bind. pjsip refuses
+    a TCP/TLS listener that would publish 0.0.0.0 (PJ_EINVAL).
+
     TLS verifies the peer's certificate when we connect out (dial-out): against ``ca_file``
     or the system bundle; an unverifiable server fails the call instead of talking to it.
     """
@@ -196,13 +202,13 @@ def add_transports(
         tcfg = pj.TransportConfig()
         tcfg.port = port
         tcfg.boundAddress = host
-        tcfg.publicAddress = host
+        tcfg.publicAddress = public
         ep.transportCreate(kind, tcfg)
     if "tls" in transports and tls_port and cert and key:
         tcfg = pj.TransportConfig()
         tcfg.port = tls_port
         tcfg.boundAddress = host
-        tcfg.publicAddress = host
+        tcfg.publicAddress = public
         tcfg.tlsConfig.certFile = cert
         tcfg.tlsConfig.privKeyFile = key
         tcfg.tlsConfig.proto = TLS_PROTOCOLS[tls_min_version]
@@ -337,7 +343,10 @@ class FramePort(pj.AudioMediaPort):  # type: ignore[misc]
             self._failed()
 
 
-def _try_realtime(priority: int = 20) -> bool:
+CLOCK_PRIORITY = 20  # SCHED_FIFO priority of the media clock thread
+
+
+def _try_realtime(priority: int = CLOCK_PRIORITY) -> bool:
     """SCHED_FIFO for the media clock thread when permitted (DESIGN §5: p99 lateness)."""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
@@ -407,9 +416,16 @@ class MediaClock:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
+    @property
+    def thread_id(self) -> int:
+        """Native id of the clock thread (the supervisor may set its priority for us)."""
+        return self._thread.native_id or 0
+
     def stats(self) -> MediaClockStats:
+        # asked each time: the supervisor may have granted SCHED_FIFO after our own try
+        realtime = self._realtime or is_fifo(self.thread_id)
         return MediaClockStats(
-            self._ticks, self._late, self._skipped, self._max_late, self._realtime,
+            self._ticks, self._late, self._skipped, self._max_late, realtime,
             self._busy, self._max_busy,
         )  # fmt: skip
 
@@ -569,11 +585,13 @@ def account_config(
     rtp_count: int,
     host: str,
     srtp: str = "optional",
+    public: str = "",
     session_expires: int = 0,
     dialout: DialOutSettings | None = None,
 ) -> Any:
     """A registration-less account whose Contact carries ``;isfocus`` (RFC 4579); with
-    dial-out on, the calls it places go through the trunk proxy with its credentials.
+    dial-out on, the calls it places go through the trunk proxy with its credentials. RTP
+    binds ``host`` and SDP ``c=`` announces ``public`` (the address callers send media to).
 
     SRTP keyed by SDES (RFC 4568) on any transport (``srtpSecureSignaling`` 0: pjsua would
     otherwise answer every non-TLS call 406 as soon as SRTP is not ``off``); whether the keys
@@ -603,6 +621,7 @@ def account_config(
     cfg.mediaConfig.transportConfig.boundAddress = host
     cfg.mediaConfig.srtpUse = SRTP_USE[srtp]
     cfg.mediaConfig.srtpSecureSignaling = 0
+    cfg.mediaConfig.transportConfig.publicAddress = public or host
     cfg.natConfig.iceEnabled = False
     cfg.natConfig.sdpNatRewriteUse = 0
     cfg.natConfig.contactRewriteUse = 0

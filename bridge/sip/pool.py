@@ -60,11 +60,13 @@ from bridge.core.events import (
 from bridge.core.limits import limit_call
 from bridge.devstack.ports import free_udp_tcp_port
 from bridge.logs import get_logger
+from bridge.privileges import set_fifo
 from bridge.sip import forensics, secure
 from bridge.sip.protocol import (
     AttachLeg,
     DirectoryUpdate,
     ExtensionMessage,
+    InviteAnswered,
     LegConfirmed,
     LegEnded,
     LegOffered,
@@ -388,6 +390,11 @@ class WorkerPool:
                 f"{ws.calls_per_worker} calls (need ≥ {4 * ws.calls_per_worker} per worker)"
             )
         tls = Transport.TLS in sip.transports and sip.tls_certificate is not None
+        if not sip.advertised:
+            raise PoolError(
+                f"sip.bind_host={sip.bind_host!r} is a wildcard: set sip.advertise_host, the "
+                "address callers reach (it goes into Contact, Via, SDP and redirects)"
+            )
         specs = []
         for i in range(n):
             if i == 0:
@@ -406,6 +413,7 @@ class WorkerPool:
                     sip=sip,
                     log=self.log_settings,
                     host=sip.bind_host,
+                    advertise=sip.advertised,
                     port=port,
                     tls_port=tls_port,
                     rtp_port_start=sip.rtp_port_start + i * per_worker,
@@ -474,7 +482,7 @@ class WorkerPool:
     def _peer(self, state: _WorkerState) -> PeerSlots:
         return PeerSlots(
             worker=state.spec.index,
-            host=state.spec.host,
+            host=state.spec.advertise or state.spec.host,
             port=state.spec.port,
             capacity=state.spec.calls,
             busy=state.busy,
@@ -556,12 +564,18 @@ class WorkerPool:
         if isinstance(message, WorkerReady):
             state.ready = True
             state.pid = message.pid
+            self._grant_realtime(state, message.realtime_threads)
             state.failures = 0
             if state.ready_event is not None:
                 state.ready_event.set()
             self._push_peers()
         elif isinstance(message, WorkerStats):
             self._stats[message.worker] = message
+        elif isinstance(message, InviteAnswered):
+            try:
+                metrics.count_invite(message.outcome, message.reason)
+            except ValueError as error:
+                log.warning("sip.pool.bad_outcome", error=str(error))
         elif isinstance(message, SlotsBusy):
             state.busy = message.busy
             self._push_peers()
@@ -600,6 +614,16 @@ class WorkerPool:
             self._emit(message)
         else:
             log.warning("sip.pool.unknown_message", kind=type(message).__name__)
+
+    def _grant_realtime(
+        self, state: _WorkerState, threads: tuple[tuple[int, int], ...]
+    ) -> None:
+        """Set the SCHED_FIFO priorities a worker could not set itself: workers run without
+        any capability, the supervisor keeps CAP_SYS_NICE for this (bridge.privileges)."""
+        refused = [tid for tid, priority in threads if not set_fifo(tid, priority)]
+        if threads:
+            log.info("sip.worker.realtime", worker=state.spec.index,
+                     granted=len(threads) - len(refused), refused=len(refused))  # fmt: skip
 
     def _on_offered(self, state: _WorkerState, msg: LegOffered) -> None:
         # The node-wide caps are checked here, where every leg of every worker is counted

@@ -26,7 +26,7 @@ class WorkerSpec:
     incarnation: int
     sip: SipSettings
     log: LogSettings
-    host: str  # address the worker binds and advertises
+    host: str  # address the worker's SIP and RTP sockets bind to
     port: int  # UDP and TCP
     tls_port: int  # 0 = no TLS
     rtp_port_start: int
@@ -48,6 +48,7 @@ class WorkerSpec:
     stats_interval_s: float = 0.0  # WorkerStats reports (0 = none)
     jitter: tuple[int, int, int, int] = (-1, -1, -1, -1)  # jb init, min/max prefetch, size (ms)
     callers: CallerPolicy = field(default_factory=CallerPolicy)  # who is calling (issue 18)
+    advertise: str = ""  # address in Contact, Via, SDP c= and 302s ("" = host)
     crash_file: str = ""  # faulthandler writes the last Python stacks here (bridge.sip.forensics)
     core_dump_max_mb: int = 0  # RLIMIT_CORE of the worker (0 = leave it as inherited)
 
@@ -62,6 +63,20 @@ class WorkerReady:
     pid: int
     port: int
     tls_port: int
+    #: (thread id, SCHED_FIFO priority) the worker wants but could not set itself: it has
+    #: no capability, the supervisor sets them (bridge.privileges)
+    realtime_threads: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InviteAnswered:
+    """How a worker answered an INVITE it did not serve (``outcome`` "redirected",
+    "busy" or "rejected"; ``reason`` from :data:`bridge.metrics.REJECT_REASONS` or the
+    redirect kind "worker"/"owner"), so the pool can count it: workers have no registry."""
+
+    worker: int
+    outcome: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +129,8 @@ class WorkerStats:
     """Media health of one worker, sent every ``stats_interval`` (cumulative counters).
 
     ``clock_*`` come from the grid-aligned media clock (zeros with pjmedia's own clock);
-    ``jb_*`` are pjmedia's jitter buffer counters summed over the calls up right now.
+    ``jb_*`` are pjmedia's jitter buffer counters summed over every call of this worker
+    process so far (ended calls keep their last reading), so they only grow.
     """
 
     worker: int

@@ -58,6 +58,7 @@ from bridge.core.events import (
 )
 from bridge.core.limits import in_networks, limit_call, rate_refusal
 from bridge.logs import bound, configure, get_logger
+from bridge.privileges import is_fifo
 from bridge.protocol.sip_reason import reason_header
 from bridge.sip import codecs, dialout, forensics
 from bridge.sip import pj as pjw
@@ -68,6 +69,7 @@ from bridge.sip.protocol import (
     AttachLeg,
     DirectoryUpdate,
     ExtensionMessage,
+    InviteAnswered,
     LegConfirmed,
     LegEnded,
     LegOffered,
@@ -200,6 +202,7 @@ class Worker:
         )
         self.call_limits = call_limits(spec.sip, spec.retry_after_s)
         self.node_load = PeersUpdate(())  # the front's view of the node's calls
+        self._jb_gone = [0, 0, 0]  # jitter buffer lost/discard/empty of calls already ended
         self._next_stats = 0.0
 
     # ------------------------------------------------------------------ plumbing
@@ -236,8 +239,10 @@ class Worker:
         cert = str(spec.sip.tls_certificate) if spec.sip.tls_certificate else None
         key = str(spec.sip.tls_private_key) if spec.sip.tls_private_key else None
         dial_ca = spec.sip.dialout.ca_file
+        public = spec.advertise or spec.host
         pjw.add_transports(
             self.ep, host=spec.host, port=spec.port, tls_port=spec.tls_port, cert=cert, key=key,
+            public=public,
             tls_min_version=spec.sip.tls_min_version,
             transports={str(t) for t in spec.sip.transports},
             ca_file=str(dial_ca) if dial_ca else None,
@@ -259,6 +264,7 @@ class Worker:
                 rtp_count=spec.rtp_port_count,
                 host=spec.host,
                 srtp=spec.sip.srtp,
+                public=public,
                 session_expires=spec.sip.session_expires,
                 dialout=spec.sip.dialout,
             ),
@@ -276,7 +282,17 @@ class Worker:
         gc.disable()
         gc.freeze()  # start-up objects (modules, pjsua2 wrappers) never need scanning again
         threading.Thread(target=self._reader, name="sip-ctl-reader", daemon=True).start()
-        self.send(WorkerReady(spec.index, spec.incarnation, os.getpid(), spec.port, spec.tls_port))
+        wanted = []
+        if self.clock is not None:
+            wanted.append((self.clock.thread_id, pjw.CLOCK_PRIORITY))
+        if spec.main_priority:
+            wanted.append((threading.get_native_id(), spec.main_priority))
+        missing = tuple((tid, prio) for tid, prio in wanted if tid and not is_fifo(tid))
+        self.send(
+            WorkerReady(
+                spec.index, spec.incarnation, os.getpid(), spec.port, spec.tls_port, missing
+            )
+        )
         self.report_busy()
         log.info("sip.worker.started", worker=spec.index, port=spec.port, codecs=enabled_codecs)
         next_check = time.monotonic() + 1.0
@@ -453,9 +469,13 @@ class Worker:
                 continue
             jb = pjw.jitter_stats(leg.call)
             if jb is not None:
+                leg.extra["jb"] = jb  # the last reading counts once the call has ended
                 calls += 1
                 lost, discard, empty = lost + jb[0], discard + jb[1], empty + jb[2]
                 delay += jb[3]
+        lost += self._jb_gone[0]
+        discard += self._jb_gone[1]
+        empty += self._jb_gone[2]
         self.send(
             WorkerStats(
                 self.spec.index,
@@ -534,7 +554,7 @@ class Worker:
         )  # fmt: skip
         caller = replace(caller, identity=identity)
         if self._stopping:
-            self._reject(call, Reject(503, "Shutting down", self.spec.retry_after_s))
+            self._reject(call, Reject(503, "Shutting down", self.spec.retry_after_s, "draining"))
             return
         ctype = request.get("content-type").split(";", 1)[0].strip().lower()
         if request.body.strip() and ctype == "application/sdp" and "m=audio" not in request.body:
@@ -578,6 +598,7 @@ class Worker:
                 op = pjw.call_op(302, "Moved Temporarily", {"Contact": f"<{decision.contact}>"})
                 self.pending_rejects[call.getId()] = call
                 call.answer(op)
+                self.send(InviteAnswered(self.spec.index, "redirected", "owner"))
             elif isinstance(decision, Redirect):
                 self.slot_book.hold(decision.worker, now, source)
                 transport = caller.transport
@@ -588,6 +609,7 @@ class Worker:
                 op = pjw.call_op(302, "Moved Temporarily", {"Contact": contact})
                 self.pending_rejects[call.getId()] = call
                 call.answer(op)
+                self.send(InviteAnswered(self.spec.index, "redirected", "worker"))
             else:
                 assert isinstance(decision, Accept)
                 sdp = request.body if ctype == "application/sdp" else ""
@@ -597,6 +619,8 @@ class Worker:
         headers = {"Retry-After": str(decision.retry_after)} if decision.retry_after else {}
         self.pending_rejects[call.getId()] = call
         call.answer(pjw.call_op(decision.status, decision.reason, headers))
+        outcome = "busy" if decision.kind == "busy" else "rejected"
+        self.send(InviteAnswered(self.spec.index, outcome, decision.kind))
 
     def _accept(self, call: Any, room: str, caller: CallerInfo, leg_id: str, rate: int) -> None:
         leg = Leg(leg_id, room, call, caller, time.monotonic())
@@ -706,6 +730,10 @@ class Worker:
         if leg.ended:
             return
         leg.ended = True
+        last_jb = leg.extra.get("jb")
+        if last_jb is not None:
+            for i in range(3):
+                self._jb_gone[i] += last_jb[i]
         self._release_media(leg)
         self.legs.pop(leg.leg_id, None)
         self.dead_calls.append(leg.call)

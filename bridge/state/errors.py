@@ -35,8 +35,22 @@ class Fenced(Exception):
         )
 
 
+class NotReplicated(StateUnavailable):
+    """The write reached the primary but not the replicas it must reach (Redis ``WAIT``
+    fell short): a failover now could lose it, so it is not acknowledged. The engine queues
+    it and writes it again (idempotent by event id) until it is replicated."""
+
+    def __init__(self, what: str, where: str, cause: BaseException | str) -> None:
+        super().__init__(what, where, cause)
+        Exception.__init__(
+            self,
+            f"cannot {what} for sure: the moderation store ({where}) has not copied it to a "
+            f"replica yet ({cause}); it is kept and written again until it is",
+        )
+
+
 class OutboxFull(StateUnavailable):
     """Redis is down and the outbox of changes waiting for it is full."""
 
 
-__all__ = ["Fenced", "OutboxFull", "StateUnavailable"]
+__all__ = ["Fenced", "NotReplicated", "OutboxFull", "StateUnavailable"]

@@ -42,6 +42,10 @@ class Keys:
         """Monotonic fencing-token counter; never deleted."""
         return self.room(room, "fence")
 
+    def node(self, node_id: str) -> str:
+        """A replica's heartbeat: present while that node runs (its calls are live)."""
+        return f"{self.prefix}:{{nodes}}:{node_id}"
+
     @property
     def links(self) -> str:
         """Hash conference → MUC room JID (index of linked rooms, for restore at start)."""

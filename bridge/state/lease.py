@@ -27,7 +27,7 @@ from bridge.logs import get_logger
 from bridge.state.errors import StateUnavailable
 from bridge.state.keys import Keys, check_room
 from bridge.state.scripts import ACQUIRE, RENEW_OR_RELEASE
-from bridge.state.store import RedisCaller
+from bridge.state.store import RedisCaller, ReplicaAcks
 
 log = get_logger(__name__)
 
@@ -71,6 +71,7 @@ class LeaseManager:
         ttl: float = 10.0,
         prefix: str = "sipmuc",
         op_timeout: float = 1.0,
+        acks: ReplicaAcks | None = None,
     ) -> None:
         if not node_id:
             raise ValueError("node_id is required")
@@ -80,6 +81,7 @@ class LeaseManager:
         self.ttl_ms = max(1, int(ttl * 1000))
         self.keys = Keys(prefix)
         self.call = RedisCaller(client, op_timeout)
+        self.acks = acks or ReplicaAcks()
         self._acquire = client.register_script(ACQUIRE)
         self._renew = client.register_script(RENEW_OR_RELEASE)
 
@@ -89,7 +91,19 @@ class LeaseManager:
         room_key = check_room(room)
         keys = [self.keys.lease(room), self.keys.fence(room)]
         args: list[str | int] = [self.node_id, self.contact_for(room_key), self.ttl_ms]
-        raw: list[Any] = await self.call("take the room lease", self._acquire(keys=keys, args=args))
+        what = "take the room lease"
+        raw: list[Any]
+        if self.acks:
+            # The fencing counter must survive a failover: a token handed out twice would
+            # let two owners write (the lost INCR is given again to the next owner).
+
+            async def write(pipe: Any) -> Any:
+                return await self._acquire(keys=keys, args=args, client=pipe)
+
+            raw, acked = await self.call(what, self.acks.run(self.client, write))
+            self.acks.check(acked, what, self.call.where)
+        else:
+            raw = await self.call(what, self._acquire(keys=keys, args=args))
         lease = Lease(room_key, str(raw[2]), str(raw[3]), int(raw[1]), int(raw[4]))
         if int(raw[0]) == 1:
             log.debug("lease.held", room=room_key, token=lease.token)
@@ -130,6 +144,30 @@ class LeaseManager:
         if self.owns(lease):
             return Serve(lease)
         return RedirectTo(lease.contact, lease.node_id)
+
+    async def heartbeat(self) -> None:
+        """Say this node is alive for another ``ttl``: other replicas keep its calls' legs
+        (a draining node's calls go on after it handed its rooms over) instead of removing
+        them as ghosts. Called every lease round."""
+        key = self.keys.node(self.node_id)
+        await self.call("refresh this node's heartbeat", self.client.set(key, "1", px=self.ttl_ms))
+
+    async def stop_heartbeat(self) -> None:
+        """Clean shutdown: the other replicas may drop what is left of our calls at once."""
+        key = self.keys.node(self.node_id)
+        await self.call("remove this node's heartbeat", self.client.delete(key))
+
+    async def alive(self, node_ids: Iterable[str]) -> set[str]:
+        """Which of ``node_ids`` have a live heartbeat (this node always counts)."""
+        wanted = sorted({n for n in node_ids if n and n != self.node_id})
+        found = {self.node_id}
+        if wanted:
+            beats = await self.call(
+                "read the heartbeats of other nodes",
+                self.client.mget([self.keys.node(n) for n in wanted]),
+            )
+            found |= {n for n, beat in zip(wanted, beats, strict=True) if beat is not None}
+        return found
 
     async def claim_orphans(self, rooms: Iterable[str]) -> list[Lease]:
         """Take every listed room that has no owner (its owner died): the takeover step."""

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import BusyLoadingError, ReadOnlyError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -38,7 +38,7 @@ from bridge.core.records import (
     change_to_wire,
     put,
 )
-from bridge.state.errors import Fenced, StateUnavailable
+from bridge.state.errors import Fenced, NotReplicated, StateUnavailable
 from bridge.state.keys import Keys, check_room
 from bridge.state.scripts import APPLY
 
@@ -65,10 +65,58 @@ class ApplyResult:
 
 def describe(client: aioredis.Redis) -> str:
     """Where Redis is, without credentials, for messages."""
-    kwargs = client.connection_pool.connection_kwargs
+    pool = client.connection_pool
+    service = getattr(pool, "service_name", None)
+    if service is not None:  # redis.asyncio.sentinel.SentinelConnectionPool
+        return f"redis primary {service!r} (via Sentinel)"
+    kwargs = pool.connection_kwargs
     if "path" in kwargs:
         return f"redis at {kwargs['path']}"
     return f"redis at {kwargs.get('host')}:{kwargs.get('port')}"
+
+
+_FAILOVER_REPLIES = ("READONLY", "MASTERDOWN", "LOADING", "read only replica")
+
+
+def _failing_over(error: ResponseError) -> bool:
+    """A reply that means "not the primary right now", also when it comes wrapped in a
+    script or pipeline error (a write inside our Lua scripts raises it there)."""
+    if isinstance(error, ReadOnlyError):
+        return True
+    text = str(error)
+    return any(reply in text for reply in _FAILOVER_REPLIES)
+
+
+class ReplicaAcks:
+    """``WAIT numreplicas timeout`` after a write, on the same connection (a pipeline):
+    with Sentinel, a write counts as done only once a replica that could be promoted has
+    it, so a failover never loses an acknowledged change."""
+
+    def __init__(self, replicas: int = 0, timeout: float = 0.5) -> None:
+        self.replicas = replicas
+        self.timeout_ms = max(1, int(timeout * 1000))
+
+    def __bool__(self) -> bool:
+        return self.replicas > 0
+
+    async def run(
+        self, client: aioredis.Redis, write: Callable[[Any], Awaitable[Any]]
+    ) -> tuple[Any, int]:
+        """``write(pipe)`` queues one write on a pipeline; returns its result and how many
+        replicas acknowledged it."""
+        pipe = client.pipeline(transaction=False)
+        await write(pipe)
+        pipe.execute_command("WAIT", self.replicas, self.timeout_ms)
+        result, acked = await pipe.execute()
+        return result, int(acked)
+
+    def check(self, acked: int, what: str, where: str) -> None:
+        if acked < self.replicas:
+            raise NotReplicated(
+                what,
+                where,
+                f"{acked} of {self.replicas} replicas confirmed it within {self.timeout_ms} ms",
+            )
 
 
 class RedisCaller:
@@ -87,8 +135,14 @@ class RedisCaller:
         try:
             async with asyncio.timeout(self.op_timeout):
                 return await call
-        except ResponseError:
-            raise
+        except ResponseError as error:
+            if not _failing_over(error):
+                raise
+            # The server we reached is a replica now (a failover is under way, or we still
+            # hold a connection to the old primary): drop the connections so the next call
+            # asks Sentinel again, and report an outage (facts are queued, not lost).
+            await self.client.connection_pool.disconnect()
+            raise StateUnavailable(what, self.where, error) from error
         except OUTAGE_ERRORS as error:
             if isinstance(error, TimeoutError) and not str(error):
                 error = TimeoutError(f"no answer within {self.op_timeout:g} s")
@@ -107,11 +161,13 @@ class StateStore:
         event_ttl: float = 86400.0,
         change_log_length: int = 1000,
         deadline_margin: float | None = 2.0,
+        acks: ReplicaAcks | None = None,
     ) -> None:
         """``deadline_margin``: a write that reaches Redis later than ``op_timeout`` plus
         this margin (clock skew allowance) after it was sent is dropped by the script, so a
         change reported as refused cannot happen later; None disables the check."""
         self.deadline_margin = deadline_margin
+        self.acks = acks or ReplicaAcks()
         self.client = client
         self.keys = Keys(prefix)
         self.call = RedisCaller(client, op_timeout)
@@ -170,7 +226,16 @@ class StateStore:
             if self.deadline_margin is None
             else int((time.time() + self.call.op_timeout + self.deadline_margin) * 1000),
         ]
-        raw: list[Any] = await self.call(what, self._apply(keys=keys, args=args))
+        if self.acks:
+
+            async def write(pipe: Any) -> Any:
+                return await self._apply(keys=keys, args=args, client=pipe)
+
+            raw, acked = await self.call(what, self.acks.run(self.client, write))
+            if int(raw[0]) in (0, 1):  # applied now or before: it must be on a replica
+                self.acks.check(acked, what, self.where)
+        else:
+            raw = await self.call(what, self._apply(keys=keys, args=args))
         status, version, extra = int(raw[0]), int(raw[1]), str(raw[2])
         if status == -1:
             raise Fenced(check_room(room), fence, extra)

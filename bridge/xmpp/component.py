@@ -31,6 +31,14 @@ class XmppUnavailable(Exception):
     """The component could not reach or authenticate with the XMPP server."""
 
 
+def _puppet_key(settings: XmppSettings) -> bytes:
+    configured = settings.puppet_key.get_secret_value()
+    if configured:
+        return configured.encode("utf-8")
+    secret = settings.secret.get_secret_value().encode()
+    return hashlib.sha256(b"sipmuc puppet ids\0" + secret).digest()
+
+
 class BridgeComponent(ComponentXMPP):
     """slixmpp component with the settings we always want (see DESIGN §5)."""
 
@@ -50,9 +58,10 @@ class BridgeComponent(ComponentXMPP):
         # presence: the XEP-0115 hash those presences carry is computed from that info.
         for plugin in ("xep_0030", "xep_0004", "xep_0045", "xep_0050", "xep_0199", "xep_0410"):
             self.register_plugin(plugin)
-        secret = settings.secret.get_secret_value().encode()
         # Keyed so that puppet JIDs do not reveal callers' numbers (see bridge.xmpp.jids).
-        self.puppet_key = puppet_key or hashlib.sha256(b"sipmuc puppet ids\0" + secret).digest()
+        # Its own setting, so that rotating the component secret renames no puppet (bans
+        # and affiliations name puppet JIDs); derived from the secret only when unset.
+        self.puppet_key = puppet_key or _puppet_key(settings)
         self.rooms: dict[str, BridgedRoom] = {}
         self.online = False
         self._closing = False

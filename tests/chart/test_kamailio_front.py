@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from bridge.devstack.ports import free_port
+from tests.chart.test_chart import SECRETS
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "sipmuc-bridge"
 
@@ -29,7 +30,8 @@ pytestmark = pytest.mark.skipif(
 
 def rendered_config() -> str:
     with helm.Chart.load(CHART) as chart:
-        files = chart.render({"kamailio": {"enabled": True}}, name="voice", namespace="t")
+        values = {**SECRETS, "kamailio": {"enabled": True}}
+        files = chart.render(values, name="voice", namespace="t")
     for doc in yaml.safe_load_all(files["sipmuc-bridge/templates/kamailio.yaml"]):
         if doc and doc["kind"] == "ConfigMap":
             config: str = doc["data"]["kamailio.cfg"]

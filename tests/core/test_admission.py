@@ -25,13 +25,13 @@ DIR = RoomDirectory.create(
 
 def test_unknown_room_is_404_even_when_full() -> None:
     d = admit(DIR, "nope", ["sip:a@b"], has_local_slot=False, is_front=True)
-    assert isinstance(d, Reject) and d.status == 404
+    assert isinstance(d, Reject) and d.status == 404 and d.kind == "unknown_room"
     assert isinstance(admit(DIR, "", ["sip:a@b"], has_local_slot=True), Reject)
 
 
 def test_banned_caller_403_by_from_or_asserted_identity() -> None:
     d = admit(DIR, "lobby", ["sip:eve@evil.example;transport=tcp"], has_local_slot=True)
-    assert d == Reject(403, "Banned from this conference")
+    assert d == Reject(403, "Banned from this conference", kind="banned")
     d = admit(DIR, "LOBBY", ["sip:other@x", "sip:eve@evil.example"], has_local_slot=True)
     assert isinstance(d, Reject) and d.status == 403
     d = admit(DIR, "lobby", ["sip:mallory@x"], has_local_slot=True)  # banned everywhere
@@ -40,7 +40,7 @@ def test_banned_caller_403_by_from_or_asserted_identity() -> None:
 
 def test_locked_room_403_and_open_room_accepted() -> None:
     assert admit(DIR, "ops", ["sip:a@b"], has_local_slot=True) == Reject(
-        403, "Conference is locked"
+        403, "Conference is locked", kind="locked"
     )
     assert admit(DIR, "lobby", ["sip:a@b"], has_local_slot=True) == Accept()
 
@@ -49,9 +49,9 @@ def test_full_front_redirects_else_503_worker_486() -> None:
     target = Redirect(2, "127.0.0.1", 5070)
     assert admit(DIR, "lobby", ["sip:a@b"], has_local_slot=False, redirect=target) == target
     front = admit(DIR, "lobby", ["sip:a@b"], has_local_slot=False, is_front=True, retry_after=7)
-    assert front == Reject(503, "Conference node is full", 7)
+    assert front == Reject(503, "Conference node is full", 7, kind="busy")
     worker = admit(DIR, "lobby", ["sip:a@b"], has_local_slot=False, retry_after=7)
-    assert worker == Reject(486, "Busy Here", 7)
+    assert worker == Reject(486, "Busy Here", 7, kind="busy")
 
 
 def test_normalize_caller() -> None:

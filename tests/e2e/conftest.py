@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from tests.conftest import TEST_USERS
 
 ROOM = "standup"
 TRUSTED_PEER = "127.0.0.2"
+SECOND = "bridge2.localhost"  # component JID of a second replica
 
 
 @pytest.fixture
@@ -31,6 +32,24 @@ def moderated_prosody(tmp_path: Path) -> Any:
         users=dict(TEST_USERS),
         muc_modules=["muc_audio_video_uri"],
         admins=["alice@localhost"],
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def two_component_prosody(tmp_path: Path) -> Iterator[ProsodyServer]:
+    # Each replica has its own component JID (XEP-0114 allows one connection per JID);
+    # both must be able to own the rooms, here as server admins (see docs/operations.md).
+    server = ProsodyServer(
+        tmp_path / "prosody",
+        users=dict(TEST_USERS),
+        muc_modules=["muc_audio_video_uri"],
+        extra_components={SECOND: "second-secret"},
+        admins=["alice@localhost", "bridge.localhost", SECOND],
     )
     server.start()
     try:

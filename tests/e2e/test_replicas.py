@@ -7,11 +7,7 @@ import asyncio
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from bridge.app import open_node
 from bridge.config import Settings
@@ -19,32 +15,12 @@ from bridge.devstack.ports import free_port, free_udp_tcp_port
 from bridge.devstack.prosody import ProsodyServer
 from bridge.devstack.redis_server import RedisServer
 from bridge.xmpp import muc
-from tests.conftest import TEST_USERS
-from tests.e2e.conftest import ROOM, process_env
+from tests.e2e.conftest import ROOM, SECOND, process_env
 from tests.e2e.test_mirroring import MUC, WAIT, dial, until
 from tests.sip.rawsip import RawUac
 from tests.xmpp.clients import chat_user
 
 LEASE_TTL = 2.0
-SECOND = "bridge2.localhost"
-
-
-@pytest.fixture
-def two_component_prosody(tmp_path: Path) -> Iterator[ProsodyServer]:
-    # Each replica has its own component JID (XEP-0114 allows one connection per JID);
-    # both must be able to own the rooms, here as server admins (see docs/operations.md).
-    server = ProsodyServer(
-        tmp_path / "prosody",
-        users=dict(TEST_USERS),
-        muc_modules=["muc_audio_video_uri"],
-        extra_components={SECOND: "second-secret"},
-        admins=["alice@localhost", "bridge.localhost", SECOND],
-    )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _replica_a_env(prosody: ProsodyServer, redis: RedisServer, sip_port: int) -> dict[str, str]:

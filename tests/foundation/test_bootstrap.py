@@ -46,6 +46,11 @@ def _checkout(tmp_path: Path) -> tuple[Path, dict[str, str]]:
                                capture_output=True, text=True, check=True).stdout  # fmt: skip
     (repo / "scripts" / "apt-packages.txt").write_text(installed)
     shutil.copy2(ROOT / "pyproject.toml", repo / "pyproject.toml")
+    (repo / "requirements").mkdir()
+    shutil.copy2(ROOT / "requirements" / "test.txt", repo / "requirements" / "test.txt")
+    pjsip = repo / "scripts" / "build-pjsip"  # its own tests are in tests/pjsip
+    pjsip.write_text("#!/usr/bin/env bash\nexit 0\n")
+    pjsip.chmod(0o755)
     fake = tmp_path / "python3"
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
@@ -65,11 +70,13 @@ def test_a_first_run_prints_progress_lines_only(tmp_path: Path) -> None:
     lines = (done.stdout + done.stderr).splitlines()
     assert lines == [
         "[bootstrap] creating .venv with Python 3.11 (stand-in)",
-        "[bootstrap] installing Python packages into .venv (pip's output: var/bootstrap.log)",
+        "[bootstrap] installing Python packages into .venv (requirements/test.txt, hashes checked;"
+        " pip's output: var/bootstrap.log)",
         "[bootstrap] ready",
     ]
     log = (repo / "var" / "bootstrap.log").read_text()
-    assert "noise line 300 of -m pip install" in log
+    locked = "-m pip install -q --require-hashes --no-deps -r requirements/test.txt"
+    assert f"noise line 300 of {locked}" in log
 
 
 @pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="Debian tooling")

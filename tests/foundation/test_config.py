@@ -131,3 +131,94 @@ def test_dial_out_settings_refuse_a_plan_that_calls_ourselves() -> None:
         load_settings(demo=True, sip={"dialout": {"domains": ["10.0.0.1"]}})
     with pytest.raises(ConfigError, match="not an IP address"):
         load_settings(demo=True, sip={"limits": {"trusted_sources": ["pbx.example"]}})
+# --- bind and advertise -------------------------------------------------------------------------
+
+
+def test_a_wildcard_bind_needs_an_advertised_address() -> None:
+    wanted = r"listens on every interface.*SIPMUC_SIP__ADVERTISE_HOST"
+    with pytest.raises(ConfigError, match=wanted):
+        load_settings(demo=True, sip={"bind_host": "0.0.0.0"})
+    settings = load_settings(demo=True, sip={"bind_host": "0.0.0.0", "advertise_host": "10.0.0.5"})
+    assert (settings.sip.bind_host, settings.sip.advertised) == ("0.0.0.0", "10.0.0.5")
+    assert load_settings(demo=True).sip.advertised == "127.0.0.1"  # the bind address itself
+
+
+@pytest.mark.parametrize("bad", ["0.0.0.0", "sip:10.0.0.5", "10.0.0.5:5060", "a b"])
+def test_an_advertised_address_is_a_plain_host(bad: str) -> None:
+    with pytest.raises(ConfigError, match=r"sip\.advertise_host"):
+        load_settings(demo=True, sip={"advertise_host": bad})
+
+
+def test_each_replica_can_advertise_its_own_address() -> None:
+    by_node = {"voice-0": "203.0.113.10", "voice-1": "203.0.113.11"}
+    sip = {"bind_host": "0.0.0.0", "advertise_by_node": by_node}
+    one = load_settings(demo=True, sip=sip, state={"node_id": "voice-1"})
+    assert one.sip.advertised == "203.0.113.11"
+    with pytest.raises(ConfigError, match="advertise_host"):  # a node not in the map
+        load_settings(demo=True, sip=sip, state={"node_id": "voice-7"})
+
+
+# --- secrets from files -------------------------------------------------------------------------
+
+
+def test_secrets_are_read_from_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "secret").write_text("component s3cret\n")  # the newline of `echo` is dropped
+    (tmp_path / "puppets").write_text("puppet-key")
+    (tmp_path / "password").write_text("p@ss/word")
+    monkeypatch.setenv("SIPMUC_XMPP__SECRET_FILE", str(tmp_path / "secret"))
+    monkeypatch.setenv("SIPMUC_XMPP__PUPPET_KEY_FILE", str(tmp_path / "puppets"))
+    monkeypatch.setenv("SIPMUC_REDIS__URL", "redis://redis.example:6379/0")
+    monkeypatch.setenv("SIPMUC_REDIS__PASSWORD_FILE", str(tmp_path / "password"))
+    settings = load_settings()
+    assert settings.xmpp.secret.get_secret_value() == "component s3cret"
+    assert settings.xmpp.puppet_key.get_secret_value() == "puppet-key"
+    assert settings.redis.effective_url() == "redis://:p%40ss%2Fword@redis.example:6379/0"
+    assert "p@ss" not in str(redacted(settings))
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "message"),
+    [
+        (None, {}, "cannot read"),
+        ("", {}, "is empty"),
+        ("x", {"SIPMUC_XMPP__SECRET": "y"}, "set either secret or secret_file"),
+    ],
+)
+def test_bad_secret_files_are_named(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    content: str | None,
+    extra: dict[str, str],
+    message: str,
+) -> None:
+    path = tmp_path / "secret"
+    if content is not None:
+        path.write_text(content)
+    monkeypatch.setenv("SIPMUC_XMPP__SECRET_FILE", str(path))
+    for key, value in extra.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError, match=rf"xmpp \(SIPMUC_XMPP\): .*{message}"):
+        load_settings()
+
+
+def test_a_url_from_a_file_is_checked_like_one_from_the_environment(tmp_path: Path) -> None:
+    (tmp_path / "url").write_text("http://redis.example")
+    with pytest.raises(ConfigError, match="must start with redis://"):
+        load_settings(demo=True, redis={"url_file": tmp_path / "url"})
+
+
+# --- Redis Sentinel -----------------------------------------------------------------------------
+
+
+def test_sentinel_settings() -> None:
+    settings = load_settings(
+        xmpp={"secret": "s"},
+        redis={"sentinels": ["10.0.0.1:26379", "[::1]:26379"], "password": "pw"},
+    )
+    assert settings.redis.mode == "sentinel"
+    with pytest.raises(ConfigError, match=r"redis\.password is required with sentinels"):
+        load_settings(xmpp={"secret": "s"}, redis={"sentinels": ["10.0.0.1:26379"]})
+    with pytest.raises(ConfigError, match="either url or sentinels"):
+        load_settings(demo=True, redis={"sentinels": ["h:1"], "url": "redis://h:6379/0"})
+    with pytest.raises(ConfigError, match="is not host:port"):
+        load_settings(demo=True, redis={"sentinels": ["h"]})

@@ -79,3 +79,42 @@ async def test_readyz_follows_xmpp_and_redis(
         pass
     else:
         raise AssertionError("the HTTP port is still open after serve() returned")
+
+
+async def test_a_full_node_stays_ready(prosody: ProsodyServer, redis_server: RedisServer) -> None:
+    """Every call slot taken: the node still redirects, serves SUBSCRIBE/MESSAGE and answers
+    the next caller 503 with Retry-After, so it must not page as "not ready"."""
+    from tests.sip.rawsip import RawUac
+
+    http_port, sip_port = free_port(), free_udp_tcp_port()
+    settings = Settings(
+        rooms=["demo"],
+        xmpp={
+            "component_jid": prosody.component_domain,
+            "secret": prosody.component_secret,
+            "port": prosody.component_port,
+            "muc_service": prosody.muc_domain,
+        },
+        redis={"url": redis_server.url},
+        http={"host": "127.0.0.1", "port": http_port},
+        sip={"port": sip_port, "domain": "127.0.0.1", "rtp_port_start": 10000 + sip_port % 20000},
+        workers={"pool_size": 1, "calls_per_worker": 1, "media_timeout": 0},
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(settings, stop))
+    caller, next_caller = RawUac(sip_port), RawUac(sip_port)
+    try:
+        async with asyncio.timeout(30):
+            await wait_for_status(http_port, 200)
+        assert (await asyncio.to_thread(caller.invite, "demo")).status == 200
+        full = await asyncio.to_thread(next_caller.invite, "demo")
+        assert full.status == 503 and full.get("Retry-After")
+        status, body = await readyz(http_port)
+        assert status == 200, body
+        await asyncio.to_thread(caller.bye)
+    finally:
+        caller.close()
+        next_caller.close()
+        stop.set()
+        async with asyncio.timeout(30):
+            await task

@@ -12,6 +12,14 @@ from bridge import metrics
 PRODUCT_METRICS = {
     "sipmuc_build": "info",  # exposed as sipmuc_build_info
     "sipmuc_calls": "counter",
+    "sipmuc_calls_rejected": "counter",
+    "sipmuc_worker_clock_late_ticks": "counter",
+    "sipmuc_worker_clock_skipped_ticks": "counter",
+    "sipmuc_worker_clock_max_lateness_seconds": "gauge",
+    "sipmuc_jitter_buffer_frames": "counter",
+    "sipmuc_jitter_buffer_delay_seconds": "gauge",
+    "sipmuc_worker_frame_errors": "counter",
+    "sipmuc_realtime_scheduling": "gauge",
     "sipmuc_legs_active": "gauge",
     "sipmuc_legs_ended": "counter",
     "sipmuc_room_legs": "gauge",
@@ -54,6 +62,8 @@ def test_closed_label_sets_exist_at_zero_before_any_event() -> None:
     text = generate_latest(metrics.REGISTRY).decode()
     for outcome in metrics.CALL_OUTCOMES:
         assert f'sipmuc_calls_total{{outcome="{outcome}"}}' in text
+    for reason in metrics.REJECT_REASONS:
+        assert f'sipmuc_calls_rejected_total{{reason="{reason}"}}' in text
     for cause in metrics.LATE_FRAME_CAUSES:
         assert f'sipmuc_mixer_late_frames_total{{cause="{cause}"}}' in text
     mirrored = re.findall(r"^sipmuc_mirrored_actions_total\{", text, re.MULTILINE)

@@ -356,3 +356,41 @@ def test_a_call_ended_behind_the_workers_back_is_not_kept_as_a_ghost(
     left = h.wait_for(lambda e: isinstance(e, LegLeft) and e.leg_id == joined.leg_id)
     assert isinstance(left, LegLeft) and left.reason == "error-lost"
     h.until(lambda: not h.pool.legs() and h.pool.free_slots() == 4, label="slot freed")
+
+
+def test_refusals_and_redirects_are_counted_by_reason(
+    make_pool: Callable[..., PoolHarness],
+) -> None:
+    """Workers have no registry: each answer they give without serving the call reaches the
+    pool, which counts it (sipmuc_calls_total{outcome}, sipmuc_calls_rejected_total{reason})."""
+    from bridge import metrics
+
+    def calls(outcome: str) -> float:
+        return metrics.CALLS.labels(outcome=outcome)._value.get()  # type: ignore[no-any-return]
+
+    def rejected(reason: str) -> float:
+        return metrics.CALLS_REJECTED.labels(reason=reason)._value.get()  # type: ignore[no-any-return]
+
+    directory = RoomDirectory.create(["demo", "locked"], bans={"demo": ["sip:banned@127.0.0.1"]},
+                                     locked=["locked"])  # fmt: skip
+    h = make_pool(pool_size=2, calls_per_worker=1, directory=directory)
+    before = {r: rejected(r) for r in metrics.REJECT_REASONS}
+    busy, redirected = calls("busy"), calls("redirected")
+    uacs = [RawUac(h.port) for _ in range(5)]
+    banned = RawUac(h.port, user="banned")
+    try:
+        assert uacs[0].invite("nosuchroom").status == 404
+        assert banned.invite("demo").status == 403
+        assert uacs[1].invite("locked").status == 403
+        assert uacs[2].invite("demo").status == 200  # the front's one slot
+        moved = uacs[3].invite("demo")  # to worker 1 …
+        assert moved.status == 302
+        assert uacs[4].invite("demo").status == 503  # … whose slot the 302 holds: full
+        expected = {"unknown_room": 1, "banned": 1, "locked": 1, "busy": 1}
+        h.until(lambda: all(rejected(r) - before[r] == n for r, n in expected.items()),
+                label="refusals counted")  # fmt: skip
+        assert calls("busy") - busy == 1 and calls("redirected") - redirected == 1
+        assert rejected("draining") == before["draining"]
+    finally:
+        for uac in [*uacs, banned]:
+            uac.close()

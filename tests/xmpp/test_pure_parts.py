@@ -135,3 +135,17 @@ def test_puppet_jids_are_stable_private_and_distinct() -> None:
     other_key = puppet_jid(b"x" * 32, "bridge.example", "sip:+33612345612@pbx", "leg-1")
     assert other_key != a1
     assert caller_identity("tel:+33612345612") == "+33612345612"
+
+
+def test_puppet_key_is_its_own_setting_and_survives_a_secret_rotation() -> None:
+    from bridge.config import XmppSettings
+    from bridge.xmpp.component import _puppet_key
+    from bridge.xmpp.jids import puppet_jid
+
+    def jid(secret: str, key: str = "") -> str:
+        settings = XmppSettings(secret=secret, puppet_key=key)  # type: ignore[arg-type]
+        return puppet_jid(_puppet_key(settings), "bridge.example", "sip:alice@pbx", "w1.0.1")
+
+    assert jid("old-secret", "stable-key") == jid("new-secret", "stable-key")
+    assert jid("old-secret") != jid("new-secret")  # derived from the secret when unset
+    assert jid("old-secret", "stable-key") != jid("old-secret")
