@@ -76,6 +76,7 @@ from bridge.sip.protocol import (
 from bridge.sip.sipmsg import CallerInfo
 from mixer.engine import MixerEvent, TalkerEvent
 from mixer.rings import LegAttachment
+from mixer.service import MixerProcess
 
 log = get_logger(__name__)
 
@@ -162,11 +163,10 @@ class WorkerPool:
         self.settings = workers
         self.log_settings = log_settings or LogSettings()
         self.directory = directory or RoomDirectory()
-        self._owned_mixer = None
+        self._owned_mixer: MixerProcess | None = None
         if mixer is None:
-            from mixer.node import MixerNode
-
-            node = MixerNode(
+            # its own process: XMPP and Redis work in the supervisor never delay a tick
+            node = MixerProcess(
                 f"sipmuc-{os.getpid()}-{secrets.token_hex(3)}",
                 capacity=max(16, workers.pool_size * workers.calls_per_worker + 8),
                 reserve=workers.ring_reserve,
