@@ -3,11 +3,12 @@
 ``WorkerPool`` spawns ``pool_size`` worker processes. Worker 0 is the *front*: it listens
 on the public SIP port, serves calls itself while it has a slot and redirects (302) the
 others to the worker with the most free slots; the others listen on private ports.
-One monitor thread reads every worker pipe, reserves each admitted leg's mixer slot
-(``mixer.add_leg``) and turns worker messages into ``bridge.core.events`` for
-``async for event in pool.events()``. A worker that dies loses its calls (``LegLeft`` with
-reason ``worker-died``) and is restarted on the same ports; the pool's own state (room
-directory, other workers' legs) is kept.
+The mixer runs in its own process (``mixer.service.MixerProcess``, restarted if it dies;
+the pool owns the ring segment). One monitor thread reads every worker pipe, reserves each
+admitted leg's mixer slot (``mixer.add_leg``) and turns worker messages into
+``bridge.core.events`` for ``async for event in pool.events()``. A worker that dies loses
+its calls (``LegLeft`` with reason ``worker-died``) and is restarted on the same ports; the
+pool's own state (room directory, other workers' legs) is kept.
 
 Usage (supervisor)::
 
@@ -370,6 +371,14 @@ class WorkerPool:
         proc = self._workers[index].process
         if proc is not None and proc.is_alive():
             proc.kill()
+
+    def kill_mixer(self) -> MixerProcess:
+        """SIGKILL the pool's mixer process, as a crash would (tests and chaos drills); the
+        returned handle tells when it is back (``wait_ready``, ``restarts``)."""
+        if self._owned_mixer is None:
+            raise RuntimeError("this pool was given its mixer: it does not run a mixer process")
+        self._owned_mixer.kill()
+        return self._owned_mixer
 
     # ------------------------------------------------------------------ internals
     def _plan(self) -> list[WorkerSpec]:
