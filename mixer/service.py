@@ -93,10 +93,15 @@ class ProcessConfig:
     realtime: bool = True
     phase_s: float | None = None
     status_interval_s: float = 0.25
+    log_setup: Callable[[], object] | None = None
+    """Picklable callable run first in the process (the bridge passes its log configuration,
+    so that the mixer's stdlib log lines come out like every other process's)."""
 
 
 def mixer_main(conn: Connection, config: ProcessConfig) -> None:
     """Entry point of the mixer process: tick until :class:`Stop` or the supervisor is gone."""
+    if config.log_setup is not None:
+        config.log_setup()
     sys.setswitchinterval(0.0005)  # the clock thread waits at most this long for the GIL
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C is the supervisor's to handle
     reports: queue.SimpleQueue[Report | None] = queue.SimpleQueue()
@@ -180,12 +185,19 @@ class MixerProcess:
         hold_ticks: int = CUSHION_HOLD_TICKS,
         on_events: EventSink | None = None,
         status_interval_s: float = 0.25,
+        log_setup: Callable[[], object] | None = None,
     ) -> None:
         self.rings = MixerRings(
             segment, capacity, depth=depth, reserve=reserve, hold_ticks=hold_ticks
         )
         self._config = ProcessConfig(
-            segment, capacity, depth, reserve, hold_ticks, status_interval_s=status_interval_s
+            segment,
+            capacity,
+            depth,
+            reserve,
+            hold_ticks,
+            status_interval_s=status_interval_s,
+            log_setup=log_setup,
         )
         self._on_events = on_events
         self._table = LegTable()

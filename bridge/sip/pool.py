@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import multiprocessing
 import os
 import queue
@@ -58,6 +59,7 @@ from bridge.core.events import (
     TalkingChanged,
 )
 from bridge.devstack.ports import free_udp_tcp_port
+from bridge.logs import configure as configure_logging
 from bridge.logs import get_logger
 from bridge.sip import forensics
 from bridge.sip.protocol import (
@@ -173,6 +175,7 @@ class WorkerPool:
                 reserve=workers.ring_reserve,
                 hold_ticks=workers.cushion_hold_ticks,
                 on_events=self.handle_mixer_events,
+                log_setup=functools.partial(configure_logging, self.log_settings),
             )
             self._owned_mixer = node
             mixer = node
