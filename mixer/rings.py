@@ -398,6 +398,10 @@ class MixerRings:
         h[H_TICKS] += 1
 
     # ---------------------------------------------------------------- queries
+    def heartbeat_age_s(self) -> float:
+        """Seconds since whoever ticks this segment last published (any process)."""
+        return (time.monotonic_ns() - int(self._seg.header[H_HEARTBEAT_NS])) / 1e9
+
     def counters(self, slot: int) -> RingCounters:
         """Snapshot of one slot's health counters (both directions)."""
         return _counters(self._seg.ctrl[slot])

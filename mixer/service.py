@@ -23,6 +23,8 @@ Failure behaviour:
   valid, so workers notice nothing but a gap (their ports repeat the last frame once, then
   play silence) and audio resumes at the new process's first ticks. Legs that were talking
   get a synthetic ``talking=False`` so that no "talking" status stays stuck.
+* **The mixer process hangs** (stopped, deadlocked): no tick in the segment's heartbeat for
+  ``hang_timeout_s`` (3 s) → the watcher SIGKILLs it and the rule above applies.
 * **The supervisor dies**: the pipe reaches EOF and the mixer process stops its clock,
   marks the segment closed, unlinks it and exits 0 — the same rule as the SIP workers,
   which also exit when their supervisor is gone (their calls end with it). The unlink is
@@ -186,6 +188,7 @@ class MixerProcess:
         on_events: EventSink | None = None,
         status_interval_s: float = 0.25,
         log_setup: Callable[[], object] | None = None,
+        hang_timeout_s: float = 3.0,
     ) -> None:
         self.rings = MixerRings(
             segment, capacity, depth=depth, reserve=reserve, hold_ticks=hold_ticks
@@ -212,6 +215,8 @@ class MixerProcess:
         self._spawned_at = 0.0
         self._failures = 0
         self._ready = threading.Event()
+        self._ready_at = 0.0
+        self._hang_timeout_s = hang_timeout_s
         self._closing = threading.Event()
         self._watcher: threading.Thread | None = None
         self._clock: ClockStats | None = None
@@ -397,9 +402,27 @@ class MixerProcess:
                 proc.join(1.0)
                 if self._closing.is_set():
                     return
-                self._respawn(proc.exitcode)
+                try:
+                    self._respawn(proc.exitcode)
+                except Exception:  # e.g. spawn failed: the dead sentinel brings us back here
+                    log.exception("mixer process could not be restarted")
             elif self._closing.is_set() and not proc.is_alive():
                 return
+            elif self._hung():
+                log.warning(
+                    "mixer process %s has not ticked for %.1f s: killing it",
+                    proc.pid, self.rings.heartbeat_age_s(),
+                )  # fmt: skip
+                proc.kill()  # the sentinel path above restarts it
+
+    def _hung(self) -> bool:
+        """Alive, reported ready a while ago, yet no tick for ``hang_timeout_s`` (stopped,
+        deadlocked, starved): the heartbeat in the segment's header is the tick's own."""
+        if not self._ready.is_set() or self._closing.is_set():
+            return False
+        since_ready = time.monotonic() - self._ready_at
+        limit = self._hang_timeout_s
+        return since_ready > limit and self.rings.heartbeat_age_s() > limit
 
     def _drain(self, conn: Connection) -> None:
         while True:
@@ -440,6 +463,7 @@ class MixerProcess:
                 )
         elif isinstance(report, Ready):
             log.info("mixer process %d ticks (epoch %x)", report.pid, report.epoch)
+            self._ready_at = time.monotonic()
             self._ready.set()
         elif isinstance(report, Refused):
             log.warning("mixer refused %r: %s", report.command, report.error)

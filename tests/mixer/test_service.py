@@ -31,7 +31,7 @@ class Caller:
 
     def __init__(self, mixer: MixerProcess) -> None:
         self.ports = [LegPort(mixer.add_leg("room", RATE), reserve=0) for _ in range(2)]
-        self.speaking = True  # port 0 says a 300 Hz tone, port 1 is silent
+        self.speaking = False  # port 0 says a 300 Hz tone when True, port 1 is silent
         self.heard: list[list[int]] = [[], []]  # peak of each frame each port hears
         self._stop = threading.Event()
         t = np.arange(F) / RATE
@@ -104,6 +104,9 @@ def test_mixer_process_mixes_obeys_and_survives_being_killed(
     caller = Caller(mixer)
     a, b = (p.attachment.slot for p in caller.ports)
     try:
+        # silence first: the talker detector takes a sound present from the start for noise
+        time.sleep(0.5)
+        caller.speaking = True
         caller.until(lambda: caller.recent(1) > 4000)  # B hears A through the process
         assert caller.recent(0) == 0  # A never hears itself
         caller.until(lambda: talking(events, a) is True)  # talker event crossed the pipe
@@ -147,6 +150,20 @@ def test_mixer_process_mixes_obeys_and_survives_being_killed(
     mixer.remove_leg(a)
     with pytest.raises(KeyError):
         mixer.remove_leg(a)
+
+
+def test_a_hung_mixer_process_is_killed_and_replaced(events: list[MixerEvent]) -> None:
+    with MixerProcess(f"mixsvc-{uuid.uuid4().hex[:10]}", 8, hang_timeout_s=1.0) as mixer:
+        mixer.start()
+        time.sleep(1.2)  # past the grace period after Ready
+        old_pid = mixer.pid
+        os.kill(old_pid, signal.SIGSTOP)  # alive, but no tick any more
+        deadline = time.monotonic() + 15
+        while mixer.restarts == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert mixer.restarts == 1 and mixer.pid != old_pid
+        assert mixer.wait_ready(10)
+        assert not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == "zombie"
 
 
 def test_bad_input_is_refused_before_anything_is_sent(mixer: MixerProcess) -> None:
