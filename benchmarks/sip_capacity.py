@@ -22,6 +22,11 @@ worker, our PJSIP build) at ``--calls`` callers, then the new layout at each of 
     PYTHONPATH=. python benchmarks/sip_capacity.py                     # 60 old/new, 100-200 new
     PYTHONPATH=. python benchmarks/sip_capacity.py --scale "" --repeat 2
     PYTHONPATH=. python benchmarks/sip_capacity.py --mode new --calls 80 --scale ""
+    PYTHONPATH=. python benchmarks/sip_capacity.py --mode new+native --scale "" --repeat 2
+
+``native`` runs the same SIPp load callers against one plain pjsua2 process that mixes them
+in pjmedia's own conference bridge (``benchmarks/native_conference.py``: same PJSIP build
+and codecs, 16 kHz bridge, full mesh) and prints ours ÷ native CPU per call.
 """
 
 from __future__ import annotations
@@ -314,7 +319,8 @@ def run(
     node = pool._owned_mixer  # the benchmark reads the mixer's ring counters
     assert node is not None
     legs0 = pool.legs()
-    bridge_pids = [p for p in pool.worker_pids() if p] + [os.getpid()]
+    # the mixer runs in its own process: count it with the supervisor (the last entry)
+    bridge_pids = [p for p in pool.worker_pids() if p] + [node.pid, os.getpid()]
     sipp_pids = [s.proc.pid for s in (load, p1, p2) if s.proc is not None]
     ours = bridge_pids + sipp_pids + [sniffer.pid or 0]
     c0 = {slot: node.counters(slot) for slot in (r.slot for r in legs0.values())}
@@ -353,8 +359,8 @@ def run(
     def delta(pids: list[int]) -> float:
         return sum(cpu1.get(p, 0.0) - cpu0.get(p, 0.0) for p in pids if p in cpu0) / wall
 
-    res.cpu_workers = delta(bridge_pids[:-1])
-    res.cpu_super = delta(bridge_pids[-1:])
+    res.cpu_workers = delta(bridge_pids[:-2])
+    res.cpu_super = delta(bridge_pids[-2:])
     res.cpu_bridge = res.cpu_workers + res.cpu_super
     res.cpu_sipp = delta(sipp_pids)
     all_busy = (sys1.user + sys1.system + sys1.nice + sys1.irq + sys1.softirq
@@ -378,6 +384,84 @@ def run(
         if later:
             res.lat.append(later[0] * 1000)
     report(res)
+    return res
+
+
+def run_native(args: argparse.Namespace, work: Path) -> Result:
+    """The same SIPp load callers against one plain pjsua2 process mixing them in pjmedia's
+    conference bridge (``benchmarks/native_conference.py``): the C floor for CPU per call.
+    No probes (no latency figure) and no rings: only calls held and CPU."""
+    from benchmarks.native_conference import serve
+
+    name = "native"
+    res = Result(name, args.calls)
+    port = free_udp_tcp_port()
+    rtp_count = 4 * args.calls + 64
+    rtp_start = random.randrange(20000, 60000 - rtp_count, 2)
+    print(f"\n=== native: {args.calls} load callers into one pjsua2 process, pjmedia conference "
+          f"bridge at {args.native_rate} Hz, quality 4, full mesh")  # fmt: skip
+    res.load_before = os.getloadavg()
+    ctx = multiprocessing.get_context("spawn")
+    conn, child = ctx.Pipe()
+    proc = ctx.Process(target=serve, args=(child, port, rtp_start, args.calls),
+                       kwargs={"clock_rate": args.native_rate},
+                       daemon=True)  # fmt: skip
+    proc.start()
+    if not conn.poll(60):
+        raise RuntimeError("the native pjsua2 process did not start")
+    conn.recv()
+
+    def count() -> int:
+        conn.send("count")
+        return int(conn.recv())
+
+    hold = args.seconds + 30
+    load = dp.Sipp(
+        dp.sipp_uac_scenario("load", pcap=work / "load.pcap", hold_ms=int(hold * 1000)),
+        port, work / name / "load", calls=args.calls, rate=20, limit=args.calls,
+        timeout_s=int(hold + 60),
+    )  # fmt: skip
+    load.start()
+    assert load.proc is not None
+    _realtime(load.proc.pid, args.sipp_priority)
+    deadline = time.monotonic() + 60
+    while count() < args.calls and time.monotonic() < deadline:
+        _realtime(load.proc.pid, args.sipp_priority)
+        time.sleep(0.2)
+    res.up = count()
+    print(f"calls up: {res.up} of {args.calls}")
+    time.sleep(2.5)
+    pids = [proc.pid or 0]
+    sipp_pids = [load.proc.pid]
+    ours = pids + sipp_pids
+    stalls = HostStallProbe(args.seconds)
+    up0 = count()
+    cpu0, sys0, w0 = _tree_cpu(ours), psutil.cpu_times(), time.monotonic()
+    time.sleep(args.seconds)
+    cpu1, sys1, wall = _tree_cpu(ours), psutil.cpu_times(), time.monotonic() - w0
+    res.held = min(up0, count())
+    res.host_stalls, res.host_max_ms = stalls.result()
+    res.steal = (getattr(sys1, "steal", 0.0) - getattr(sys0, "steal", 0.0)) / wall
+
+    def delta(ps: list[int]) -> float:
+        return sum(cpu1.get(p, 0.0) - cpu0.get(p, 0.0) for p in ps if p in cpu0) / wall
+
+    res.cpu_workers = delta(pids)
+    res.cpu_bridge = res.cpu_workers
+    res.cpu_sipp = delta(sipp_pids)
+    all_busy = (sys1.user + sys1.system + sys1.nice + sys1.irq + sys1.softirq
+                - sys0.user - sys0.system - sys0.nice - sys0.irq - sys0.softirq) / wall  # fmt: skip
+    res.cpu_others = max(0.0, all_busy - delta(ours))
+    res.load_after = os.getloadavg()
+    conn.send("stop")
+    proc.join(15)
+    if proc.is_alive():
+        proc.kill()
+    load.kill()
+    print(f"callers held: {res.held} of {res.legs}; CPU: pjsua2 process "
+          f"{res.cpu_bridge * 100:.0f}% of one core = "
+          f"{res.cpu_bridge / max(1, res.held) * 100:.2f}% of a core per call (SIPp "
+          f"{res.cpu_sipp * 100:.0f}%, other processes {res.cpu_others * 100:.0f}%)")  # fmt: skip
     return res
 
 
@@ -474,6 +558,16 @@ def summary(results: list[Result]) -> None:
           "others = CPU of processes outside this benchmark (% of one core);\n"
           "stall≥10 / max st = wake-ups of a SCHED_FIFO 98 thread ≥ 10 ms late / the latest, "
           "in ms (cyclictest: the machine itself)")  # fmt: skip
+    natives = [r.cpu_bridge / max(1, r.held) for r in results if r.name == "native" and r.held]
+    if natives:
+        floor = float(np.median(natives))
+        print(f"\nCPU per call ÷ native pjmedia conference (median of {len(natives)} native "
+              f"run(s), {floor * 100:.2f}% of a core per call):")  # fmt: skip
+        for r in results:
+            if r.name != "native" and r.held:
+                print(f"  {r.name:<10} {r.cpu_bridge / r.held / floor:.2f}×")
+        print("  (native = one pjsua2 process, no probes; ours carries 2 probe legs more and "
+              "counts workers + mixer + supervisor)")
 
 
 def main() -> None:
@@ -484,9 +578,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--calls-per-worker", type=int, default=WorkerSettings().calls_per_worker,
                     help="the new layout's calls per worker (default: the setting's default)")
-    ap.add_argument("--mode", choices=("both", "new", "old"), default="both",
+    ap.add_argument("--mode", default="both",
+                    choices=("both", "new", "old", "native", "new+native", "all"),
                     help=f"old = {OLD_CALLS_PER_WORKER} calls per worker (the PyPI wheel's "
-                    "limit); new = --calls-per-worker")  # fmt: skip
+                    "limit); new = --calls-per-worker; native = the same callers into one plain "
+                    "pjsua2 conference (the C floor: ours ÷ native is printed); all = old, new "
+                    "and native")  # fmt: skip
+    ap.add_argument("--native-rate", type=int, default=16000,
+                    help="clock rate of the native run's pjmedia conference bridge")  # fmt: skip
     ap.add_argument(
         "--repeat",
         type=int,
@@ -525,11 +624,13 @@ def main() -> None:
     cpw = args.calls_per_worker
     results = []
     for _ in range(args.repeat):
-        if args.mode in ("both", "old"):
+        if args.mode in ("both", "old", "all"):
             old = f"old {OLD_CALLS_PER_WORKER}/w"
             results.append(run(old, args.calls, OLD_CALLS_PER_WORKER, args, work, overrides=extra))
-        if args.mode in ("both", "new"):
+        if args.mode in ("both", "new", "new+native", "all"):
             results.append(run(f"new {cpw}/w", args.calls, cpw, args, work, overrides=extra))
+        if args.mode in ("native", "new+native", "all"):
+            results.append(run_native(args, work))
         summary(results)
     for calls in (int(x) for x in args.scale.split(",") if x.strip()):
         results.append(run(f"new {cpw}/w", calls, cpw, args, work, overrides=extra))

@@ -404,7 +404,8 @@ async def run(args: argparse.Namespace) -> int:
             print(f"[{soak.now():6.0f}s] {'all' if up else 'NOT all'} calls up: "
                   f"{len(node.pool.legs()) - 1}", flush=True)  # fmt: skip
             meter = CpuMeter({
-                "supervisor+mixer": [os.getpid()],
+                "supervisor+mixer": [os.getpid()]  # the mixer has its own process now
+                + ([node.pool._owned_mixer.pid] if node.pool._owned_mixer else []),
                 "workers": node.pool.worker_pids(),
                 "prosody": [prosody.process.proc.pid],  # type: ignore[union-attr]
                 "redis": [redis.process.proc.pid],  # type: ignore[union-attr]

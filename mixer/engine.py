@@ -176,14 +176,29 @@ class Mixer:
 
     # ----------------------------------------------------------------- membership
     def add_leg(
-        self, conference: ConferenceKey, rate: int, gain: float = 1.0, *, muted: bool = False
+        self,
+        conference: ConferenceKey,
+        rate: int,
+        gain: float = 1.0,
+        *,
+        muted: bool = False,
+        slot: int | None = None,
     ) -> int:
-        """Put a new leg into ``conference`` (created on first leg) and return its slot."""
+        """Put a new leg into ``conference`` (created on first leg) and return its slot.
+
+        ``slot``: take this free slot (a mixer process adopting the supervisor's slots).
+        """
         check_rate(rate)
         _check_gain(gain)
-        if not self._free:
-            raise RuntimeError(f"mixer is full ({self.capacity} legs)")
-        slot = self._free.popleft()
+        if slot is None:
+            if not self._free:
+                raise RuntimeError(f"mixer is full ({self.capacity} legs)")
+            slot = self._free.popleft()
+        else:
+            try:
+                self._free.remove(slot)
+            except ValueError:
+                raise ValueError(f"slot {slot} is not free") from None
         conf = self._conferences.get(conference)
         if conf is None:
             conf = self._conferences[conference] = _Conference(conference)

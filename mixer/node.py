@@ -36,10 +36,18 @@ class MixerNode:
         max_internal_rate: int = 48000,
         talker: TalkerConfig | None = None,
         on_events: EventSink | None = None,
+        attach: bool = False,
     ) -> None:
+        """``attach=True``: tick a segment another process owns (``mixer.service``); legs
+        then come in with :meth:`adopt_leg` / :meth:`drop_leg`, slots chosen by the owner."""
         self.mixer = Mixer(capacity, max_internal_rate=max_internal_rate, talker=talker)
         self.rings = MixerRings(
-            segment, capacity, depth=depth, reserve=reserve, hold_ticks=hold_ticks
+            segment,
+            capacity,
+            depth=depth,
+            reserve=reserve,
+            hold_ticks=hold_ticks,
+            create=not attach,
         )
         self._on_events = on_events
         self._lock = threading.Lock()
@@ -71,6 +79,30 @@ class MixerNode:
             self.rings.arrange(self.mixer.active_slots)
             if not self.mixer.conference_legs(conference):
                 self._conf_ids.pop(conference, None)
+
+    def adopt_leg(
+        self,
+        slot: int,
+        conference: ConferenceKey,
+        rate: int,
+        gain: float = 1.0,
+        *,
+        muted: bool = False,
+        deaf: bool = False,
+    ) -> None:
+        """Mix a leg whose slot the segment's owner assigned (its worker may already write)."""
+        with self._lock:
+            self.mixer.add_leg(conference, rate, gain, muted=muted, slot=slot)
+            if deaf:
+                self.mixer.set_deaf(slot, True)
+            self.rings.adopt(slot)
+            self.rings.arrange(self.mixer.active_slots)
+
+    def drop_leg(self, leg: int) -> None:
+        """Stop mixing a leg; the owner releases its slot (see :meth:`adopt_leg`)."""
+        with self._lock:
+            self.mixer.remove_leg(leg)
+            self.rings.arrange(self.mixer.active_slots)
 
     def set_mute(self, leg: int, muted: bool) -> None:
         """Mute or unmute what a leg says (it keeps hearing the others)."""

@@ -201,24 +201,42 @@ class MixerRings:
         depth: int = 8,
         reserve: int = 1,
         hold_ticks: int = CUSHION_HOLD_TICKS,
+        create: bool = True,
     ) -> None:
+        """``create=False``: attach to a segment another process created and owns (the
+        supervisor of a mixer process): slots, depth and epoch come from its header, and
+        :meth:`close` only unmaps it. Slot generations then belong to the owner; this side
+        takes legs with :meth:`adopt`."""
         if depth < 4 or depth & (depth - 1):
             raise ValueError("depth must be a power of two ≥ 4")
         if not 0 <= reserve <= depth - 3:
             raise ValueError("reserve must leave room in the ring")
         self.name = name
-        self.layout = RingLayout(slots, depth)
+        self.owner = create
+        if create:
+            self.layout = RingLayout(slots, depth)
+            self.epoch = secrets.randbits(62)
+            self._seg = _Segment(_create_segment(name, self.layout.size), self.layout)
+            h = self._seg.header
+            h[H_SLOTS], h[H_DEPTH], h[H_FRAME] = slots, depth, MAX_FRAME
+            h[H_CREATOR_PID], h[H_EPOCH] = os.getpid(), self.epoch
+            h[H_HEARTBEAT_NS] = time.monotonic_ns()
+            h[H_VERSION] = LAYOUT_VERSION
+            memory_barrier()
+            h[H_MAGIC] = MAGIC  # last: attachers never see a half-initialised header
+        else:
+            shm, layout = attach_segment(name)
+            self._seg = _Segment(shm, layout)
+            if layout.slots != slots or layout.depth != depth:
+                self._seg.close()
+                raise StaleAttachmentError(
+                    f"segment {name!r} has {layout.slots} slots × depth {layout.depth}, "
+                    f"expected {slots} × {depth}"
+                )
+            self.layout = layout
+            self.epoch = int(self._seg.header[H_EPOCH])
         self.depth = depth
         self.reserve = reserve
-        self.epoch = secrets.randbits(62)
-        self._seg = _Segment(_create_segment(name, self.layout.size), self.layout)
-        h = self._seg.header
-        h[H_SLOTS], h[H_DEPTH], h[H_FRAME] = slots, depth, MAX_FRAME
-        h[H_CREATOR_PID], h[H_EPOCH] = os.getpid(), self.epoch
-        h[H_HEARTBEAT_NS] = time.monotonic_ns()
-        h[H_VERSION] = LAYOUT_VERSION
-        memory_barrier()
-        h[H_MAGIC] = MAGIC  # last: attachers never see a half-initialised header
         self._mask = np.int64(depth - 1)
         self._zero_row = np.intp(slots * depth)
         self._keep = np.int64(reserve + 2)  # beyond this backlog the oldest frames are dropped
@@ -269,14 +287,20 @@ class MixerRings:
         ctrl = self._seg.ctrl[slot]
         gen = int(ctrl[C_GEN])
         gen = gen + 1 if gen % 2 == 0 else gen + 2  # odd = in use
-        self._slot_r_in[slot] = ctrl[C_IN_W]  # start after anything a previous leg wrote
-        self._slot_w_out[slot] = ctrl[C_OUT_W]
-        self._slot_primed[slot] = False
-        self._slot_hold[slot] = 0
+        self.adopt(slot)
         ctrl[C_CONF], ctrl[C_RATE] = conference_id, rate
         memory_barrier()
         ctrl[C_GEN] = gen
         return LegAttachment(self.name, slot, gen, self.epoch, rate)
+
+    def adopt(self, slot: int) -> None:
+        """Start reading/writing a slot from its current counters (new leg, or a restarted
+        mixer process taking over a live leg: the worker's port stays valid)."""
+        ctrl = self._seg.ctrl[slot]
+        self._slot_r_in[slot] = ctrl[C_IN_W]  # start after anything a previous leg wrote
+        self._slot_w_out[slot] = ctrl[C_OUT_W]
+        self._slot_primed[slot] = False
+        self._slot_hold[slot] = 0
 
     def release(self, slot: int) -> None:
         """Take a slot back: its worker's port goes stale on its next call."""
@@ -374,17 +398,27 @@ class MixerRings:
         h[H_TICKS] += 1
 
     # ---------------------------------------------------------------- queries
+    def heartbeat_age_s(self) -> float:
+        """Seconds since whoever ticks this segment last published (any process)."""
+        return (time.monotonic_ns() - int(self._seg.header[H_HEARTBEAT_NS])) / 1e9
+
     def counters(self, slot: int) -> RingCounters:
         """Snapshot of one slot's health counters (both directions)."""
         return _counters(self._seg.ctrl[slot])
 
     def close(self, *, unlink: bool = True) -> None:
-        """Mark the segment closed for attached workers, unmap it and (by default) unlink it."""
-        self._seg.header[H_CLOSED] = 1
+        """Mark the segment closed for attached workers, unmap it and (by default) unlink it.
+
+        An attached (``create=False``) side only unmaps: the owner decides the lifetime.
+        Idempotent."""
+        if not hasattr(self, "source"):
+            return
+        if self.owner:
+            self._seg.header[H_CLOSED] = 1
         del self.source, self.sink
         shm = self._seg.shm
         self._seg.close()
-        if unlink:
+        if unlink and self.owner:
             # Re-register first: an attacher in our own process tree may have unregistered
             # the name from the shared tracker, and unlink() unregisters it again.
             resource_tracker.register(shm._name, "shared_memory")  # type: ignore[attr-defined]
@@ -392,6 +426,24 @@ class MixerRings:
 
 
 _NONE = np.zeros(0, dtype=np.intp)
+
+
+def discard_segment(name: str) -> None:
+    """Mark an orphaned segment closed and unlink it (its owner died without doing so).
+
+    Needed because every attacher's ``resource_tracker.unregister`` also cancels the
+    owner's registration in the tracker the process tree shares, so the dead owner's
+    tracker does not clean it up."""
+    try:
+        shm = shared_memory.SharedMemory(name=name)  # registers: unlink() below balances it
+    except FileNotFoundError:
+        return
+    if shm.size >= HEADER_WORDS * 8 and shm.buf is not None:
+        header = np.ndarray((HEADER_WORDS,), np.int64, shm.buf, 0)
+        header[H_CLOSED] = 1
+        del header
+    shm.close()
+    shm.unlink()
 
 
 def _create_segment(name: str, size: int) -> shared_memory.SharedMemory:

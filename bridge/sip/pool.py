@@ -3,11 +3,12 @@
 ``WorkerPool`` spawns ``pool_size`` worker processes. Worker 0 is the *front*: it listens
 on the public SIP port, serves calls itself while it has a slot and redirects (302) the
 others to the worker with the most free slots; the others listen on private ports.
-One monitor thread reads every worker pipe, reserves each admitted leg's mixer slot
-(``mixer.add_leg``) and turns worker messages into ``bridge.core.events`` for
-``async for event in pool.events()``. A worker that dies loses its calls (``LegLeft`` with
-reason ``worker-died``) and is restarted on the same ports; the pool's own state (room
-directory, other workers' legs) is kept.
+The mixer runs in its own process (``mixer.service.MixerProcess``, restarted if it dies;
+the pool owns the ring segment). One monitor thread reads every worker pipe, reserves each
+admitted leg's mixer slot (``mixer.add_leg``) and turns worker messages into
+``bridge.core.events`` for ``async for event in pool.events()``. A worker that dies loses
+its calls (``LegLeft`` with reason ``worker-died``) and is restarted on the same ports; the
+pool's own state (room directory, other workers' legs) is kept.
 
 Usage (supervisor)::
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import multiprocessing
 import os
 import queue
@@ -59,6 +61,7 @@ from bridge.core.events import (
 )
 from bridge.core.limits import limit_call
 from bridge.devstack.ports import free_udp_tcp_port
+from bridge.logs import configure as configure_logging
 from bridge.logs import get_logger
 from bridge.privileges import set_fifo
 from bridge.sip import forensics, secure
@@ -81,6 +84,7 @@ from bridge.sip.protocol import (
 from bridge.sip.sipmsg import CallerInfo
 from mixer.engine import MixerEvent, TalkerEvent
 from mixer.rings import LegAttachment
+from mixer.service import MixerProcess
 
 log = get_logger(__name__)
 
@@ -169,16 +173,16 @@ class WorkerPool:
         self.settings = workers
         self.log_settings = log_settings or LogSettings()
         self.directory = directory or RoomDirectory()
-        self._owned_mixer = None
+        self._owned_mixer: MixerProcess | None = None
         if mixer is None:
-            from mixer.node import MixerNode
-
-            node = MixerNode(
+            # its own process: XMPP and Redis work in the supervisor never delay a tick
+            node = MixerProcess(
                 f"sipmuc-{os.getpid()}-{secrets.token_hex(3)}",
                 capacity=max(16, workers.resolved_pool_size() * workers.calls_per_worker + 8),
                 reserve=workers.ring_reserve,
                 hold_ticks=workers.cushion_hold_ticks,
                 on_events=self.handle_mixer_events,
+                log_setup=functools.partial(configure_logging, self.log_settings),
             )
             self._owned_mixer = node
             mixer = node
@@ -378,6 +382,14 @@ class WorkerPool:
         proc = self._workers[index].process
         if proc is not None and proc.is_alive():
             proc.kill()
+
+    def kill_mixer(self) -> MixerProcess:
+        """SIGKILL the pool's mixer process, as a crash would (tests and chaos drills); the
+        returned handle tells when it is back (``wait_ready``, ``restarts``)."""
+        if self._owned_mixer is None:
+            raise RuntimeError("this pool was given its mixer: it does not run a mixer process")
+        self._owned_mixer.kill()
+        return self._owned_mixer
 
     # ------------------------------------------------------------------ internals
     def _plan(self) -> list[WorkerSpec]:

@@ -202,3 +202,45 @@ def test_opus_caller_and_pcmu_caller_hear_each_other(
     assert ears.payload_types <= {0, 13, 101}
     corr_b, _ = dp.best_correlation(dp.envelope(got, 8000), dp.envelope(b48, 48000))
     assert corr_b > 0.6, f"the PCMU caller did not hear the opus caller (corr {corr_b:.2f})"
+
+
+def test_killed_mixer_process_is_restarted_and_the_call_hears_again(
+    make_pool: Callable[..., PoolHarness], speech: Speech, tmp_path: Path
+) -> None:
+    """baresip stays in the call while the mixer process is SIGKILLed: callers before and
+    after the restart are heard on the same leg, and talker events come from the new one."""
+    h = make_pool(pool_size=2, calls_per_worker=2)
+    silence = tmp_path / "silence.wav"
+    dp.write_wav(silence, np.zeros(8000 * 60, np.int16), 8000)
+    bs = dp.Baresip(tmp_path / "baresip", silence)
+    bs.start(f"sip:demo@127.0.0.1:{h.port}", 45)
+    scenario = dp.sipp_uac_scenario("demo", pcap=speech.a_pcap, hold_ms=7000)
+    spans: list[tuple[float, float]] = []
+    try:
+        jb = h.wait_for(lambda e: isinstance(e, LegJoined), label="baresip joined")
+        assert isinstance(jb, LegJoined)
+        t0 = time.monotonic()
+        for n in range(2):
+            if n == 1:
+                mixer = h.pool.kill_mixer()
+                assert mixer.wait_ready(15), "the mixer process was not restarted"
+                assert mixer.restarts == 1
+            sipp = dp.Sipp(scenario, h.port, tmp_path / f"sipp-{n}")
+            sipp.start()
+            ja = h.wait_for(lambda e: isinstance(e, LegJoined), label=f"caller {n} joined")
+            assert isinstance(ja, LegJoined)
+            start = time.monotonic()
+            h.wait_for(lambda e, leg=ja.leg_id: isinstance(e, TalkingChanged)  # type: ignore[misc]
+                       and e.leg_id == leg and e.talking, label=f"caller {n} talks")  # fmt: skip
+            h.wait_for(lambda e, leg=ja.leg_id: isinstance(e, LegLeft)  # type: ignore[misc]
+                       and e.leg_id == leg, label=f"caller {n} left")  # fmt: skip
+            spans.append((start - t0, time.monotonic() - t0))
+            assert sipp.wait().returncode == 0
+        assert not any(isinstance(e, LegLeft) and e.leg_id == jb.leg_id for _, e in h.seen)
+        h.drain(0.5)
+    finally:
+        bs.stop()
+    heard, rate = bs.heard()
+    # baresip's recording starts about when it joined (t0): generous windows inside each span
+    levels = [_rms(heard[int((a + 0.5) * rate) : int((b - 1.0) * rate)]) for a, b in spans]
+    assert min(levels) > 300, f"speech levels heard before/after the mixer restart: {levels}"

@@ -1,0 +1,211 @@
+"""The mixer in its own process: mixing through the supervisor's segment, commands, talker
+events, a killed mixer restarted with the same worker ports, and the supervisor's death."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from mixer.engine import MixerEvent, TalkerEvent
+from mixer.rings import LegPort
+from mixer.service import MixerProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+RATE, F = 8000, 160
+
+
+class Caller:
+    """Two ports paced at 20 ms by a thread, as a worker's media clock would drive them."""
+
+    def __init__(self, mixer: MixerProcess) -> None:
+        self.ports = [LegPort(mixer.add_leg("room", RATE), reserve=0) for _ in range(2)]
+        self.speaking = False  # port 0 says a 300 Hz tone when True, port 1 is silent
+        self.heard: list[list[int]] = [[], []]  # peak of each frame each port hears
+        self._stop = threading.Event()
+        t = np.arange(F) / RATE
+        self._tone = (8000 * np.sin(2 * np.pi * 300 * t)).astype(np.int16)  # 15 periods/frame
+        self._silence = np.zeros(F, np.int16)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        next_t = time.monotonic()
+        while not self._stop.is_set():
+            self.ports[0].write_received(self._tone if self.speaking else self._silence)
+            self.ports[1].write_received(self._silence)
+            for i, port in enumerate(self.ports):
+                mix = port.read_mixed()
+                self.heard[i].append(0 if mix is None else int(np.abs(mix).max()))
+            next_t += 0.02
+            time.sleep(max(0.0, next_t - time.monotonic()))
+
+    def recent(self, i: int, frames: int = 10) -> int:
+        return max(self.heard[i][-frames:], default=0)
+
+    def until(self, cond: object, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if cond():  # type: ignore[operator]
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"not reached in {timeout}s: heard {self.heard[1][-20:]}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        for p in self.ports:
+            p.close()
+
+
+@pytest.fixture
+def events() -> list[MixerEvent]:
+    return []
+
+
+@pytest.fixture
+def mixer(events: list[MixerEvent]) -> Iterator[MixerProcess]:
+    def sink(evs: Sequence[MixerEvent]) -> None:
+        events.extend(evs)
+
+    proc = MixerProcess(
+        f"mixsvc-{uuid.uuid4().hex[:10]}", 8, reserve=0, on_events=sink, status_interval_s=0.1
+    )
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.close()
+
+
+def talking(events: list[MixerEvent], slot: int) -> bool | None:
+    state = None
+    for ev in events:
+        if isinstance(ev, TalkerEvent) and ev.leg == slot:
+            state = ev.talking
+    return state
+
+
+def test_mixer_process_mixes_obeys_and_survives_being_killed(
+    mixer: MixerProcess, events: list[MixerEvent]
+) -> None:
+    assert mixer.pid and mixer.pid != os.getpid()
+    caller = Caller(mixer)
+    a, b = (p.attachment.slot for p in caller.ports)
+    try:
+        # silence first: the talker detector takes a sound present from the start for noise
+        time.sleep(0.5)
+        caller.speaking = True
+        caller.until(lambda: caller.recent(1) > 4000)  # B hears A through the process
+        assert caller.recent(0) == 0  # A never hears itself
+        caller.until(lambda: talking(events, a) is True)  # talker event crossed the pipe
+        assert talking(events, b) is None
+        stats = mixer.clock_stats()
+        assert stats is not None and stats.ticks > 0
+        assert mixer.levels()[a][0] > mixer.levels()[b][0]
+
+        mixer.set_mute(a, True)
+        caller.until(lambda: caller.recent(1) == 0)  # a muted leg is silent
+        caller.until(lambda: talking(events, a) is False)
+        mixer.set_mute(a, False)
+        caller.until(lambda: caller.recent(1) > 4000)
+        caller.until(lambda: talking(events, a) is True)
+
+        # -------- the mixer process dies: the watcher respawns it, the ports stay valid
+        old_pid = mixer.pid
+        mixer.kill()
+        caller.until(lambda: caller.recent(1, 5) == 0)  # the gap: silence, not garbage
+        assert talking(events, a) is False  # no "talking" status left stuck
+        assert mixer.wait_ready(10)
+        assert mixer.pid != old_pid and mixer.restarts == 1
+        caller.until(lambda: caller.recent(1) > 4000)  # audio restored, same LegPorts
+        assert caller.recent(0) == 0
+        assert all(p.valid for p in caller.ports)
+        # a fresh talker detector takes a tone that was there from its start for noise:
+        # a pause, then speech again
+        caller.speaking = False
+        time.sleep(1.0)
+        caller.speaking = True
+        caller.until(lambda: talking(events, a) is True)
+        # the replayed table carries the current mute state into the new process
+        mixer.set_mute(a, True)
+        caller.until(lambda: caller.recent(1) == 0)
+        mixer.kill()
+        assert mixer.wait_ready(10)
+        time.sleep(0.5)
+        assert caller.recent(1, 20) == 0, "a replayed leg lost its mute"
+    finally:
+        caller.close()
+    mixer.remove_leg(a)
+    with pytest.raises(KeyError):
+        mixer.remove_leg(a)
+
+
+def test_a_hung_mixer_process_is_killed_and_replaced(events: list[MixerEvent]) -> None:
+    with MixerProcess(f"mixsvc-{uuid.uuid4().hex[:10]}", 8, hang_timeout_s=1.0) as mixer:
+        mixer.start()
+        time.sleep(1.2)  # past the grace period after Ready
+        old_pid = mixer.pid
+        os.kill(old_pid, signal.SIGSTOP)  # alive, but no tick any more
+        deadline = time.monotonic() + 15
+        while mixer.restarts == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert mixer.restarts == 1 and mixer.pid != old_pid
+        assert mixer.wait_ready(10)
+        assert not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == "zombie"
+
+
+def test_bad_input_is_refused_before_anything_is_sent(mixer: MixerProcess) -> None:
+    with pytest.raises(ValueError):
+        mixer.add_leg("room", 11025)
+    with pytest.raises(KeyError):
+        mixer.set_mute(5, True)
+    atts = [mixer.add_leg("room", RATE) for _ in range(8)]
+    assert sorted(a.slot for a in atts) == list(range(8))  # the refused add took no slot
+    with pytest.raises(RuntimeError, match="full"):
+        mixer.add_leg("room", RATE)
+
+
+def test_supervisor_death_ends_the_mixer_process_and_frees_the_segment() -> None:
+    """Chosen behaviour: like the SIP workers, the mixer ends when its supervisor is gone."""
+    name = f"mixsvc-{uuid.uuid4().hex[:10]}"
+    script = textwrap.dedent(f"""
+        import time
+        from mixer.service import MixerProcess
+        m = MixerProcess({name!r}, 8)
+        m.start()
+        m.add_leg("room", 8000)
+        print(m.pid, flush=True)
+        time.sleep(120)
+    """)
+    sup = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert sup.stdout is not None
+        mixer_pid = int(sup.stdout.readline())
+        child = psutil.Process(mixer_pid)
+        assert child.ppid() == sup.pid
+        assert Path(f"/dev/shm/{name}").exists()
+        sup.send_signal(signal.SIGKILL)
+        sup.wait()
+        _, alive = psutil.wait_procs([child], timeout=10)
+        assert not alive, "the mixer process outlived its supervisor"
+        deadline = time.monotonic() + 10
+        while Path(f"/dev/shm/{name}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(f"/dev/shm/{name}").exists(), "the segment was left behind"
+    finally:
+        if sup.poll() is None:
+            sup.kill()
