@@ -144,6 +144,9 @@ class DialOutCall:
     target_uri: str
     request_id: str
     display_name: str = ""
+    #: a line between our own replicas (drain handover), not an outside number: the
+    #: operator's dial plan and the loop guard are for calls rooms ask for, not for this
+    internal: bool = False
 
 
 SipEvent = LegJoined | LegLeft | TalkingChanged | DtmfReceived | SipMessageReceived | DialProgress

@@ -295,7 +295,7 @@ class Node:
                 continue  # nobody left here to link
             request_id = f"handover:{name}:{uuid.uuid4().hex[:12]}"
             display = f"{self.settings.state.node_id} (handover)"
-            if self.pool.dial(DialOutCall(name, contact, request_id, display)):
+            if self.pool.dial(DialOutCall(name, contact, request_id, display, internal=True)):
                 self._handover_lines[name] = request_id
                 log.info("room.handover_line", room=name, target=contact)
 

@@ -73,7 +73,7 @@ def start(worker: DialHost, cmd: DialOutCall) -> None:
         log.info("sip.dial.refused", room=cmd.room, target=cmd.target_uri, why=why)
         worker.send(DialProgress(cmd.request_id, cmd.room, "failed", "refused"))
 
-    if not worker.spec.sip.dialout.enabled:  # the node checks the plan; this is the backstop
+    if not cmd.internal and not worker.spec.sip.dialout.enabled:  # the node checks the plan
         failed("dial-out is disabled")
         return
     if worker.stopping or len(worker.legs) >= worker.spec.calls:
@@ -94,7 +94,8 @@ def start(worker: DialHost, cmd: DialOutCall) -> None:
     leg.port = pjw.FramePort(leg_id)
     worker.legs[leg_id] = leg
     try:
-        call.makeCall(cmd.target_uri, pjw.call_op(0, "", {LOOP_HEADER: "1"}))
+        headers = {} if cmd.internal else {LOOP_HEADER: "1"}
+        call.makeCall(cmd.target_uri, pjw.call_op(0, "", headers))
     except Exception as exc:
         worker.legs.pop(leg_id, None)
         worker.graveyard.append(leg.port)

@@ -48,9 +48,6 @@ def _checkout(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     shutil.copy2(ROOT / "pyproject.toml", repo / "pyproject.toml")
     (repo / "requirements").mkdir()
     shutil.copy2(ROOT / "requirements" / "test.txt", repo / "requirements" / "test.txt")
-    pjsip = repo / "scripts" / "build-pjsip"  # its own tests are in tests/pjsip
-    pjsip.write_text("#!/usr/bin/env bash\nexit 0\n")
-    pjsip.chmod(0o755)
     fake = tmp_path / "python3"
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)

@@ -371,7 +371,8 @@ def test_refusals_and_redirects_are_counted_by_reason(
     def rejected(reason: str) -> float:
         return metrics.CALLS_REJECTED.labels(reason=reason)._value.get()  # type: ignore[no-any-return]
 
-    directory = RoomDirectory.create(["demo", "locked"], bans={"demo": ["sip:banned@127.0.0.1"]},
+    banned_from = "from:sip:banned@127.0.0.1"  # an unverified caller's ban key (its From)
+    directory = RoomDirectory.create(["demo", "locked"], bans={"demo": [banned_from]},
                                      locked=["locked"])  # fmt: skip
     h = make_pool(pool_size=2, calls_per_worker=1, directory=directory)
     before = {r: rejected(r) for r in metrics.REJECT_REASONS}
