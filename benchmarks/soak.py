@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bridge.app import open_node  # noqa: E402
-from bridge.config import LogSettings, Settings  # noqa: E402
+from bridge.config import LogSettings, Settings, WorkerSettings  # noqa: E402
 from bridge.core.events import LegJoined, LegLeft  # noqa: E402
 from bridge.demo.callers import CallerScript, demo_scenario  # noqa: E402
 from bridge.devstack.ports import free_port, free_udp_tcp_port  # noqa: E402
@@ -110,16 +110,18 @@ class Soak:
 
 
 def settings(prosody: ProsodyServer, redis: RedisServer, calls: int) -> Settings:
-    cpw = 4
+    """The node's own layout (one worker per CPU, ``calls_per_worker`` each), grown only when
+    the load plus one slot for a kicked caller's replacement does not fit it."""
+    cpw = WorkerSettings().calls_per_worker
     legs = calls + 1  # + the texter
-    pool = 1 + math.ceil(max(0, legs - (cpw - 1)) / cpw) + 1  # one spare worker of slots
+    pool = max(WorkerSettings().resolved_pool_size(), math.ceil((legs + 1) / cpw))
     sip_port = free_udp_tcp_port()
     return Settings(
         rooms=[ROOM],
         xmpp={"component_jid": prosody.component_domain, "secret": prosody.component_secret,
               "port": prosody.component_port, "muc_service": prosody.muc_domain},
         sip={"domain": "127.0.0.1", "port": sip_port, "rtp_port_start": 10000,
-             "rtp_port_count": 8 * cpw * pool + 64,
+             "rtp_port_count": 4 * cpw * pool + 64,
              "limits": {"trusted_sources": ["127.0.0.1"]}},  # the load is not an attacker
         workers={"pool_size": pool, "calls_per_worker": cpw, "media_timeout": 0},
         redis={"url": redis.url},
