@@ -376,6 +376,18 @@ def test_rendered_environment_is_accepted_by_the_settings_model(
         assert str(settings.sip.tls_certificate) == "/etc/sipmuc/tls/tls.crt"
 
 
+def test_media_security_values_reach_the_bridge(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The chart's defaults are the bridge's, and an operator's choice reaches the pod."""
+    settings = load_rendered(render(SCENARIOS["minimal"]), tmp_path / "defaults", monkeypatch)
+    assert (settings.sip.srtp, settings.sip.tls_min_version) == ("optional", "1.2")
+    values = merge(SCENARIOS["minimal"], {"sip": {"srtp": "mandatory",
+                                                   "tls": {"minVersion": "1.3"}}})
+    settings = load_rendered(render(values), tmp_path / "strict", monkeypatch)
+    assert (settings.sip.srtp, settings.sip.tls_min_version) == ("mandatory", "1.3")
+
+
 def test_internal_redis_password_reaches_the_bridge_escaped(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -727,6 +739,8 @@ def test_combinations_that_cannot_work_fail_with_a_clear_message(
         ({"image": {"digest": "latest"}}, "/image/digest"),
         ({"sip": {"advertiseAddress": "sip:10.0.0.1:5060"}}, "/sip/advertiseAddress"),
         ({"redis": {"sentinel": {"hosts": ["no-port"]}}}, "/redis/sentinel/hosts/0"),
+        ({"sip": {"srtp": "required"}}, "/sip/srtp"),
+        ({"sip": {"tls": {"minVersion": "1.0"}}}, "/sip/tls/minVersion"),
     ],
 )
 def test_schema_rejects_bad_values(values: dict[str, Any], where: str) -> None:
