@@ -529,6 +529,14 @@ def source_host(rdata: Any) -> str:
     return ""
 
 
+def source_address(rdata: Any) -> tuple[str, int]:
+    """(IP address, port) a request came from (("", 0) if unknown)."""
+    with contextlib.suppress(Exception):
+        host, _, port = str(rdata.srcAddress).rpartition(":")
+        return host.strip("[]"), int(port)
+    return "", 0
+
+
 def rx_transport(rdata: Any) -> str:
     """``udp``/``tcp``/``tls``: the transport a request really arrived on ("" if unknown)."""
     with contextlib.suppress(Exception):

@@ -60,13 +60,15 @@ from bridge.core.limits import in_networks, limit_call, rate_refusal
 from bridge.logs import bound, configure, get_logger
 from bridge.privileges import is_fifo
 from bridge.protocol.sip_reason import reason_header
-from bridge.sip import codecs, dialout, forensics
+from bridge.sip import byemsg, codecs, dialout, forensics
 from bridge.sip import pj as pjw
+from bridge.sip.dialogtap import DialogTap
 from bridge.sip.floodguard import FloodGuard
 from bridge.sip.leg import Leg
 from bridge.sip.msgfilter import MessageFilter
 from bridge.sip.protocol import (
     AttachLeg,
+    DialogCSeq,
     DirectoryUpdate,
     ExtensionMessage,
     InviteAnswered,
@@ -85,6 +87,7 @@ from bridge.sip.sipmsg import (
     CallerInfo,
     MessageInfo,
     SipParseError,
+    SipRequest,
     authorizations,
     caller_info,
     message_info,
@@ -201,6 +204,8 @@ class Worker:
             trusted=tuple(limits.trusted_sources),
         )
         self.call_limits = call_limits(spec.sip, spec.retry_after_s)
+        self.dialog_tap = DialogTap(self._on_dialog_answer, self._on_dialog_request)
+        self.legs_by_call_id: dict[str, Leg] = {}  # the tap's view: our dialogs' Call-IDs
         self.node_load = PeersUpdate(())  # the front's view of the node's calls
         self._jb_gone = [0, 0, 0]  # jitter buffer lost/discard/empty of calls already ended
         self._next_stats = 0.0
@@ -271,6 +276,7 @@ class Worker:
             True,
         )
         self.flood_guard.install()
+        self.dialog_tap.install()
         self.message_filter = MessageFilter(lambda: self.directory, spec.callers)
         self.message_filter.install()
         context = HookContext(self)
@@ -582,13 +588,16 @@ class Worker:
             # the pool checks again when the leg is offered (authoritative, race-free); this
             # early look spares a capped caller a redirect that would end in a refusal
             load = self.node_load
-            decision = limit_call(
-                self.call_limits,
-                source=source,
-                source_calls=load.source_calls.get(source, 0)
-                + self.slot_book.pending_from(source, now),
-                room_calls=load.room_calls.get(room.lower(), 0),
-            ) or decision
+            decision = (
+                limit_call(
+                    self.call_limits,
+                    source=source,
+                    source_calls=load.source_calls.get(source, 0)
+                    + self.slot_book.pending_from(source, now),
+                    room_calls=load.room_calls.get(room.lower(), 0),
+                )
+                or decision
+            )
         with bound(room=room, call_id=caller.call_id):
             if isinstance(decision, Reject):
                 log.info("sip.invite.rejected", status=decision.status, reason=decision.reason)
@@ -613,7 +622,8 @@ class Worker:
             else:
                 assert isinstance(decision, Accept)
                 sdp = request.body if ctype == "application/sdp" else ""
-                self._accept(call, room, caller, leg_id, codecs.leg_rate(sdp))
+                seed = (request, pjw.source_address(prm.rdata))
+                self._accept(call, room, caller, leg_id, codecs.leg_rate(sdp), seed=seed)
 
     def _reject(self, call: Any, decision: Reject) -> None:
         headers = {"Retry-After": str(decision.retry_after)} if decision.retry_after else {}
@@ -622,10 +632,17 @@ class Worker:
         outcome = "busy" if decision.kind == "busy" else "rejected"
         self.send(InviteAnswered(self.spec.index, outcome, decision.kind))
 
-    def _accept(self, call: Any, room: str, caller: CallerInfo, leg_id: str, rate: int) -> None:
+    def _accept(
+        self, call: Any, room: str, caller: CallerInfo, leg_id: str, rate: int,
+        *, seed: tuple[SipRequest, tuple[str, int]] | None = None,
+    ) -> None:  # fmt: skip
         leg = Leg(leg_id, room, call, caller, time.monotonic())
         call.handler = _LegHandler(self, leg)
         self.legs[leg_id] = leg
+        if seed is not None and caller.call_id:
+            leg.extra["invite"] = seed  # the dialog a BYE needs if we die (bridge.sip.byemsg)
+            self.legs_by_call_id[caller.call_id] = leg
+            self.dialog_tap.watched.add(caller.call_id)
         leg.port = pjw.FramePort(leg_id, rate)  # the codec's own rate (bridge.sip.codecs)
         call.answer(pjw.call_op(180))
         self.send(LegOffered(leg_id, self.spec.index, room, caller, rate))
@@ -710,9 +727,10 @@ class Worker:
             leg.last_rx_change = time.monotonic()
             self.send(
                 LegConfirmed(
-                    leg.leg_id, pjw.codec_name(call), leg.caller.transport, pjw.srtp_active(call)
+                    leg.leg_id, pjw.codec_name(call), leg.caller.transport, pjw.srtp_active(call),
+                    self._dialog_state(leg),
                 )
-            )
+            )  # fmt: skip
         elif info.state == pjw.STATE_DISCONNECTED:
             if leg.hangup_reason:
                 reason = leg.hangup_reason
@@ -726,10 +744,44 @@ class Worker:
                 reason = "bye"
             self._leg_ended(leg, reason)
 
+    def _dialog_state(self, leg: Leg) -> byemsg.DialogState | None:
+        seed, local_to = leg.extra.get("invite"), leg.extra.get("local_to")
+        if seed is None or not local_to:
+            return None
+        request, source = seed
+        try:
+            return byemsg.uas_dialog(
+                request, local_to, transport=leg.caller.transport, source=source
+            )
+        except (byemsg.DialogError, SipParseError) as exc:
+            log.info("sip.leg.no_dialog_state", leg=leg.leg_id, error=str(exc))
+            return None
+
+    def _on_dialog_answer(self, call_id: str, to: str) -> None:
+        """Our 2xx to a leg's INVITE is leaving: its To carries our tag (bridge.sip.dialogtap)."""
+        leg = self.legs_by_call_id.get(call_id)
+        if leg is not None:
+            leg.extra["local_to"] = to
+
+    def _on_dialog_request(self, call_id: str, cseq: int) -> None:
+        """A request on a leg's dialog is leaving: the pool learns its CSeq first when it has
+        grown by CSEQ_STEP, so a BYE after our death can go above it (bridge.sip.byemsg)."""
+        leg = self.legs_by_call_id.get(call_id)
+        if leg is None:
+            return
+        reported = leg.extra.get("cseq_reported")
+        if reported is None or cseq >= reported + byemsg.CSEQ_STEP:
+            leg.extra["cseq_reported"] = cseq
+            self.send(DialogCSeq(leg.leg_id, cseq))
+
     def _leg_ended(self, leg: Leg, reason: str) -> None:
         if leg.ended:
             return
         leg.ended = True
+        call_id = leg.caller.call_id
+        if self.legs_by_call_id.get(call_id) is leg:
+            del self.legs_by_call_id[call_id]
+            self.dialog_tap.watched.discard(call_id)
         last_jb = leg.extra.get("jb")
         if last_jb is not None:
             for i in range(3):
