@@ -290,6 +290,7 @@ class FramePort(pj.AudioMediaPort):  # type: ignore[misc]
         self._tx_vec.resize(self.nbytes)
         self._tx_addr, _ = vector_data(self._tx_vec)
         self._cue: deque[NDArray[np.int16]] = deque()
+        self._cxx_deleted = False  # destroy_port() ran: the C++ half is gone
         self.frames_in = 0
         self.frames_out = 0
         self.errors = 0
@@ -583,6 +584,41 @@ def destroy_call(call: Any) -> None:
         leg.call = None  # a stale leg must fail loudly, not touch freed memory
     call.handler = None
     pj._pjsua2.delete_Call(call)
+
+
+def destroy_port(port: FramePort) -> None:
+    """Delete a frame port's C++ half while its Python half is whole (pjsua2 thread).
+
+    The conference bridge calls a port's ``onFrameReceived`` / ``onFrameRequested`` on the
+    media clock thread, under the port's group lock, until ``~AudioMediaPort`` clears its
+    back-pointer under that lock. Left to Python, the C++ destructor runs from inside the
+    proxy's deallocation (reference count already 0, ``__dict__`` cleared) with the GIL
+    released (SWIG ``-threads``): a callback already holding the group lock then calls a
+    method on the dying object, the call's temporary reference drops it to 0 again and it
+    is deallocated a second time — a double free in Python's small-object allocator, which
+    crashed workers later in ``pymalloc_alloc`` (issue 22). Deleted here, first, the
+    destructor waits for any callback in flight (the object is alive for it), and no
+    callback can start afterwards. The proxy is disowned; only its Python attributes may
+    be read afterwards.
+    """
+    if getattr(port, "_cxx_deleted", False):
+        return
+    port.leg_port = None
+    port._cxx_deleted = True
+    pj._pjsua2.delete_AudioMediaPort(port)
+
+
+def bury_ports(ports: list[FramePort]) -> int:
+    """Free ended legs' frame ports (pjsua2 thread): :func:`destroy_port` on each, then drop
+    them; returns how many failed (their Python halves are dropped all the same)."""
+    failed = 0
+    for port in ports:
+        try:
+            destroy_port(port)
+        except Exception:
+            failed += 1
+    ports.clear()
+    return failed
 
 
 def account_config(

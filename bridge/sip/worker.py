@@ -181,7 +181,7 @@ class Worker:
         self.slot_book = SlotBook()
         self.legs: dict[str, Leg] = {}
         self.pending_rejects: dict[int, Any] = {}
-        self.graveyard: list[Any] = []
+        self.graveyard: list[pjw.FramePort] = []
         self.dead_calls: list[Any] = []
         self.port_closes: list[tuple[float, LegPort]] = []
         self.extension_handlers: dict[type, Callable[[Any], None]] = {}
@@ -307,7 +307,7 @@ class Worker:
                 self.ep.libHandleEvents(10)
                 self._drain_jobs()
                 if self.graveyard:
-                    self.graveyard.clear()
+                    self._bury_ports()
                 if self.dead_calls:
                     self._sweep_dead_calls()
                 now = time.monotonic()
@@ -332,7 +332,7 @@ class Worker:
         self._close_ports(now)
         self.legs.clear()
         self.pending_rejects.clear()
-        self.graveyard.clear()
+        self._bury_ports()
         self.dead_calls.clear()
         self.account = None
         gc.collect()
@@ -342,6 +342,13 @@ class Worker:
             self.ep.libDestroy()
         pjw.route_pjlib_log(self.spec.pjsip_log_level)  # the writer is gone with the endpoint
         self.ep = None
+
+    def _bury_ports(self) -> None:
+        """Free the frame ports of ended legs, C++ half first (``pj.destroy_port``): never
+        by dropping the last Python reference while the media clock may call them."""
+        failed = pjw.bury_ports(self.graveyard)
+        if failed:
+            log.error("sip.worker.port_destroy_failed", ports=failed)
 
     def _sweep_dead_calls(self) -> None:
         """Free ended ``Call`` objects only while their call id is unused.
