@@ -57,6 +57,17 @@ def _resolve(host: str, port: int) -> tuple[str, int]:
     return str(addr[0]), int(addr[1])
 
 
+def _destination(hop: byemsg.Hop, dialog: DialogState) -> tuple[str, int]:
+    """The next hop's address; where its name does not resolve (a phone's Contact with a
+    host name only its own network knows), the address its INVITE came from."""
+    try:
+        return _resolve(hop.host, hop.port)
+    except OSError:
+        if not dialog.route_set and dialog.source[0] and dialog.source[1]:
+            return dialog.source
+        raise
+
+
 def send_byes(
     orphans: Sequence[Orphan], *, bind_host: str, via_host: str,
     timer_f: float = byemsg.TIMER_F, stop: threading.Event | None = None,
@@ -107,7 +118,7 @@ def _run(
                     continue
                 data = byemsg.bye_request(o.dialog, cseq=o.cseq, via_host=via_host or bind_host,
                                           via_port=port, branch=branch)  # fmt: skip
-                addr = _resolve(hop.host, hop.port)
+                addr = _destination(hop, o.dialog)
             except (byemsg.DialogError, ValueError, OSError) as exc:
                 _outcome(o, "unsent", error=str(exc))
                 continue
@@ -139,8 +150,10 @@ def _run(
                     continue
                 del pending[resp.branch]
                 _outcome(p2.orphan, "answered", status=resp.status, tries=p2.tries,
-                         seconds=round(time.monotonic() - start, 3))  # fmt: skip
+                         seconds=round(time.monotonic() - start, 3),
+                         to=f"{p2.addr[0]}:{p2.addr[1]}")  # fmt: skip
         for p in pending.values():
             outcome = "abandoned" if stop.is_set() else "timeout"  # shutdown before Timer F
             _outcome(p.orphan, outcome, tries=p.tries, provisional=p.provisional,
-                     seconds=round(time.monotonic() - start, 3))  # fmt: skip
+                     seconds=round(time.monotonic() - start, 3),
+                     to=f"{p.addr[0]}:{p.addr[1]}")  # fmt: skip
