@@ -94,6 +94,22 @@ def uas_dialog(
     return DialogState(call_id, local_to.strip(), remote, target, routes, transport, source)
 
 
+def uac_dialog(ack: SipRequest) -> DialogState:
+    """The dialog of a call we placed, from our ACK to its 2xx: an in-dialog request pjsip
+    built from that dialog (Request-URI = remote target, Route = route set, §12.2.1.1)."""
+    call_id, local, remote = (ack.get(h).strip() for h in ("call-id", "from", "to"))
+    if not call_id or not tag_of(local) or not tag_of(remote):
+        raise DialogError("the ACK lacks a Call-ID or a tag")
+    routes = tuple(ack.get_all("route"))
+    target, route_set = ack.uri, routes
+    if routes and not _is_loose(routes[0]):  # sent to a strict router (§12.2.1.1)
+        target, route_set = _uri_of(routes[-1]), (f"<{ack.uri}>", *routes[:-1])
+    hop_uri = _uri_of(route_set[0]) if route_set else target
+    secure = hop_uri.lower().startswith("sips:")
+    transport = parse_host_port(hop_uri)[2].get("transport", "tls" if secure else "udp")
+    return DialogState(call_id, local, remote, target, route_set, transport.lower())
+
+
 def bye_cseq(reported: int) -> int:
     """A CSeq above anything the worker sent: it reports a CSeq before sending it whenever it
     has grown by :data:`CSEQ_STEP`, so every request since the last report stays below
@@ -242,5 +258,5 @@ def retransmit_offsets(t1: float = T1, t2: float = T2, timer_f: float = TIMER_F)
 __all__ = [
     "CSEQ_STEP", "FIRST_CSEQ_MAX", "REASON", "TIMER_F", "DialogError", "DialogState", "Hop",
     "Response", "bye_cseq", "bye_request", "next_hop", "parse_host_port", "parse_response",
-    "request_target", "retransmit_offsets", "tag_of", "uas_dialog",
+    "request_target", "retransmit_offsets", "tag_of", "uac_dialog", "uas_dialog",
 ]  # fmt: skip

@@ -29,12 +29,15 @@ _KEEPALIVE: list[Any] = []
 OnAnswer = Callable[[str, str], None]
 #: (call_id, CSeq number) of a request we send in a dialog
 OnRequest = Callable[[str, int], None]
+#: (call_id, the whole message) of an ACK we send (to the answer of a call we placed)
+OnAck = Callable[[str, str], None]
 
 
 class DialogTap:
-    def __init__(self, on_answer: OnAnswer, on_request: OnRequest) -> None:
+    def __init__(self, on_answer: OnAnswer, on_request: OnRequest, on_ack: OnAck) -> None:
         self.on_answer = on_answer
         self.on_request = on_request
+        self.on_ack = on_ack
         self.watched: set[str] = set()  # Call-IDs of this worker's legs
         self.installed = False
 
@@ -103,9 +106,13 @@ class DialogTap:
         call_id = self._header(msg, b"Call-ID")
         if call_id not in self.watched:
             return
-        number = self._header(msg, b"CSeq").split(None, 1)[0]
+        number, _, method = self._header(msg, b"CSeq").partition(" ")
         if number.isdigit():
             self.on_request(call_id, int(number))
+        if method.strip().upper() == "ACK":
+            text = self._lib.print_msg(msg, 16384)
+            if text:
+                self.on_ack(call_id, text.decode("utf-8", "replace"))
 
     def _response(self, tdata: int) -> None:
         msg = self._msg(tdata)

@@ -204,7 +204,9 @@ class Worker:
             trusted=tuple(limits.trusted_sources),
         )
         self.call_limits = call_limits(spec.sip, spec.retry_after_s)
-        self.dialog_tap = DialogTap(self._on_dialog_answer, self._on_dialog_request)
+        self.dialog_tap = DialogTap(
+            self._on_dialog_answer, self._on_dialog_request, self._on_dialog_ack
+        )
         self.legs_by_call_id: dict[str, Leg] = {}  # the tap's view: our dialogs' Call-IDs
         self.node_load = PeersUpdate(())  # the front's view of the node's calls
         self._jb_gone = [0, 0, 0]  # jitter buffer lost/discard/empty of calls already ended
@@ -646,10 +648,9 @@ class Worker:
         leg = Leg(leg_id, room, call, caller, time.monotonic())
         call.handler = _LegHandler(self, leg)
         self.legs[leg_id] = leg
-        if seed is not None and caller.call_id:
+        if seed is not None:
             leg.extra["invite"] = seed  # the dialog a BYE needs if we die (bridge.sip.byemsg)
-            self.legs_by_call_id[caller.call_id] = leg
-            self.dialog_tap.watched.add(caller.call_id)
+            self.watch_dialog(leg)
         leg.port = pjw.FramePort(leg_id, rate)  # the codec's own rate (bridge.sip.codecs)
         call.answer(pjw.call_op(180))
         self.send(LegOffered(leg_id, self.spec.index, room, caller, rate))
@@ -751,15 +752,24 @@ class Worker:
                 reason = "bye"
             self._leg_ended(leg, reason)
 
+    def watch_dialog(self, leg: Leg) -> None:
+        """Let the dialog tap record what this leg's dialog sends (its Call-ID is known)."""
+        if leg.caller.call_id:
+            self.legs_by_call_id[leg.caller.call_id] = leg
+            self.dialog_tap.watched.add(leg.caller.call_id)
+
     def _dialog_state(self, leg: Leg) -> byemsg.DialogState | None:
-        seed, local_to = leg.extra.get("invite"), leg.extra.get("local_to")
-        if seed is None or not local_to:
-            return None
-        request, source = seed
+        seed, local_to, ack = (leg.extra.get(k) for k in ("invite", "local_to", "ack"))
         try:
-            return byemsg.uas_dialog(
-                request, local_to, transport=leg.caller.transport, source=source
-            )
+            if seed is not None and local_to:
+                request, source = seed
+                return byemsg.uas_dialog(
+                    request, local_to, transport=leg.caller.transport, source=source
+                )
+            if seed is None and ack:  # a call we placed: our ACK is an in-dialog request
+                return byemsg.uac_dialog(parse_request(ack))
+            log.info("sip.leg.no_dialog_state", leg=leg.leg_id, error="not seen")
+            return None
         except (byemsg.DialogError, SipParseError) as exc:
             log.info("sip.leg.no_dialog_state", leg=leg.leg_id, error=str(exc))
             return None
@@ -769,6 +779,12 @@ class Worker:
         leg = self.legs_by_call_id.get(call_id)
         if leg is not None:
             leg.extra["local_to"] = to
+
+    def _on_dialog_ack(self, call_id: str, text: str) -> None:
+        """Our ACK on a call we placed is leaving: it carries that dialog (dial-out)."""
+        leg = self.legs_by_call_id.get(call_id)
+        if leg is not None and "invite" not in leg.extra:
+            leg.extra["ack"] = text
 
     def _on_dialog_request(self, call_id: str, cseq: int) -> None:
         """A request on a leg's dialog is leaving: the pool learns its CSeq first when it has

@@ -5,15 +5,18 @@ the worker comes back and serves again, and a mute survives the crash."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from bridge.core.events import SendSipMessage
+from bridge.devstack.ports import free_udp_tcp_port
 from bridge.devstack.prosody import ProsodyServer
 from bridge.node.supervisor import Node
 from bridge.sip import devpeers as dp
 from tests.e2e.conftest import NodeFactory
+from tests.e2e.test_commands import UAS_SCENARIO, command, owner, sipp_uas, trunk_settings
 from tests.faults.conftest import MUC, ROOM, WAIT, dial, moderator, until
 from tests.sip.rawsip import RawUac
 
@@ -198,3 +201,34 @@ async def test_every_phone_of_a_dead_worker_gets_a_bye(
             raw.close()
             sipp.kill()
             baresip.stop()
+
+
+async def test_a_call_we_placed_gets_a_bye_when_its_worker_dies(
+    make_node: NodeFactory, moderated_prosody: ProsodyServer, tmp_path: Path
+) -> None:
+    """A dial-out leg (the bridge is the UAC): its dialog comes from our ACK to the answer;
+    after the worker's death the trunk (SIPp as UAS, through the outbound proxy route)
+    gets our BYE, answers 200 and ends its scenario."""
+    sipp = shutil.which("sipp")
+    assert sipp is not None, "SIPp is not installed (apt-get install sip-tester)"
+    port = free_udp_tcp_port()
+    uas = sipp_uas(sipp, UAS_SCENARIO, port, tmp_path)
+    try:
+        workers = {"pool_size": 1, "media_timeout": 0}
+        async with make_node(sip=trunk_settings(port), workers=workers) as node, owner(
+            moderated_prosody
+        ) as alice:
+            occupants = set(alice.occupants(MUC))
+            await command(alice, "!dial 1234")
+            await alice.wait_for(lambda: len(set(alice.occupants(MUC)) - occupants) == 1, WAIT)
+            await until(
+                lambda: any(r.dialog is not None for r in node.pool.legs().values()),
+                "the dialled leg's dialog reported",
+            )
+            node.pool.kill_worker(0)
+            await asyncio.to_thread(uas.wait, 10)
+            assert uas.returncode == 0, uas.stderr.read() if uas.stderr else ""
+    finally:
+        if uas.poll() is None:
+            uas.kill()
+            uas.wait()

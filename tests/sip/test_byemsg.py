@@ -139,3 +139,38 @@ def test_retransmissions_follow_timer_e_until_timer_f() -> None:
     assert byemsg.retransmit_offsets() == [
         0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5,
     ]  # fmt: skip
+
+
+ACK = (
+    "ACK sip:bob@192.0.2.9:5062;transport=udp SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP 198.51.100.2:5060;rport;branch=z9hG4bK-ack\r\n"
+    "Route: <sip:edge.example.net;lr>\r\n"
+    "Max-Forwards: 70\r\n"
+    "From: <sip:conference@bridge.example>;tag=our-tag\r\n"
+    "To: <sip:bob@example.org>;tag=bob-tag\r\n"
+    "Call-ID: out-1@bridge\r\n"
+    "CSeq: 4242 ACK\r\n"
+    "Content-Length: 0\r\n\r\n"
+)
+
+
+def test_the_dialog_of_a_call_we_placed_comes_from_our_ack() -> None:
+    d = byemsg.uac_dialog(parse_request(ACK))
+    assert (d.call_id, d.local, d.remote) == (
+        "out-1@bridge", "<sip:conference@bridge.example>;tag=our-tag",
+        "<sip:bob@example.org>;tag=bob-tag",
+    )  # fmt: skip
+    assert d.remote_target == "sip:bob@192.0.2.9:5062;transport=udp"
+    assert d.route_set == ("<sip:edge.example.net;lr>",)
+    lines = bye(d)
+    assert lines[0] == "BYE sip:bob@192.0.2.9:5062;transport=udp SIP/2.0"
+    assert header(lines, "Route") == ["<sip:edge.example.net;lr>"]
+    assert header(lines, "From") == ["<sip:conference@bridge.example>;tag=our-tag"]
+    # an ACK sent to a strict router: the router is the Request-URI, the target last
+    strict = ACK.replace("ACK sip:bob@192.0.2.9:5062;transport=udp", "ACK sip:strict.example")
+    strict = strict.replace("Route: <sip:edge.example.net;lr>",
+                            "Route: <sip:bob@192.0.2.9:5062;transport=udp>")  # fmt: skip
+    s = byemsg.uac_dialog(parse_request(strict))
+    assert s.remote_target == "sip:bob@192.0.2.9:5062;transport=udp"
+    assert s.route_set == ("<sip:strict.example>",)
+    assert bye(s)[0] == "BYE sip:strict.example SIP/2.0"
