@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from structlog.testing import capture_logs
 
-from bridge.config import LogSettings, SipSettings, WorkerSettings
+from bridge.config import LogSettings, SipLimits, SipSettings, WorkerSettings
 from bridge.core.admission import RoomDirectory
 from bridge.core.events import HangupLeg, LegJoined, LegLeft, SendSipMessage
 from bridge.demo.callers import CallerScript, demo_scenario
@@ -62,7 +62,11 @@ def run(args: argparse.Namespace) -> int:
         os.environ["PYTHONMALLOC"] = "debug"  # inherited by the spawned workers and mixer
     seconds = calls / rate + 60
     pool = WorkerPool(
-        SipSettings(port=free_udp_tcp_port(), rtp_port_start=36000, rtp_port_count=800),
+        SipSettings(
+            port=free_udp_tcp_port(), rtp_port_start=36000, rtp_port_count=800,
+            # SIPp on loopback plays a PBX: no per-source rate limit (bridge.sip.floodguard)
+            limits=SipLimits(trusted_sources=["127.0.0.1"]),
+        ),
         WorkerSettings(pool_size=1, calls_per_worker=8, media_timeout=0, core_dump_max_mb=core_mb),
         LogSettings(format="console", level="warning"),  # type: ignore[arg-type]
         directory=RoomDirectory.create((ROOM,)),
