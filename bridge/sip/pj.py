@@ -279,6 +279,8 @@ class FramePort(pj.AudioMediaPort):  # type: ignore[misc]
         self.samples = rate // 50
         self.nbytes = self.samples * 2
         self.leg_port: LegPort | None = None
+        #: the ring port of an ended leg: unmapped by destroy_port() once no callback can run
+        self.retired_leg_port: LegPort | None = None
         self._rx = np.zeros(self.samples, dtype=np.int16)
         self._rx_addr = int(self._rx.ctypes.data)
         self._work = np.zeros(self.samples, dtype=np.int32)
@@ -599,13 +601,18 @@ def destroy_port(port: FramePort) -> None:
     crashed workers later in ``pymalloc_alloc`` (issue 22). Deleted here, first, the
     destructor waits for any callback in flight (the object is alive for it), and no
     callback can start afterwards. The proxy is disowned; only its Python attributes may
-    be read afterwards.
+    be read afterwards. The leg's ring segment is unmapped only then, never under a
+    callback that may still write into it.
     """
     if getattr(port, "_cxx_deleted", False):
         return
-    port.leg_port = None
+    lp, port.leg_port = port.leg_port or port.retired_leg_port, None
+    port.retired_leg_port = None
     port._cxx_deleted = True
     pj._pjsua2.delete_AudioMediaPort(port)
+    if lp is not None:  # no callback runs or can start now: the ring segment may go
+        with contextlib.suppress(Exception):
+            lp.close()
 
 
 def bury_ports(ports: list[FramePort]) -> int:

@@ -183,7 +183,6 @@ class Worker:
         self.pending_rejects: dict[int, Any] = {}
         self.graveyard: list[pjw.FramePort] = []
         self.dead_calls: list[Any] = []
-        self.port_closes: list[tuple[float, LegPort]] = []
         self.extension_handlers: dict[type, Callable[[Any], None]] = {}
         self.shutdown_hooks: list[Callable[[], None]] = []
         self._send_lock = threading.Lock()
@@ -330,8 +329,6 @@ class Worker:
                 fn()
         for leg in list(self.legs.values()):
             self._release_media(leg)
-        now = time.monotonic() + 10
-        self._close_ports(now)
         self.legs.clear()
         self.pending_rejects.clear()
         self._bury_ports()
@@ -434,7 +431,6 @@ class Worker:
             self.send(SlotsBusy(self.spec.index, busy))
 
     def _periodic(self, now: float) -> None:
-        self._close_ports(now)
         refused = self.flood_guard.refused
         if refused:  # one line per period, not one per refused request
             log.warning("sip.rate_limited", refused=sum(refused.values()),
@@ -509,16 +505,6 @@ class Worker:
                 c.max_busy_s if c else 0.0,
             )
         )
-
-    def _close_ports(self, now: float) -> None:
-        keep: list[tuple[float, LegPort]] = []
-        for due, lp in self.port_closes:
-            if due <= now:
-                with contextlib.suppress(Exception):
-                    lp.close()
-            else:
-                keep.append((due, lp))
-        self.port_closes = keep
 
     # ----------------------------------------------------------------- INVITE
     def _on_incoming_call(self, prm: Any) -> None:
@@ -820,11 +806,9 @@ class Worker:
         port = leg.port
         if port is None:
             return
-        lp = port.leg_port
-        port.leg_port = None  # the clock thread stops touching the rings now
-        if lp is not None:
-            # Close after a few ticks: a callback that already took `lp` may still use it.
-            self.port_closes.append((time.monotonic() + 0.2, lp))
+        # the clock thread stops touching the rings now; a callback that already took the
+        # ring port may still use it: it is unmapped once the port is destroyed (pj.destroy_port)
+        port.retired_leg_port, port.leg_port = port.leg_port, None
         aud = leg.extra.pop("aud", None)
         # An ended call's stream left the conference bridge with its connections: stopping
         # them again makes pjsua2 log PJ_EINVAL errors. Dropping the port unregisters it.
