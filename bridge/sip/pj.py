@@ -303,8 +303,8 @@ class FramePort(pj.AudioMediaPort):  # type: ignore[misc]
         self._cue.extend(frames)
 
     def _failed(self) -> None:
-        # pjmedia may still call a port whose Python half is being torn down (its
-        # attributes are gone): count what can be counted, never raise into SWIG.
+        # never raise into SWIG. (Before destroy_port, pjmedia could call a port whose
+        # Python half was being deallocated: its attributes were gone, see issue 22.)
         if "errors" in self.__dict__:
             self.errors += 1
 

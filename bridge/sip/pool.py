@@ -640,7 +640,9 @@ class WorkerPool:
         else:
             log.warning("sip.pool.unknown_message", kind=type(message).__name__)
 
-    def _grant_realtime(self, state: _WorkerState, threads: tuple[tuple[int, int], ...]) -> None:
+    def _grant_realtime(
+        self, state: _WorkerState, threads: tuple[tuple[int, int], ...]
+    ) -> None:
         """Set the SCHED_FIFO priorities a worker could not set itself: workers run without
         any capability, the supervisor keeps CAP_SYS_NICE for this (bridge.privileges)."""
         refused = [tid for tid, priority in threads if not set_fifo(tid, priority)]

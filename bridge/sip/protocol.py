@@ -107,7 +107,7 @@ class LegConfirmed:
     codec: str
     transport: str = ""  # the transport the INVITE really came on ("" = unknown, dial-out)
     srtp: bool = False  # pjmedia's SRTP session is active for the audio
-    #: what a BYE needs if this worker dies (None: not known, e.g. a call we placed)
+    #: what a BYE needs if this worker dies (None: not known: no dialog tap, no tag…)
     dialog: DialogState | None = None
 
 

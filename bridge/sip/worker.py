@@ -583,16 +583,13 @@ class Worker:
             # the pool checks again when the leg is offered (authoritative, race-free); this
             # early look spares a capped caller a redirect that would end in a refusal
             load = self.node_load
-            decision = (
-                limit_call(
-                    self.call_limits,
-                    source=source,
-                    source_calls=load.source_calls.get(source, 0)
-                    + self.slot_book.pending_from(source, now),
-                    room_calls=load.room_calls.get(room.lower(), 0),
-                )
-                or decision
-            )
+            decision = limit_call(
+                self.call_limits,
+                source=source,
+                source_calls=load.source_calls.get(source, 0)
+                + self.slot_book.pending_from(source, now),
+                room_calls=load.room_calls.get(room.lower(), 0),
+            ) or decision
         with bound(room=room, call_id=caller.call_id):
             if isinstance(decision, Reject):
                 log.info("sip.invite.rejected", status=decision.status, reason=decision.reason)
