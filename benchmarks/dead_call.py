@@ -4,9 +4,11 @@ One worker (the front) takes a baresip call and a SIPp call; 3 s later the worke
 (SIGKILL, as a crash). The bridge side ends both legs at once; this measures the phones:
 the time until baresip logs the call's end and until SIPp's call ends, watched for
 ``--window`` seconds. Run it once with ``--session-expires 0`` (PJSIP's default: no timer
-unless the phone asks) and once with the default 90 to compare.
+unless the phone asks) and once with the default 90 to compare, and with ``--no-bye``
+(``workers.bye_on_worker_death`` off: before) against the default (the supervisor BYEs a dead
+worker's calls: after).
 
-    python -m benchmarks.dead_call [--session-expires 90] [--window 150]
+    python -m benchmarks.dead_call [--session-expires 90] [--window 150] [--no-bye]
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ ROOM = "dead"
 ENDED = re.compile(r"terminated|call closed|closed:|session closed", re.IGNORECASE)
 
 
-def run(session_expires: int, window: float) -> None:
+def run(session_expires: int, window: float, bye: bool = True) -> None:
     work = Path(tempfile.mkdtemp(prefix="dead-call-"))
     wav = work / "tone.wav"
     t = np.arange(int(8000 * (window + 90))) / 8000
@@ -39,14 +41,14 @@ def run(session_expires: int, window: float) -> None:
             port=free_udp_tcp_port(), rtp_port_start=33000, rtp_port_count=400,
             session_expires=session_expires,
         ),
-        WorkerSettings(pool_size=1, media_timeout=0),
+        WorkerSettings(pool_size=1, media_timeout=0, bye_on_worker_death=bye),
         LogSettings(format="console", level="warning"),  # type: ignore[arg-type]
         directory=RoomDirectory.create((ROOM,)),
     )
     pool.start()
     baresip = dp.Baresip(work / "baresip", wav)
     sipp = dp.Sipp(
-        dp.sipp_uac_scenario(ROOM, hold_ms=int((window + 30) * 1000)),
+        dp.sipp_uac_scenario(ROOM, hold_ms=int((window + 30) * 1000), answer_bye=True),
         pool.front_port, work / "sipp", timeout_s=int(window + 90),
     )  # fmt: skip
     try:
@@ -76,7 +78,8 @@ def run(session_expires: int, window: float) -> None:
     def shown(value: float | None) -> str:
         return f"{value:.1f} s" if value is not None else f"> {window:.0f} s (still up)"
 
-    print(f"session_expires={session_expires}: {legs} calls up, worker killed 3 s in")
+    print(f"session_expires={session_expires} bye_on_worker_death={bye}: {legs} calls up, "
+          "worker killed 3 s in")  # fmt: skip
     print(f"  baresip kept the dead call {shown(baresip_end)}")
     print(f"  SIPp kept the dead call    {shown(sipp_end)}")
     print(f"  work dir {work}")
@@ -86,5 +89,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--session-expires", type=int, default=90)
     parser.add_argument("--window", type=float, default=150.0)
+    parser.add_argument("--no-bye", dest="bye", action="store_false",
+                        help="workers.bye_on_worker_death off (the 'before' figures)")  # fmt: skip
     args = parser.parse_args()
-    run(args.session_expires, args.window)
+    run(args.session_expires, args.window, args.bye)

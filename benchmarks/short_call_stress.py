@@ -11,6 +11,11 @@ backtrace (``sip.worker.crash_report`` in the log). Prints the calls done, the w
 deaths seen and the crash reports.
 
     python -m benchmarks.short_call_stress [--calls 400] [--rate 4] [--hold-ms 300] [--busy]
+        [--malloc-debug]
+
+``--malloc-debug`` starts the node's processes with ``PYTHONMALLOC=debug``: Python's debug
+allocator hooks abort at the first double free, a write past a block or an allocation
+without the GIL, where it happens rather than later in ``pymalloc_alloc``.
 
 (from the repo root; or with PYTHONPATH=<repo> from a scratch directory, where the cores go)
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import queue
 import tempfile
 import time
@@ -28,7 +34,7 @@ from typing import Any
 import numpy as np
 from structlog.testing import capture_logs
 
-from bridge.config import LogSettings, SipSettings, WorkerSettings
+from bridge.config import LogSettings, SipLimits, SipSettings, WorkerSettings
 from bridge.core.admission import RoomDirectory
 from bridge.core.events import HangupLeg, LegJoined, LegLeft, SendSipMessage
 from bridge.demo.callers import CallerScript, demo_scenario
@@ -52,9 +58,15 @@ def run(args: argparse.Namespace) -> int:
     calls, rate, hold_ms, busy = args.calls, args.rate, args.hold_ms, args.busy
     core_mb, concurrency = args.core_mb, args.concurrency
     work = Path(tempfile.mkdtemp(prefix="short-call-stress-"))
+    if args.malloc_debug:
+        os.environ["PYTHONMALLOC"] = "debug"  # inherited by the spawned workers and mixer
     seconds = calls / rate + 60
     pool = WorkerPool(
-        SipSettings(port=free_udp_tcp_port(), rtp_port_start=36000, rtp_port_count=800),
+        SipSettings(
+            port=free_udp_tcp_port(), rtp_port_start=36000, rtp_port_count=800,
+            # SIPp on loopback plays a PBX: no per-source rate limit (bridge.sip.floodguard)
+            limits=SipLimits(trusted_sources=["127.0.0.1"]),
+        ),
         WorkerSettings(pool_size=1, calls_per_worker=8, media_timeout=0, core_dump_max_mb=core_mb),
         LogSettings(format="console", level="warning"),  # type: ignore[arg-type]
         directory=RoomDirectory.create((ROOM,)),
@@ -109,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"legs joined / left: {joined} / {left}; legs lost to a worker death: {died}")
     print(f"worker pid at start {first_pid}, at end {pids[0]}: "
           f"{'SAME (no crash)' if pids[0] == first_pid else 'RESTARTED'}")
-    print(f"crash reports: {len(reports)}")
+    print(f"PYTHONMALLOC={os.environ.get('PYTHONMALLOC', '')}; crash reports: {len(reports)}")
     for report in reports:
         core = report["core_file"] or report["note"]
         print(f"--- worker {report['worker']} pid {report['pid']}: signal {report['signal']} "
@@ -132,5 +144,7 @@ if __name__ == "__main__":
         help="also: the bridge hangs up every other short call itself and sends the long "
         "call a MESSAGE every 0.5 s (as in a node)",
     )  # fmt: skip
+    parser.add_argument("--malloc-debug", action="store_true",
+                        help="PYTHONMALLOC=debug in the workers (and the mixer)")  # fmt: skip
     args = parser.parse_args()
     raise SystemExit(run(args))

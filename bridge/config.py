@@ -617,6 +617,13 @@ class WorkerSettings(_Section):
         "the 16 kHz bridge, which is most of a worker's CPU: 3-4 small sinc filter, 5-10 "
         "large one (PJSIP's default 8, about 2x the CPU per call), 1-2 linear",
     )
+    bye_on_worker_death: bool = Field(
+        True,
+        description="When a worker dies, the supervisor sends BYE (Reason: SIP;cause=500) for "
+        "each of its confirmed UDP calls from another port of the same address, so phones "
+        "without session timers hang up at once (docs/reliability.md); TCP/TLS calls are "
+        "not reached. Off = those phones keep the dead call until their user hangs up",
+    )
     core_dump_max_mb: int = Field(
         0,
         ge=0,

@@ -310,10 +310,13 @@ def sipp_uac_scenario(
     follow_redirect: bool = True,
     dtmf_info: str = "",
     message: str = "",
+    answer_bye: bool = False,
 ) -> str:
     """A caller that INVITEs ``sip:room@…``, follows one 302 (setdest to the Contact),
     plays ``pcap`` (RTP) for the call, optionally sends a SIP INFO DTMF digit and an
-    in-dialog MESSAGE, waits ``hold_ms`` and hangs up with BYE."""
+    in-dialog MESSAGE, waits ``hold_ms`` and hangs up with BYE. ``answer_bye``: a BYE from
+    the bridge while holding is answered 200 and ends the scenario (logged as
+    ``remote BYE`` with ``-trace_logs``), instead of aborting the call as unexpected."""
     hdrs = "".join(f"      {h}\n" for h in extra_headers.splitlines() if h.strip())
     sdp = caller_sdp(codec)
     invite = """  <send retrans="500">
@@ -420,12 +423,36 @@ def sipp_uac_scenario(
             )
         )
         parts.append('  <recv response="200"/>\n')
-    parts.append(hold_answering_refreshes(hold_ms, sdp))
+    bye_label = "remote_bye" if answer_bye else ""
+    parts.append(hold_answering_refreshes(hold_ms, sdp, bye_label=bye_label))
     parts.append(_in_dialog("BYE", "", ""))
     parts.append('  <recv response="200" crlf="true"/>\n')
+    if answer_bye:
+        parts.append(_ANSWER_BYE)
     parts.append("</scenario>\n")
     return "".join(parts)
 
+
+_ANSWER_BYE = """  <nop next="done"/>
+  <label id="remote_bye"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <nop>
+    <action>
+      <log message="remote BYE [last_Reason:]"/>
+    </action>
+  </nop>
+  <label id="done"/>
+"""
 
 #: From and To of the call, kept for in-dialog requests: after the bridge's session refresh
 #: (a re-INVITE) SIPp's [last_From:] / [last_To:] would be the bridge's, not ours
@@ -462,10 +489,17 @@ def answer_refresh(sdp: str, next_label: str) -> str:
 """
 
 
-def hold_answering_refreshes(hold_ms: int, sdp: str) -> str:
+def hold_answering_refreshes(hold_ms: int, sdp: str, bye_label: str = "") -> str:
     """Hold the call ``hold_ms`` (in steps of up to 1 s) while answering session refreshes:
-    a plain ``<pause>`` would treat the bridge's re-INVITE as unexpected and abort."""
+    a plain ``<pause>`` would treat the bridge's re-INVITE as unexpected and abort.
+    ``bye_label``: where a BYE received meanwhile jumps to."""
     step = max(1, min(1000, hold_ms))
+    bye = (
+        f'  <recv request="BYE" optional="true" timeout="{step}" ontimeout="tick" '
+        f'next="{bye_label}"/>\n'
+        if bye_label
+        else ""
+    )
     return f"""{HOLD_MARK}  <nop>
     <action>
       <assign assign_to="held" value="0"/>
@@ -480,7 +514,7 @@ def hold_answering_refreshes(hold_ms: int, sdp: str) -> str:
   <nop next="held" test="holding"/>
   <nop next="hold_done"/>
   <label id="held"/>
-  <recv request="INVITE" timeout="{step}" ontimeout="tick"/>
+{bye}  <recv request="INVITE" timeout="{step}" ontimeout="tick"/>
 {answer_refresh(sdp, "hold")}  <label id="tick"/>
   <nop next="hold">
     <action>

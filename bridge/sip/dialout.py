@@ -64,6 +64,7 @@ class DialHost(Protocol):
     def leg_media(self, leg: Leg, call: Any) -> None: ...
     def leg_dtmf(self, leg: Leg, digit: str, method: int) -> None: ...
     def leg_message(self, leg: Leg, prm: Any) -> None: ...
+    def watch_dialog(self, leg: Leg) -> None: ...
 
 
 def start(worker: DialHost, cmd: DialOutCall) -> None:
@@ -109,6 +110,7 @@ def start(worker: DialHost, cmd: DialOutCall) -> None:
     except Exception:
         call_id = ""
     leg.caller = replace(caller, call_id=call_id)
+    worker.watch_dialog(leg)  # our ACK to the answer shows the dialog a BYE would need
     log.info("sip.dial.started", leg=leg_id, room=cmd.room, target=cmd.target_uri)
     worker.send(DialProgress(cmd.request_id, cmd.room, "trying", leg_id=leg_id))
     # we offer (opus first) and learn the answer only later: the leg runs at the bridge rate

@@ -279,6 +279,8 @@ class FramePort(pj.AudioMediaPort):  # type: ignore[misc]
         self.samples = rate // 50
         self.nbytes = self.samples * 2
         self.leg_port: LegPort | None = None
+        #: the ring port of an ended leg: unmapped by destroy_port() once no callback can run
+        self.retired_leg_port: LegPort | None = None
         self._rx = np.zeros(self.samples, dtype=np.int16)
         self._rx_addr = int(self._rx.ctypes.data)
         self._work = np.zeros(self.samples, dtype=np.int32)
@@ -290,6 +292,7 @@ class FramePort(pj.AudioMediaPort):  # type: ignore[misc]
         self._tx_vec.resize(self.nbytes)
         self._tx_addr, _ = vector_data(self._tx_vec)
         self._cue: deque[NDArray[np.int16]] = deque()
+        self._cxx_deleted = False  # destroy_port() ran: the C++ half is gone
         self.frames_in = 0
         self.frames_out = 0
         self.errors = 0
@@ -300,8 +303,8 @@ class FramePort(pj.AudioMediaPort):  # type: ignore[misc]
         self._cue.extend(frames)
 
     def _failed(self) -> None:
-        # pjmedia may still call a port whose Python half is being torn down (its
-        # attributes are gone): count what can be counted, never raise into SWIG.
+        # never raise into SWIG. (Before destroy_port, pjmedia could call a port whose
+        # Python half was being deallocated: its attributes were gone, see issue 22.)
         if "errors" in self.__dict__:
             self.errors += 1
 
@@ -529,6 +532,14 @@ def source_host(rdata: Any) -> str:
     return ""
 
 
+def source_address(rdata: Any) -> tuple[str, int]:
+    """(IP address, port) a request came from (("", 0) if unknown)."""
+    with contextlib.suppress(Exception):
+        host, _, port = str(rdata.srcAddress).rpartition(":")
+        return host.strip("[]"), int(port)
+    return "", 0
+
+
 def rx_transport(rdata: Any) -> str:
     """``udp``/``tcp``/``tls``: the transport a request really arrived on ("" if unknown)."""
     with contextlib.suppress(Exception):
@@ -575,6 +586,46 @@ def destroy_call(call: Any) -> None:
         leg.call = None  # a stale leg must fail loudly, not touch freed memory
     call.handler = None
     pj._pjsua2.delete_Call(call)
+
+
+def destroy_port(port: FramePort) -> None:
+    """Delete a frame port's C++ half while its Python half is whole (pjsua2 thread).
+
+    The conference bridge calls a port's ``onFrameReceived`` / ``onFrameRequested`` on the
+    media clock thread, under the port's group lock, until ``~AudioMediaPort`` clears its
+    back-pointer under that lock. Left to Python, the C++ destructor runs from inside the
+    proxy's deallocation (reference count already 0, ``__dict__`` cleared) with the GIL
+    released (SWIG ``-threads``): a callback already holding the group lock then calls a
+    method on the dying object, the call's temporary reference drops it to 0 again and it
+    is deallocated a second time — a double free in Python's small-object allocator, which
+    crashed workers later in ``pymalloc_alloc`` (issue 22). Deleted here, first, the
+    destructor waits for any callback in flight (the object is alive for it), and no
+    callback can start afterwards. The proxy is disowned; only its Python attributes may
+    be read afterwards. The leg's ring segment is unmapped only then, never under a
+    callback that may still write into it.
+    """
+    if getattr(port, "_cxx_deleted", False):
+        return
+    lp, port.leg_port = port.leg_port or port.retired_leg_port, None
+    port.retired_leg_port = None
+    port._cxx_deleted = True
+    pj._pjsua2.delete_AudioMediaPort(port)
+    if lp is not None:  # no callback runs or can start now: the ring segment may go
+        with contextlib.suppress(Exception):
+            lp.close()
+
+
+def bury_ports(ports: list[FramePort]) -> int:
+    """Free ended legs' frame ports (pjsua2 thread): :func:`destroy_port` on each, then drop
+    them; returns how many failed (their Python halves are dropped all the same)."""
+    failed = 0
+    for port in ports:
+        try:
+            destroy_port(port)
+        except Exception:
+            failed += 1
+    ports.clear()
+    return failed
 
 
 def account_config(

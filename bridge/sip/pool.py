@@ -64,9 +64,10 @@ from bridge.devstack.ports import free_udp_tcp_port
 from bridge.logs import configure as configure_logging
 from bridge.logs import get_logger
 from bridge.privileges import set_fifo
-from bridge.sip import forensics, secure
+from bridge.sip import byemsg, forensics, orphan_bye, secure
 from bridge.sip.protocol import (
     AttachLeg,
+    DialogCSeq,
     DirectoryUpdate,
     ExtensionMessage,
     InviteAnswered,
@@ -138,6 +139,8 @@ class LegRecord:
     joined: bool = False
     muted: bool = False
     held: bool = False  # out of the mix until admitted (dial-in PIN)
+    dialog: byemsg.DialogState | None = None  # what a BYE needs if the worker dies
+    cseq: int = 0  # the highest CSeq the worker reported on that dialog
 
 
 @dataclass(slots=True)
@@ -203,6 +206,8 @@ class WorkerPool:
         #: one faulthandler file per worker incarnation (bridge.sip.forensics)
         self._crash_dir = tempfile.mkdtemp(prefix="sipmuc-crash-")
         self._reporters: list[threading.Thread] = []
+        self._bye_senders: list[threading.Thread] = []
+        self._bye_stop = threading.Event()
         self.limits = call_limits(sip, workers.retry_after)
 
     # ------------------------------------------------------------------ lifecycle
@@ -264,6 +269,9 @@ class WorkerPool:
             self._owned_mixer = None
         for reporter in self._reporters:
             reporter.join(timeout)  # a crash report in progress is not lost at shutdown
+        self._bye_stop.set()  # BYEs still waiting for an answer are logged as abandoned
+        for sender in self._bye_senders:
+            sender.join(1.0)
         shutil.rmtree(self._crash_dir, ignore_errors=True)
         log.info("sip.pool.stopped")
 
@@ -597,6 +605,7 @@ class WorkerPool:
             record = self._legs.get(message.leg_id)
             if record is not None and not record.joined:
                 record.joined = True
+                record.dialog = message.dialog
                 c = record.caller
                 self._emit(
                     LegJoined(
@@ -618,6 +627,10 @@ class WorkerPool:
                         identity=c.identity,
                     )
                 )
+        elif isinstance(message, DialogCSeq):
+            record = self._legs.get(message.leg_id)
+            if record is not None:
+                record.cseq = max(record.cseq, message.cseq)
         elif isinstance(message, LegEnded):
             self._end_leg(message.leg_id, message.reason)
         elif isinstance(
@@ -699,6 +712,8 @@ class WorkerPool:
         if state.ready_event is not None and not state.ready:
             state.error = f"exited with code {code} before it was ready"
             state.ready_event.set()
+        if not self._stopping:
+            self._bye_orphans(state)
         self._worker_gone(state, "shutdown" if self._stopping else "worker-died")
         self._report_crash(state, code)
         if self._stopping:
@@ -709,6 +724,26 @@ class WorkerPool:
         state.process = None
         log.warning("sip.worker.died", worker=state.spec.index, exitcode=code, restart_in=delay)
         self._push_peers()
+
+    def _bye_orphans(self, state: _WorkerState) -> None:
+        """BYE every confirmed dialog of a dead worker (its phones would keep the call)."""
+        if not self.settings.bye_on_worker_death:
+            return
+        orphans = [
+            orphan_bye.Orphan(r.leg_id, r.room, r.worker, r.dialog, byemsg.bye_cseq(r.cseq))
+            for r in self._legs.values()
+            if r.worker == state.spec.index and r.joined and r.dialog is not None
+        ]
+        mine = [r for r in self._legs.values() if r.worker == state.spec.index and r.joined]
+        unknown = sum(1 for r in mine if r.dialog is None)
+        if unknown:
+            log.warning("sip.worker.orphans_unknown", worker=state.spec.index, legs=unknown)
+        sender = orphan_bye.send_byes(
+            orphans, bind_host=self.sip.bind_host,
+            via_host=state.spec.advertise or state.spec.host, stop=self._bye_stop,
+        )  # fmt: skip
+        if sender is not None:
+            self._bye_senders = [t for t in self._bye_senders if t.is_alive()] + [sender]
 
     def _report_crash(self, state: _WorkerState, code: int | None) -> None:
         """Log a dead worker's last stacks (and core, native backtrace) off the monitor

@@ -14,6 +14,7 @@ from bridge.config import LogSettings, SipSettings
 from bridge.core.admission import PeerSlots, RoomDirectory
 from bridge.core.caller_gate import CallerPolicy
 from bridge.core.limits import CallLimits, parse_networks
+from bridge.sip.byemsg import DialogState
 from bridge.sip.sipmsg import CallerInfo
 from mixer.rings import LegAttachment
 
@@ -106,6 +107,17 @@ class LegConfirmed:
     codec: str
     transport: str = ""  # the transport the INVITE really came on ("" = unknown, dial-out)
     srtp: bool = False  # pjmedia's SRTP session is active for the audio
+    #: what a BYE needs if this worker dies (None: not known: no dialog tap, no tag…)
+    dialog: DialogState | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DialogCSeq:
+    """The worker is about to send a request with this CSeq on the leg's dialog (sent only
+    when it has grown by ``byemsg.CSEQ_STEP`` since the last report, before the request)."""
+
+    leg_id: str
+    cseq: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,13 +60,15 @@ from bridge.core.limits import in_networks, limit_call, rate_refusal
 from bridge.logs import bound, configure, get_logger
 from bridge.privileges import is_fifo
 from bridge.protocol.sip_reason import reason_header
-from bridge.sip import codecs, dialout, forensics
+from bridge.sip import byemsg, codecs, dialout, forensics
 from bridge.sip import pj as pjw
+from bridge.sip.dialogtap import DialogTap
 from bridge.sip.floodguard import FloodGuard
 from bridge.sip.leg import Leg
 from bridge.sip.msgfilter import MessageFilter
 from bridge.sip.protocol import (
     AttachLeg,
+    DialogCSeq,
     DirectoryUpdate,
     ExtensionMessage,
     InviteAnswered,
@@ -85,6 +87,7 @@ from bridge.sip.sipmsg import (
     CallerInfo,
     MessageInfo,
     SipParseError,
+    SipRequest,
     authorizations,
     caller_info,
     message_info,
@@ -178,9 +181,8 @@ class Worker:
         self.slot_book = SlotBook()
         self.legs: dict[str, Leg] = {}
         self.pending_rejects: dict[int, Any] = {}
-        self.graveyard: list[Any] = []
+        self.graveyard: list[pjw.FramePort] = []
         self.dead_calls: list[Any] = []
-        self.port_closes: list[tuple[float, LegPort]] = []
         self.extension_handlers: dict[type, Callable[[Any], None]] = {}
         self.shutdown_hooks: list[Callable[[], None]] = []
         self._send_lock = threading.Lock()
@@ -201,6 +203,10 @@ class Worker:
             trusted=tuple(limits.trusted_sources),
         )
         self.call_limits = call_limits(spec.sip, spec.retry_after_s)
+        self.dialog_tap = DialogTap(
+            self._on_dialog_answer, self._on_dialog_request, self._on_dialog_ack
+        )
+        self.legs_by_call_id: dict[str, Leg] = {}  # the tap's view: our dialogs' Call-IDs
         self.node_load = PeersUpdate(())  # the front's view of the node's calls
         self._jb_gone = [0, 0, 0]  # jitter buffer lost/discard/empty of calls already ended
         self._next_stats = 0.0
@@ -271,6 +277,7 @@ class Worker:
             True,
         )
         self.flood_guard.install()
+        self.dialog_tap.install()
         self.message_filter = MessageFilter(lambda: self.directory, spec.callers)
         self.message_filter.install()
         context = HookContext(self)
@@ -301,7 +308,7 @@ class Worker:
                 self.ep.libHandleEvents(10)
                 self._drain_jobs()
                 if self.graveyard:
-                    self.graveyard.clear()
+                    self._bury_ports()
                 if self.dead_calls:
                     self._sweep_dead_calls()
                 now = time.monotonic()
@@ -322,11 +329,9 @@ class Worker:
                 fn()
         for leg in list(self.legs.values()):
             self._release_media(leg)
-        now = time.monotonic() + 10
-        self._close_ports(now)
         self.legs.clear()
         self.pending_rejects.clear()
-        self.graveyard.clear()
+        self._bury_ports()
         self.dead_calls.clear()
         self.account = None
         gc.collect()
@@ -336,6 +341,13 @@ class Worker:
             self.ep.libDestroy()
         pjw.route_pjlib_log(self.spec.pjsip_log_level)  # the writer is gone with the endpoint
         self.ep = None
+
+    def _bury_ports(self) -> None:
+        """Free the frame ports of ended legs, C++ half first (``pj.destroy_port``): never
+        by dropping the last Python reference while the media clock may call them."""
+        failed = pjw.bury_ports(self.graveyard)
+        if failed:
+            log.error("sip.worker.port_destroy_failed", ports=failed)
 
     def _sweep_dead_calls(self) -> None:
         """Free ended ``Call`` objects only while their call id is unused.
@@ -419,7 +431,6 @@ class Worker:
             self.send(SlotsBusy(self.spec.index, busy))
 
     def _periodic(self, now: float) -> None:
-        self._close_ports(now)
         refused = self.flood_guard.refused
         if refused:  # one line per period, not one per refused request
             log.warning("sip.rate_limited", refused=sum(refused.values()),
@@ -494,16 +505,6 @@ class Worker:
                 c.max_busy_s if c else 0.0,
             )
         )
-
-    def _close_ports(self, now: float) -> None:
-        keep: list[tuple[float, LegPort]] = []
-        for due, lp in self.port_closes:
-            if due <= now:
-                with contextlib.suppress(Exception):
-                    lp.close()
-            else:
-                keep.append((due, lp))
-        self.port_closes = keep
 
     # ----------------------------------------------------------------- INVITE
     def _on_incoming_call(self, prm: Any) -> None:
@@ -613,7 +614,8 @@ class Worker:
             else:
                 assert isinstance(decision, Accept)
                 sdp = request.body if ctype == "application/sdp" else ""
-                self._accept(call, room, caller, leg_id, codecs.leg_rate(sdp))
+                seed = (request, pjw.source_address(prm.rdata))
+                self._accept(call, room, caller, leg_id, codecs.leg_rate(sdp), seed=seed)
 
     def _reject(self, call: Any, decision: Reject) -> None:
         headers = {"Retry-After": str(decision.retry_after)} if decision.retry_after else {}
@@ -622,10 +624,16 @@ class Worker:
         outcome = "busy" if decision.kind == "busy" else "rejected"
         self.send(InviteAnswered(self.spec.index, outcome, decision.kind))
 
-    def _accept(self, call: Any, room: str, caller: CallerInfo, leg_id: str, rate: int) -> None:
+    def _accept(
+        self, call: Any, room: str, caller: CallerInfo, leg_id: str, rate: int,
+        *, seed: tuple[SipRequest, tuple[str, int]] | None = None,
+    ) -> None:  # fmt: skip
         leg = Leg(leg_id, room, call, caller, time.monotonic())
         call.handler = _LegHandler(self, leg)
         self.legs[leg_id] = leg
+        if seed is not None:
+            leg.extra["invite"] = seed  # the dialog a BYE needs if we die (bridge.sip.byemsg)
+            self.watch_dialog(leg)
         leg.port = pjw.FramePort(leg_id, rate)  # the codec's own rate (bridge.sip.codecs)
         call.answer(pjw.call_op(180))
         self.send(LegOffered(leg_id, self.spec.index, room, caller, rate))
@@ -710,9 +718,10 @@ class Worker:
             leg.last_rx_change = time.monotonic()
             self.send(
                 LegConfirmed(
-                    leg.leg_id, pjw.codec_name(call), leg.caller.transport, pjw.srtp_active(call)
+                    leg.leg_id, pjw.codec_name(call), leg.caller.transport, pjw.srtp_active(call),
+                    self._dialog_state(leg),
                 )
-            )
+            )  # fmt: skip
         elif info.state == pjw.STATE_DISCONNECTED:
             if leg.hangup_reason:
                 reason = leg.hangup_reason
@@ -726,10 +735,59 @@ class Worker:
                 reason = "bye"
             self._leg_ended(leg, reason)
 
+    def watch_dialog(self, leg: Leg) -> None:
+        """Let the dialog tap record what this leg's dialog sends (its Call-ID is known)."""
+        if leg.caller.call_id:
+            self.legs_by_call_id[leg.caller.call_id] = leg
+            self.dialog_tap.watched.add(leg.caller.call_id)
+
+    def _dialog_state(self, leg: Leg) -> byemsg.DialogState | None:
+        seed, local_to, ack = (leg.extra.get(k) for k in ("invite", "local_to", "ack"))
+        try:
+            if seed is not None and local_to:
+                request, source = seed
+                return byemsg.uas_dialog(
+                    request, local_to, transport=leg.caller.transport, source=source
+                )
+            if seed is None and ack:  # a call we placed: our ACK is an in-dialog request
+                return byemsg.uac_dialog(parse_request(ack))
+            log.info("sip.leg.no_dialog_state", leg=leg.leg_id, error="not seen")
+            return None
+        except (byemsg.DialogError, SipParseError) as exc:
+            log.info("sip.leg.no_dialog_state", leg=leg.leg_id, error=str(exc))
+            return None
+
+    def _on_dialog_answer(self, call_id: str, to: str) -> None:
+        """Our 2xx to a leg's INVITE is leaving: its To carries our tag (bridge.sip.dialogtap)."""
+        leg = self.legs_by_call_id.get(call_id)
+        if leg is not None:
+            leg.extra["local_to"] = to
+
+    def _on_dialog_ack(self, call_id: str, text: str) -> None:
+        """Our ACK on a call we placed is leaving: it carries that dialog (dial-out)."""
+        leg = self.legs_by_call_id.get(call_id)
+        if leg is not None and "invite" not in leg.extra:
+            leg.extra["ack"] = text
+
+    def _on_dialog_request(self, call_id: str, cseq: int) -> None:
+        """A request on a leg's dialog is leaving: the pool learns its CSeq first when it has
+        grown by CSEQ_STEP, so a BYE after our death can go above it (bridge.sip.byemsg)."""
+        leg = self.legs_by_call_id.get(call_id)
+        if leg is None:
+            return
+        reported = leg.extra.get("cseq_reported")
+        if reported is None or cseq >= reported + byemsg.CSEQ_STEP:
+            leg.extra["cseq_reported"] = cseq
+            self.send(DialogCSeq(leg.leg_id, cseq))
+
     def _leg_ended(self, leg: Leg, reason: str) -> None:
         if leg.ended:
             return
         leg.ended = True
+        call_id = leg.caller.call_id
+        if self.legs_by_call_id.get(call_id) is leg:
+            del self.legs_by_call_id[call_id]
+            self.dialog_tap.watched.discard(call_id)
         last_jb = leg.extra.get("jb")
         if last_jb is not None:
             for i in range(3):
@@ -745,11 +803,9 @@ class Worker:
         port = leg.port
         if port is None:
             return
-        lp = port.leg_port
-        port.leg_port = None  # the clock thread stops touching the rings now
-        if lp is not None:
-            # Close after a few ticks: a callback that already took `lp` may still use it.
-            self.port_closes.append((time.monotonic() + 0.2, lp))
+        # the clock thread stops touching the rings now; a callback that already took the
+        # ring port may still use it: it is unmapped once the port is destroyed (pj.destroy_port)
+        port.retired_leg_port, port.leg_port = port.leg_port, None
         aud = leg.extra.pop("aud", None)
         # An ended call's stream left the conference bridge with its connections: stopping
         # them again makes pjsua2 log PJ_EINVAL errors. Dropping the port unregisters it.

@@ -5,10 +5,18 @@ the worker comes back and serves again, and a mute survives the crash."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+from pathlib import Path
 
+import numpy as np
+
+from bridge.core.events import SendSipMessage
+from bridge.devstack.ports import free_udp_tcp_port
 from bridge.devstack.prosody import ProsodyServer
 from bridge.node.supervisor import Node
+from bridge.sip import devpeers as dp
 from tests.e2e.conftest import NodeFactory
+from tests.e2e.test_commands import UAS_SCENARIO, command, owner, sipp_uas, trunk_settings
 from tests.faults.conftest import MUC, ROOM, WAIT, dial, moderator, until
 from tests.sip.rawsip import RawUac
 
@@ -132,3 +140,95 @@ async def test_a_phone_with_session_timers_learns_its_worker_died(
         finally:
             for uac in uacs.values():
                 uac.close()
+
+
+async def test_every_phone_of_a_dead_worker_gets_a_bye(
+    make_node: NodeFactory, moderated_prosody: ProsodyServer, tmp_path: Path
+) -> None:
+    """Issue 22: baresip 1.0 and SIPp have no RFC 4028 session timers and kept a dead call
+    for minutes. When a worker dies the supervisor BYEs each of its confirmed dialogs
+    (from another port of the same address, with the dialog's tags, route set and a CSeq
+    above what the worker sent, Reason: SIP;cause=500), so every phone learns it at once."""
+    workers = {"pool_size": 1, "media_timeout": 0}
+    async with make_node(workers=workers) as node, moderator(moderated_prosody) as alice:
+        port = node.pool.front_port
+        wav = tmp_path / "tone.wav"
+        t = np.arange(8000 * 130) / 8000
+        dp.write_wav(wav, (3000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16), 8000)
+        baresip = dp.Baresip(tmp_path / "baresip", wav)
+        sipp_log = tmp_path / "sipp.log"
+        sipp = dp.Sipp(
+            dp.sipp_uac_scenario(ROOM, hold_ms=100_000, answer_bye=True), port,
+            tmp_path / "sipp", timeout_s=120,
+            extra_args=["-trace_logs", "-log_file", str(sipp_log)],
+        )  # fmt: skip
+        raw = RawUac(port, user="raw", display="Raw Caller")
+        present = set(alice.occupants(MUC))  # the bridge and alice
+        try:
+            baresip.start(f"sip:{ROOM}@127.0.0.1:{port}", 120)
+            sipp.start()
+            final = await asyncio.to_thread(raw.invite, ROOM)
+            assert final.status == 200, final.first_line
+            await until(
+                lambda: sum(r.joined for r in node.pool.legs().values()) == 3, "three calls up"
+            )
+            await alice.wait_for(lambda: len(alice.occupants(MUC)) == len(present) + 3, WAIT)
+            # the worker uses raw's dialog (an in-dialog MESSAGE): the BYE must go above it
+            legs = node.pool.legs().items()
+            raw_leg = next(k for k, r in legs if r.caller.call_id == raw.call_id)
+            node.pool.send(SendSipMessage(raw_leg, "before the crash"))
+            note = await asyncio.to_thread(raw.wait_request, "MESSAGE", WAIT)
+            sent_cseq = int(note.get("CSeq").split()[0])
+
+            node.pool.kill_worker(0)
+
+            bye = await asyncio.to_thread(raw.wait_request, "BYE", 10)
+            assert bye.get("Call-ID") == raw.call_id
+            assert bye.first_line.startswith(f"BYE sip:raw@127.0.0.1:{raw.port} ")  # its Contact
+            assert f"tag={raw.tag}" in bye.get("To")
+            assert f"tag={raw.remote_tag}" in bye.get("From")
+            assert int(bye.get("CSeq").split()[0]) > sent_cseq
+            assert bye.get("Reason") == 'SIP;cause=500;text="bridge worker failed"'
+            log = tmp_path / "baresip" / "baresip.log"
+            await until(  # libre reports a BYE received as ECONNRESET
+                lambda: "session closed" in log.read_text(errors="replace"), "baresip ended", 10
+            )
+            result = await asyncio.to_thread(sipp.wait, 10)
+            assert result.returncode == 0, result.errors  # the scenario took the BYE, said 200
+            assert "remote BYE" in sipp_log.read_text(errors="replace")
+            await alice.wait_for(lambda: set(alice.occupants(MUC)) == present, WAIT)
+        finally:
+            raw.close()
+            sipp.kill()
+            baresip.stop()
+
+
+async def test_a_call_we_placed_gets_a_bye_when_its_worker_dies(
+    make_node: NodeFactory, moderated_prosody: ProsodyServer, tmp_path: Path
+) -> None:
+    """A dial-out leg (the bridge is the UAC): its dialog comes from our ACK to the answer;
+    after the worker's death the trunk (SIPp as UAS, through the outbound proxy route)
+    gets our BYE, answers 200 and ends its scenario."""
+    sipp = shutil.which("sipp")
+    assert sipp is not None, "SIPp is not installed (apt-get install sip-tester)"
+    port = free_udp_tcp_port()
+    uas = sipp_uas(sipp, UAS_SCENARIO, port, tmp_path)
+    try:
+        workers = {"pool_size": 1, "media_timeout": 0}
+        async with make_node(sip=trunk_settings(port), workers=workers) as node, owner(
+            moderated_prosody
+        ) as alice:
+            occupants = set(alice.occupants(MUC))
+            await command(alice, "!dial 1234")
+            await alice.wait_for(lambda: len(set(alice.occupants(MUC)) - occupants) == 1, WAIT)
+            await until(
+                lambda: any(r.dialog is not None for r in node.pool.legs().values()),
+                "the dialled leg's dialog reported",
+            )
+            node.pool.kill_worker(0)
+            await asyncio.to_thread(uas.wait, 10)
+            assert uas.returncode == 0, uas.stderr.read() if uas.stderr else ""
+    finally:
+        if uas.poll() is None:
+            uas.kill()
+            uas.wait()

@@ -125,3 +125,46 @@ def test_cache_key_follows_config_site(tmp_path: Path) -> None:
         f.write("#define PJSUA_MAX_ACC 4\n")
     changed = run("--print-key", "--python", python, cwd=repo, script=script)
     assert changed.returncode == 0 and changed.stdout != key.stdout
+
+
+def test_cache_key_follows_the_patches(tmp_path: Path) -> None:
+    """Editing, adding or removing a patch in pjsip/patches/ means a new build."""
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "pjsip", repo / "pjsip")
+    (repo / "scripts").mkdir()
+    shutil.copy2(SCRIPT, repo / "scripts" / "build-pjsip")
+    script = repo / "scripts" / "build-pjsip"
+    python = ROOT / ".venv" / "bin" / "python"
+
+    def key() -> str:
+        done = run("--print-key", "--python", python, cwd=repo, script=script)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    keys = [key()]
+    patch = next((repo / "pjsip" / "patches").glob("*.patch"))
+    patch.write_text(patch.read_text() + "\n")
+    keys.append(key())
+    (repo / "pjsip" / "patches" / "0099-extra.patch").write_text("x\n")
+    keys.append(key())
+    shutil.rmtree(repo / "pjsip" / "patches")
+    keys.append(key())
+    assert len(set(keys)) == 4
+
+
+@needs_tarball
+def test_every_patch_applies_to_the_pinned_source(source_tree: Path, tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    shutil.copytree(source_tree / "pjmedia" / "src" / "pjmedia", tree / "pjmedia/src/pjmedia")
+    patches = sorted((ROOT / "pjsip" / "patches").glob("*.patch"))
+    assert patches
+    for patch in patches:
+        done = subprocess.run(
+            ["patch", "-d", str(tree), "-p1", "--forward", "--batch", "-i", str(patch)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+    port_c = (tree / "pjmedia/src/pjmedia/port.c").read_text()
+    # upstream PR #5186: the function pointer is read once, never checked and re-read
+    assert "if (port->get_frame)" not in port_c and "if (get_frame)" in port_c
+    assert "if (port->put_frame)" not in port_c and "if (put_frame)" in port_c

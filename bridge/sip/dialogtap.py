@@ -1,0 +1,130 @@
+"""Watches what a worker sends on its legs' dialogs: our tag, and our CSeq.
+
+A BYE for a dialog whose worker died (``bridge.sip.byemsg``) needs two things pjsua2 does
+not expose: the tag pjsip chose for our side (in the To of our 2xx to the INVITE) and the
+highest CSeq we used (pjsip starts it at random and counts up with every MESSAGE or session
+refresh we send). This pjsip module sees every outgoing message before the transport sends
+it (``on_tx_request`` / ``on_tx_response``), reads Call-ID, To and CSeq of those belonging
+to a watched call, and calls back. It reads ``pjsip_tx_data.msg`` and the message's
+type/status through the offsets :mod:`bridge.sip.evsub_native` verifies at start-up; if they
+do not match it is not installed (logged) and no leg gets a BYE after a crash.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from bridge.logs import get_logger
+
+log = get_logger(__name__)
+
+PRIORITY = 6  # below the transport layer (8): after the message is final, before the wire
+PJSIP_RESPONSE_MSG = 1
+_KEEPALIVE: list[Any] = []
+
+#: (call_id, To header value) of a 2xx we send to an INVITE
+OnAnswer = Callable[[str, str], None]
+#: (call_id, CSeq number) of a request we send in a dialog
+OnRequest = Callable[[str, int], None]
+#: (call_id, the whole message) of an ACK we send (to the answer of a call we placed)
+OnAck = Callable[[str, str], None]
+
+
+class DialogTap:
+    def __init__(self, on_answer: OnAnswer, on_request: OnRequest, on_ack: OnAck) -> None:
+        self.on_answer = on_answer
+        self.on_request = on_request
+        self.on_ack = on_ack
+        self.watched: set[str] = set()  # Call-IDs of this worker's legs
+        self.installed = False
+
+    def install(self) -> bool:
+        """Register on this process's endpoint (pjsua2 thread, after libStart)."""
+        from bridge.sip import evsub_native as nat
+
+        lib = nat.Native()
+        endpt = int(lib.get_endpt() or 0)
+        problems = nat.verify_layout(lib, endpt, nat.PINNED) if endpt else ["no endpoint"]
+        if problems:
+            log.error("sip.dialog_tap.disabled", problems=problems)
+            return False
+        self._lib, self._lay = lib, nat.PINNED
+        print_hdr = lib.lib.pjsip_hdr_print_on
+        print_hdr.restype = ctypes.c_int
+        print_hdr.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+        self._print_hdr = print_hdr
+        self._buf = ctypes.create_string_buffer(2048)
+        self._names = {n: nat.pj_str(n) for n in (b"Call-ID", b"To", b"CSeq")}
+        module = nat.PjsipModule()
+        module.name = nat.pj_str(b"mod-sipmuc-dialog-tap")
+        module.id = -1
+        module.priority = PRIORITY
+        module.on_tx_request = nat.TX_CB(self._on_tx_request)
+        module.on_tx_response = nat.TX_CB(self._on_tx_response)
+        _KEEPALIVE.append((self, module))
+        status = lib.register_module(endpt, ctypes.byref(module))
+        if status != 0:
+            log.error("sip.dialog_tap.register_failed", status=status)
+            return False
+        self.installed = True
+        return True
+
+    # ---- callbacks (pjsua2 thread; never raise into pjsip) ------------------------------
+    def _on_tx_request(self, tdata: int | None) -> int:
+        try:
+            if tdata and self.watched:
+                self._request(int(tdata))
+        except Exception:
+            log.exception("sip.dialog_tap.failed")
+        return 0
+
+    def _on_tx_response(self, tdata: int | None) -> int:
+        try:
+            if tdata and self.watched:
+                self._response(int(tdata))
+        except Exception:
+            log.exception("sip.dialog_tap.failed")
+        return 0
+
+    def _msg(self, tdata: int) -> int:
+        return self._lib.read_ptr_unchecked(tdata + self._lay.tdata_msg)
+
+    def _header(self, msg: int, name: bytes) -> str:
+        ptr = int(self._lib.msg_find_hdr_by_name(msg, ctypes.byref(self._names[name]), None) or 0)
+        n = self._print_hdr(ptr, self._buf, len(self._buf)) if ptr else -1
+        if n <= 0:
+            return ""
+        return self._buf.raw[:n].decode("utf-8", "replace").partition(":")[2].strip()
+
+    def _request(self, tdata: int) -> None:
+        msg = self._msg(tdata)
+        if not msg:
+            return
+        call_id = self._header(msg, b"Call-ID")
+        if call_id not in self.watched:
+            return
+        number, _, method = self._header(msg, b"CSeq").partition(" ")
+        if number.isdigit():
+            self.on_request(call_id, int(number))
+        if method.strip().upper() == "ACK":
+            text = self._lib.print_msg(msg, 16384)
+            if text:
+                self.on_ack(call_id, text.decode("utf-8", "replace"))
+
+    def _response(self, tdata: int) -> None:
+        msg = self._msg(tdata)
+        if not msg:
+            return
+        head = ctypes.string_at(msg, self._lay.msg_method_id + 4)
+        kind = struct.unpack_from("<i", head, self._lay.msg_type)[0]
+        code = struct.unpack_from("<i", head, self._lay.msg_method_id)[0]  # status line code
+        if kind != PJSIP_RESPONSE_MSG or not 200 <= code <= 299:
+            return
+        call_id = self._header(msg, b"Call-ID")
+        if call_id not in self.watched:
+            return
+        if self._header(msg, b"CSeq").upper().endswith("INVITE"):
+            self.on_answer(call_id, self._header(msg, b"To"))
