@@ -122,12 +122,14 @@ def create_endpoint(
     user_agent: str,
     jitter: tuple[int, int, int, int] | None = None,
     quality: int = 0,
+    bridge_rate: int = BRIDGE_RATE,
 ) -> Any:
     """libCreate + libInit for a headless media worker (caller adds transports, starts).
 
     ``jitter`` = (init, min prefetch, max prefetch, size) of pjmedia's jitter buffer in ms,
     -1 for PJSIP's default of each. ``quality`` (1–10, 0 = PJSIP's default 8) picks the
     conference bridge's resampler: 3–4 the small sinc filter, < 3 linear, else the large one.
+    ``bridge_rate``: the conference bridge's clock (48 kHz wideband, 8 kHz narrowband).
     """
     route_pjlib_log(log_level)
     ep = pj.Endpoint()
@@ -143,8 +145,8 @@ def create_endpoint(
     cfg.uaConfig.userAgent = user_agent
     cfg.logConfig.level = log_level
     cfg.logConfig.consoleLevel = log_level
-    cfg.medConfig.clockRate = BRIDGE_RATE
-    cfg.medConfig.sndClockRate = BRIDGE_RATE
+    cfg.medConfig.clockRate = bridge_rate
+    cfg.medConfig.sndClockRate = bridge_rate
     cfg.medConfig.channelCount = 1
     cfg.medConfig.audioFramePtime = 20
     cfg.medConfig.noVad = True
@@ -468,7 +470,7 @@ class MediaClock:
             deadline += period
 
 
-def use_aligned_clock(ep: Any, *, phase_s: float) -> MediaClock:
+def use_aligned_clock(ep: Any, *, phase_s: float, bridge_rate: int = BRIDGE_RATE) -> MediaClock:
     """No sound device; a :class:`MediaClock` drives the bridge (call on the pjsua2 thread)."""
     ep.audDevManager().setNoDev()
     fn = shared_library().pjsua_set_no_snd_dev
@@ -477,7 +479,7 @@ def use_aligned_clock(ep: Any, *, phase_s: float) -> MediaClock:
     master = fn()  # idempotent: returns the conference bridge's master port
     if not master:
         raise RuntimeError("pjsua_set_no_snd_dev returned no master port")
-    return MediaClock(int(master), BRIDGE_RATE // 50, phase_s=phase_s)
+    return MediaClock(int(master), bridge_rate // 50, phase_s=phase_s)  # samples per 20 ms
 
 
 class BridgeAccount(pj.Account):  # type: ignore[misc]

@@ -65,6 +65,7 @@ from bridge.logs import configure as configure_logging
 from bridge.logs import get_logger
 from bridge.privileges import set_fifo
 from bridge.sip import forensics, secure
+from bridge.sip.codecs import BRIDGE_RATE, NARROWBAND_RATE
 from bridge.sip.protocol import (
     AttachLeg,
     DirectoryUpdate,
@@ -105,6 +106,14 @@ def worker_phase(index: int, workers: int, mixer_phase_s: float, period_s: float
     span = period_s - 2 * PHASE_MARGIN_S
     offset = span * (index + 0.5) / max(1, workers)
     return (mixer_phase_s + PHASE_MARGIN_S + offset) % period_s
+
+
+def bridge_rate(index: int, workers: int, narrowband: int) -> int:
+    """The conference-bridge rate of worker ``index`` of ``workers``: the first
+    ``narrowband`` of them (the front first, so the usual G.711 callers need no redirect)
+    run at 8 kHz, the others at 48 kHz; ``narrowband`` ≥ ``workers`` makes them all
+    narrowband (a G.711-only node)."""
+    return NARROWBAND_RATE if index < min(narrowband, workers) else BRIDGE_RATE
 
 
 class MixerLike(Protocol):
@@ -331,9 +340,10 @@ class WorkerPool:
         """Hand a dial-out to the live worker with the most free call slots; False when
         every slot is taken (the caller reports it; nothing was sent)."""
         with self._lock:
+            # we offer opus first: a wideband worker when one has room (narrowband last)
             peers = sorted(
                 (p for p in map(self._peer, self._workers) if p.free > 0),
-                key=lambda p: (-p.free, p.worker),
+                key=lambda p: (-p.bridge_rate, -p.free, p.worker),
             )
             if not peers:
                 return False
@@ -448,6 +458,7 @@ class WorkerPool:
                     jitter=(ws.jb_init_ms, ws.jb_min_pre_ms, ws.jb_max_pre_ms, ws.jb_max_ms),
                     callers=self.callers,
                     core_dump_max_mb=ws.core_dump_max_mb,
+                    bridge_rate=bridge_rate(i, n, ws.narrowband_workers),
                 )
             )
         return specs
@@ -500,6 +511,7 @@ class WorkerPool:
             busy=state.busy,
             tls_port=state.spec.tls_port,
             alive=state.ready,
+            bridge_rate=state.spec.bridge_rate,
         )
 
     def _push_peers(self) -> None:
