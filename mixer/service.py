@@ -277,14 +277,18 @@ class MixerProcess:
             if conn is not None:
                 with contextlib.suppress(OSError, ValueError):
                     conn.send(Stop())
-        if proc is not None:
-            proc.join(5.0)
-            if proc.is_alive():
-                log.warning("mixer process did not stop: killing it")
-                proc.kill()
-                proc.join(2.0)
+        # Wait for the sentinel, not join(): the watcher thread reaps the process too, and
+        # two threads in waitpid() race (the loser gets ECHILD, its Popen still says "alive"
+        # and it would SIGKILL a pid that is already reaped: the "did not stop: killing it"
+        # seen at every pool.stop()). A sentinel not ready means the pid is still ours.
+        if proc is not None and not wait([proc.sentinel], 5.0):
+            log.warning("mixer process did not stop: killing it")
+            proc.kill()
+            wait([proc.sentinel], 2.0)
         if self._watcher is not None and self._watcher is not threading.current_thread():
             self._watcher.join(5.0)
+        if proc is not None:
+            proc.join(1.0)  # the watcher has ended: nobody else reaps now
         with self._lock:
             if self._conn is not None:
                 self._conn.close()

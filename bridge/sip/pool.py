@@ -249,19 +249,25 @@ class WorkerPool:
             self._stopping = True
             for state in self._workers:
                 self._send_to(state, Shutdown("shutdown"))
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         for state in self._workers:
             proc = state.process
-            if proc is not None:
-                proc.join(max(0.1, deadline - time.monotonic()))
-                if proc.is_alive():
-                    log.warning("sip.worker.kill", worker=state.spec.index)
-                    proc.kill()
-                    proc.join(2)
+            # the sentinel, not join(): the monitor thread reaps dead workers (_on_death),
+            # and two threads in waitpid() race — the loser's Popen still says "alive" and
+            # it would SIGKILL a pid already reaped (seen as a "kill" at every stop)
+            left = max(0.1, deadline - time.monotonic())
+            if proc is not None and not wait([proc.sentinel], left):
+                log.warning("sip.worker.kill", worker=state.spec.index)
+                proc.kill()
+                wait([proc.sentinel], 2)
         with contextlib.suppress(OSError):
             self._wake_w.send(None)
         if self._monitor is not None and self._monitor is not threading.current_thread():
             self._monitor.join(5)
+        for state in self._workers:
+            if state.process is not None:
+                state.process.join(1)  # reap what the monitor did not (it has ended)
         with self._lock:
             for state in self._workers:
                 self._worker_gone(state, "shutdown")
@@ -274,7 +280,7 @@ class WorkerPool:
         for reporter in self._reporters:
             reporter.join(timeout)  # a crash report in progress is not lost at shutdown
         shutil.rmtree(self._crash_dir, ignore_errors=True)
-        log.info("sip.pool.stopped")
+        log.info("sip.pool.stopped", seconds=round(time.monotonic() - started, 2))
 
     def __enter__(self) -> WorkerPool:
         self.start()

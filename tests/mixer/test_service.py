@@ -249,3 +249,16 @@ def test_supervisor_sets_sched_fifo_for_a_mixer_process_without_the_capability()
             time.sleep(0.05)
         stats = mixer.clock_stats()
         assert stats is not None and stats.realtime, stats
+
+
+def test_a_mixer_that_stops_is_not_killed(caplog: pytest.LogCaptureFixture) -> None:
+    """close() used to join() the process while the watcher thread joined it too: the loser
+    of the two waitpid() calls saw it "alive" and SIGKILLed an already reaped pid ("did
+    not stop: killing it" at every pool.stop())."""
+    for _ in range(4):
+        mixer = MixerProcess(f"mixsvc-{uuid.uuid4().hex[:10]}", 8, status_interval_s=0.05)
+        mixer.start()
+        time.sleep(0.3)
+        mixer.close()
+        assert mixer._proc is not None and mixer._proc.exitcode == 0
+    assert not [r for r in caplog.records if "killing" in r.getMessage()]
