@@ -49,14 +49,14 @@ STATE_INCOMING: int = int(pj.PJSIP_INV_STATE_INCOMING)
 BRIDGE_RATE = codecs.BRIDGE_RATE  # pjmedia conference bridge; ports run at their codec's rate
 
 _memmove = ctypes.memmove
-_void_p_at = ctypes.c_void_p.from_address
+
+
+_VECTOR_BOUNDS = ctypes.c_size_t * 2  # libstdc++ std::vector: begin, end, end of storage
 
 
 def vector_data(vec: Any) -> tuple[int, int]:
     """(address, length) of a SWIG ``std::vector<unsigned char>``'s storage (libstdc++)."""
-    this = int(vec.this)
-    begin = _void_p_at(this).value or 0
-    end = _void_p_at(this + 8).value or 0
+    begin, end = _VECTOR_BOUNDS.from_address(int(vec.this))
     return begin, end - begin
 
 
