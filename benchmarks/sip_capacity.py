@@ -23,6 +23,8 @@ worker, our PJSIP build) at ``--calls`` callers, then the new layout at each of 
     PYTHONPATH=. python benchmarks/sip_capacity.py --scale "" --repeat 2
     PYTHONPATH=. python benchmarks/sip_capacity.py --mode new --calls 80 --scale ""
     PYTHONPATH=. python benchmarks/sip_capacity.py --mode new+native --scale "" --repeat 2
+    PYTHONPATH=. python benchmarks/sip_capacity.py --mode new+native --scale "" --repeat 5 \
+        --calls 200 --narrowband 0,all --native-rate 16000,8000   # narrowband workers on/off
 
 ``native`` runs the same SIPp load callers against one plain pjsua2 process that mixes them
 in pjmedia's own conference bridge (``benchmarks/native_conference.py``: same PJSIP build
@@ -65,6 +67,7 @@ SO_TIMESTAMPNS = 35
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 
 OLD_CALLS_PER_WORKER = 4  # PJSUA_MAX_CALLS of the PyPI pjsua2 wheel
+NATIVE_REFERENCE_RATE = 16000  # the issue's C floor: pjmedia's bridge at 16 kHz
 
 
 def _realtime(pid: int, priority: int) -> None:
@@ -198,6 +201,7 @@ class Result:
     host_stalls: dict[int, int] = field(default_factory=dict)  # ms threshold → wake-ups
     host_max_ms: float = float("nan")
     steal: float = 0.0  # fraction of one core taken by the hypervisor
+    rep: int = 0  # which repetition (ours ÷ native pairs runs of the same repetition)
 
     @property
     def lost(self) -> int:
@@ -259,12 +263,16 @@ def run(
     rtp_start = random.randrange(20000, 60000 - rtp_count, 2)  # others benchmark here too
     sip = SipSettings(
         port=free_udp_tcp_port(), rtp_port_start=rtp_start, rtp_port_count=rtp_count,
-        limits={"trusted_sources": ["127.0.0.1"]},  # SIPp is the load, not an attacker
+        # SIPp is the load, not an attacker; all load callers share one room (the room cap
+        # of issue 19, 50 by default, would refuse them: 486, and SIPp aborts every call)
+        limits={"trusted_sources": ["127.0.0.1"], "callers_per_room": 0},
     )  # type: ignore[arg-type]  # fmt: skip
     ws = WorkerSettings(
         pool_size=pool_size, calls_per_worker=cpw, media_timeout=0, stats_interval=2.0, **overrides
     )
-    print(f"\n=== {name}: {calls} load callers + 2 probes; {pool_size} workers × {cpw} calls; "
+    narrow = min(ws.narrowband_workers, pool_size)
+    print(f"\n=== {name}: {calls} load callers + 2 probes; {pool_size} workers × {cpw} calls "
+          f"({narrow} narrowband); "
           f"media_clock={ws.media_clock} ring_reserve={ws.ring_reserve} "
           f"mixer_phase_ms={ws.mixer_phase_ms} jb=({ws.jb_init_ms},{ws.jb_min_pre_ms},"
           f"{ws.jb_max_pre_ms},{ws.jb_max_ms})")  # fmt: skip
@@ -387,24 +395,24 @@ def run(
     return res
 
 
-def run_native(args: argparse.Namespace, work: Path) -> Result:
+def run_native(args: argparse.Namespace, work: Path, rate: int) -> Result:
     """The same SIPp load callers against one plain pjsua2 process mixing them in pjmedia's
     conference bridge (``benchmarks/native_conference.py``): the C floor for CPU per call.
     No probes (no latency figure) and no rings: only calls held and CPU."""
     from benchmarks.native_conference import serve
 
-    name = "native"
+    name = "native" if rate == NATIVE_REFERENCE_RATE else f"native {rate // 1000}k"
     res = Result(name, args.calls)
     port = free_udp_tcp_port()
     rtp_count = 4 * args.calls + 64
     rtp_start = random.randrange(20000, 60000 - rtp_count, 2)
     print(f"\n=== native: {args.calls} load callers into one pjsua2 process, pjmedia conference "
-          f"bridge at {args.native_rate} Hz, quality 4, full mesh")  # fmt: skip
+          f"bridge at {rate} Hz, quality 4, full mesh")  # fmt: skip
     res.load_before = os.getloadavg()
     ctx = multiprocessing.get_context("spawn")
     conn, child = ctx.Pipe()
     proc = ctx.Process(target=serve, args=(child, port, rtp_start, args.calls),
-                       kwargs={"clock_rate": args.native_rate},
+                       kwargs={"clock_rate": rate},
                        daemon=True)  # fmt: skip
     proc.start()
     if not conn.poll(60):
@@ -558,16 +566,61 @@ def summary(results: list[Result]) -> None:
           "others = CPU of processes outside this benchmark (% of one core);\n"
           "stall≥10 / max st = wake-ups of a SCHED_FIFO 98 thread ≥ 10 ms late / the latest, "
           "in ms (cyclictest: the machine itself)")  # fmt: skip
+    medians(results)
     natives = [r.cpu_bridge / max(1, r.held) for r in results if r.name == "native" and r.held]
     if natives:
         floor = float(np.median(natives))
         print(f"\nCPU per call ÷ native pjmedia conference (median of {len(natives)} native "
               f"run(s), {floor * 100:.2f}% of a core per call):")  # fmt: skip
         for r in results:
-            if r.name != "native" and r.held:
+            if not r.name.startswith("native") and r.held:
                 print(f"  {r.name:<10} {r.cpu_bridge / r.held / floor:.2f}×")
         print("  (native = one pjsua2 process, no probes; ours carries 2 probe legs more and "
               "counts workers + mixer + supervisor)")
+
+
+def _per_call(r: Result) -> float:
+    return r.cpu_bridge / max(1, r.held)
+
+
+def _span(values: list[float], fmt: str = "{:.2f}") -> str:
+    """median [min–max] of the runs."""
+    vals = [v for v in values if not math.isnan(v)]
+    if not vals:
+        return "n/a"
+    med = fmt.format(float(np.median(vals)))
+    if len(vals) == 1:
+        return med
+    return f"{med} [{fmt.format(min(vals))}–{fmt.format(max(vals))}]"
+
+
+def medians(results: list[Result]) -> None:
+    """Per configuration over the repetitions: median [range] of what the issue targets.
+    Ours ÷ native pairs each run with the native run(s) of the same repetition."""
+    names = list(dict.fromkeys(f"{r.name}@{r.legs}" for r in results))
+    print("\nmedian [range] per configuration over repetitions (n = runs):")
+    print(f"{'config':<16} {'n':>2} {'held':>10} {'cpu/call %':>18} {'÷ native':>18} "
+          f"{'÷ native 8k':>18} {'lost %':>18} {'p50 ms':>12} {'p90 ms':>12} "
+          f"{'cyclictest max ms':>18} {'steal %':>14}")  # fmt: skip
+    for key in names:
+        runs = [r for r in results if f"{r.name}@{r.legs}" == key]
+        ratios: dict[str, list[float]] = {"native": [], "native 8k": []}
+        for r in runs:
+            for ref, found in ratios.items():
+                floor = [_per_call(n) for n in results
+                         if n.name == ref and n.rep == r.rep and n.held]  # fmt: skip
+                if floor and not r.name.startswith("native"):
+                    found.append(_per_call(r) / float(np.median(floor)))
+        held = f"{min(r.held for r in runs)}–{max(r.held for r in runs)}/{runs[0].legs}"
+        lost = [100 * r.lost / max(1, 2 * r.frames) for r in runs if r.frames]
+        print(f"{key:<16} {len(runs):>2} {held:>10} "
+              f"{_span([_per_call(r) * 100 for r in runs], '{:.3f}'):>18} "
+              f"{_span(ratios['native']):>18} {_span(ratios['native 8k']):>18} "
+              f"{_span(lost, '{:.3f}'):>18} "
+              f"{_span([r.pct(50) for r in runs], '{:.0f}'):>12} "
+              f"{_span([r.pct(90) for r in runs], '{:.0f}'):>12} "
+              f"{_span([r.host_max_ms for r in runs], '{:.1f}'):>18} "
+              f"{_span([r.steal * 100 for r in runs], '{:.1f}'):>14}")  # fmt: skip
 
 
 def main() -> None:
@@ -584,8 +637,14 @@ def main() -> None:
                     "limit); new = --calls-per-worker; native = the same callers into one plain "
                     "pjsua2 conference (the C floor: ours ÷ native is printed); all = old, new "
                     "and native")  # fmt: skip
-    ap.add_argument("--native-rate", type=int, default=16000,
-                    help="clock rate of the native run's pjmedia conference bridge")  # fmt: skip
+    ap.add_argument("--native-rate", default=str(NATIVE_REFERENCE_RATE),
+                    help="clock rate(s) of the native runs' pjmedia conference bridge, e.g. "
+                    "16000,8000 (ours ÷ native is against 16 kHz, the issue's reference, and "
+                    "also printed against 8 kHz when run)")  # fmt: skip
+    ap.add_argument("--narrowband", default="0",
+                    help="workers.narrowband_workers of the 'new' runs, one run per value in "
+                    "each repetition (alternated): e.g. 0,all (all = every worker at 8 kHz, "
+                    "what a node fed by G.711 trunks would set)")  # fmt: skip
     ap.add_argument(
         "--repeat",
         type=int,
@@ -622,18 +681,33 @@ def main() -> None:
         key, _, value = kv.partition("=")
         extra[key] = value
     cpw = args.calls_per_worker
-    results = []
-    for _ in range(args.repeat):
+    variants: list[tuple[str, dict[str, object]]] = []
+    for value in (v.strip() for v in args.narrowband.split(",") if v.strip()):
+        count = 256 if value == "all" else int(value)
+        suffix = "" if count == 0 else " nb" if value == "all" else f" nb{count}"
+        variants.append((f"new {cpw}/w{suffix}", extra | {"narrowband_workers": count}))
+    native_rates = [int(x) for x in args.native_rate.split(",") if x.strip()]
+    results: list[Result] = []
+
+    def keep(r: Result, rep: int) -> None:
+        r.rep = rep
+        results.append(r)
+
+    for rep in range(args.repeat):
         if args.mode in ("both", "old", "all"):
             old = f"old {OLD_CALLS_PER_WORKER}/w"
-            results.append(run(old, args.calls, OLD_CALLS_PER_WORKER, args, work, overrides=extra))
+            keep(run(old, args.calls, OLD_CALLS_PER_WORKER, args, work, overrides=extra), rep)
+        order = variants if rep % 2 == 0 else variants[::-1]  # alternate which goes first
         if args.mode in ("both", "new", "new+native", "all"):
-            results.append(run(f"new {cpw}/w", args.calls, cpw, args, work, overrides=extra))
+            for name, overrides in order:
+                keep(run(name, args.calls, cpw, args, work, overrides=overrides), rep)
         if args.mode in ("native", "new+native", "all"):
-            results.append(run_native(args, work))
+            for rate in native_rates:
+                keep(run_native(args, work, rate), rep)
         summary(results)
     for calls in (int(x) for x in args.scale.split(",") if x.strip()):
-        results.append(run(f"new {cpw}/w", calls, cpw, args, work, overrides=extra))
+        for name, overrides in variants:
+            keep(run(name, calls, cpw, args, work, overrides=overrides), args.repeat)
         summary(results)
 
 

@@ -547,6 +547,19 @@ class WorkerSettings(_Section):
         "which must end before the mixer's next tick (docs/capacity.md); our PJSIP build "
         "allows up to 240 (256 pjsua calls, 16 kept for INVITEs being refused or redirected)",
     )
+    narrowband_workers: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="How many of the pool's workers run their pjmedia conference bridge at "
+        "8 kHz instead of 48 kHz (worker 0, the front, first; ≥ the pool size = all). The "
+        "front sends each G.711 caller to a narrowband worker and every wideband caller (opus, "
+        "G.722, late offer) to a wideband one while they have room, spilling to any worker "
+        "otherwise. A G.711 leg on a narrowband worker is never resampled (about half its CPU, "
+        "docs/capacity.md); a wideband caller who spills onto one is heard and hears at 8 kHz "
+        "(telephone band). 0 = every caller full band, no redirect for the codec: set it to "
+        "the G.711 share of the pool (e.g. pool size - 1 for a node fed by G.711 trunks)",
+    )
     base_port: Port | None = Field(
         None,
         description="SIP port of worker 1 (worker i listens on base_port + 2(i-1), TLS +1); "

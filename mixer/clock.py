@@ -47,6 +47,15 @@ def try_realtime(priority: int) -> bool:
     return True
 
 
+def is_fifo(tid: int) -> bool:
+    """Whether thread ``tid`` (0 = the caller) runs under SCHED_FIFO now (another process
+    may have set it: the supervisor grants what the mixer process may not take itself)."""
+    try:
+        return os.sched_getscheduler(tid) == os.SCHED_FIFO
+    except (AttributeError, OSError):
+        return False
+
+
 def grid_deadline(now: float, period: float, phase: float) -> float:
     """The first instant ``k·period + phase`` of CLOCK_MONOTONIC strictly after ``now``.
 
@@ -92,6 +101,7 @@ class TickClock:
         self._ticks = self._late = self._skipped = self._errors = 0
         self._max_late = 0.0
         self._realtime = False
+        self._rt_tried = threading.Event()
         #: how long each recent tick took (s), for a metrics histogram; bounded
         self._durations: deque[float] = deque(maxlen=DURATIONS_KEPT)
 
@@ -110,10 +120,25 @@ class TickClock:
         """Whether the tick thread is alive."""
         return self._thread.is_alive()
 
+    @property
+    def thread_id(self) -> int:
+        """Native id of the tick thread (0 before :meth:`start`)."""
+        return self._thread.native_id or 0
+
+    def realtime_wanted(self, timeout: float = 2.0) -> tuple[tuple[int, int], ...]:
+        """``((thread id, priority),)`` when SCHED_FIFO was wanted but refused to the tick
+        thread itself (a process without CAP_SYS_NICE), so that a process that has the
+        capability can set it; ``()`` otherwise. Waits for the thread's own attempt."""
+        if not self._want_realtime or not self._rt_tried.wait(timeout) or self._realtime:
+            return ()
+        return ((self.thread_id, self._priority),)
+
     def stats(self) -> ClockStats:
-        """Snapshot of the counters (safe from any thread)."""
+        """Snapshot of the counters (safe from any thread). ``realtime`` is the thread's
+        scheduling policy now, whoever set it."""
+        realtime = self._realtime or (self._thread.is_alive() and is_fifo(self.thread_id))
         return ClockStats(
-            self._ticks, self._late, self._skipped, self._errors, self._max_late, self._realtime
+            self._ticks, self._late, self._skipped, self._errors, self._max_late, realtime
         )
 
     def take_durations(self) -> list[float]:
@@ -126,6 +151,7 @@ class TickClock:
     def _run(self) -> None:
         if self._want_realtime:
             self._realtime = try_realtime(self._priority)
+        self._rt_tried.set()
         period = self.period_s
         now = time.monotonic()
         phase = self._phase

@@ -72,11 +72,13 @@ Command: TypeAlias = Attach | Detach | SetMute | SetDeaf | SetGain | Stop
 
 @dataclass(frozen=True, slots=True)
 class Ready:
-    """The mixer process attached to the segment and ticks (``realtime``: SCHED_FIFO asked;
-    the clock's own stats say whether it was granted)."""
+    """The mixer process attached to the segment and ticks. ``realtime_threads``: (thread
+    id, SCHED_FIFO priority) it wants but could not set itself (no CAP_SYS_NICE): the
+    supervisor sets them; the clock's stats say what the thread runs at."""
 
     pid: int
     epoch: int
+    realtime_threads: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -163,6 +163,11 @@ class MixerNode:
         if self._clock is not None:
             self._clock.stop()
 
+    def realtime_wanted(self) -> tuple[tuple[int, int], ...]:
+        """(thread id, SCHED_FIFO priority) of the clock thread when it could not set it
+        itself (see :meth:`~mixer.clock.TickClock.realtime_wanted`)."""
+        return self._clock.realtime_wanted() if self._clock else ()
+
     def clock_stats(self) -> ClockStats | None:
         """Late/skipped tick counters of the clock, if it was started."""
         return self._clock.stats() if self._clock else None

@@ -125,7 +125,7 @@ def mixer_main(conn: Connection, config: ProcessConfig) -> None:
     orphaned = False
     try:
         node.start(realtime=config.realtime, phase_s=config.phase_s)
-        reports.put(Ready(os.getpid(), node.rings.epoch))
+        reports.put(Ready(os.getpid(), node.rings.epoch, node.realtime_wanted()))
         sender.start()
         while True:
             try:
@@ -223,6 +223,9 @@ class MixerProcess:
         self._durations: list[float] = []
         self._levels: dict[int, tuple[float, float]] = {}
         self._warned_rt = False
+        self.realtime_threads: tuple[tuple[int, int], ...] = ()
+        """(thread id, priority) this supervisor set to SCHED_FIFO in the current mixer
+        process (it could not do it itself)."""
         self.restarts = 0
         """How many times the mixer process was respawned after dying."""
 
@@ -274,14 +277,18 @@ class MixerProcess:
             if conn is not None:
                 with contextlib.suppress(OSError, ValueError):
                     conn.send(Stop())
-        if proc is not None:
-            proc.join(5.0)
-            if proc.is_alive():
-                log.warning("mixer process did not stop: killing it")
-                proc.kill()
-                proc.join(2.0)
+        # Wait for the sentinel, not join(): the watcher thread reaps the process too, and
+        # two threads in waitpid() race (the loser gets ECHILD, its Popen still says "alive"
+        # and it would SIGKILL a pid that is already reaped: the "did not stop: killing it"
+        # seen at every pool.stop()). A sentinel not ready means the pid is still ours.
+        if proc is not None and not wait([proc.sentinel], 5.0):
+            log.warning("mixer process did not stop: killing it")
+            proc.kill()
+            wait([proc.sentinel], 2.0)
         if self._watcher is not None and self._watcher is not threading.current_thread():
             self._watcher.join(5.0)
+        if proc is not None:
+            proc.join(1.0)  # the watcher has ended: nobody else reaps now
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
@@ -455,7 +462,10 @@ class MixerProcess:
                 if len(self._durations) < MAX_DURATIONS:
                     self._durations.extend(report.durations)
             clock = report.clock
-            if clock is not None and clock.ticks and not clock.realtime and not self._warned_rt:
+            settled = time.monotonic() - self._ready_at > 1.0  # a grant may be in flight
+            if clock is not None and clock.ticks and not clock.realtime and settled and (
+                not self._warned_rt
+            ):
                 self._warned_rt = True
                 log.warning(
                     "mixer process runs at normal priority (SCHED_FIFO refused: grant "
@@ -463,10 +473,32 @@ class MixerProcess:
                 )
         elif isinstance(report, Ready):
             log.info("mixer process %d ticks (epoch %x)", report.pid, report.epoch)
+            self._grant_realtime(report.realtime_threads)
             self._ready_at = time.monotonic()
             self._ready.set()
         elif isinstance(report, Refused):
             log.warning("mixer refused %r: %s", report.command, report.error)
+
+    def _grant_realtime(self, threads: tuple[tuple[int, int], ...]) -> None:
+        """Set the SCHED_FIFO priorities the mixer process could not set itself: in the
+        image it runs without any capability, the supervisor keeps CAP_SYS_NICE for this
+        (bridge.privileges), as for the SIP workers' clocks."""
+        granted = []
+        for tid, priority in threads:
+            try:
+                os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
+            except (AttributeError, OSError) as exc:
+                log.warning(
+                    "mixer clock thread %d: SCHED_FIFO %d refused to the supervisor too "
+                    "(%s): it ticks at normal priority", tid, priority, exc,
+                )  # fmt: skip
+            else:
+                granted.append((tid, priority))
+                self._warned_rt = False  # a later refusal (respawn) is worth a warning again
+                log.info(
+                    "mixer clock thread %d set to SCHED_FIFO %d by the supervisor", tid, priority
+                )
+        self.realtime_threads = tuple(granted)
 
     def _respawn(self, exitcode: int | None) -> None:
         lived = time.monotonic() - self._spawned_at

@@ -201,10 +201,35 @@ class PeerSlots:
     busy: int
     tls_port: int = 0
     alive: bool = True
+    bridge_rate: int = 48000  # its pjmedia conference bridge (8000: a narrowband worker)
 
     @property
     def free(self) -> int:
         return max(0, self.capacity - self.busy) if self.alive else 0
+
+
+def wanted_bridge_rate(rate: int, bridge_rates: Iterable[int]) -> int:
+    """The bridge rate a leg of ``rate`` should land on: the lowest that carries its whole
+    band (no bandwidth lost, no more resampling than needed), else the highest there is.
+    With 8 and 48 kHz workers: G.711 → 8 kHz; G.722, opus and late offers → 48 kHz."""
+    rates = sorted(set(bridge_rates))
+    if not rates:
+        raise ValueError("no bridge rates to choose from")
+    for candidate in rates:
+        if candidate >= rate:
+            return candidate
+    return rates[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The front's placement of one INVITE: here (``local``), on ``peer`` (a 302), or
+    nowhere (neither: the node is full). ``spilled``: not on a worker of the wanted rate."""
+
+    local: bool = False
+    peer: PeerSlots | None = None
+    bridge_rate: int = 0
+    spilled: bool = False
 
 
 class SlotBook:
@@ -245,17 +270,43 @@ class SlotBook:
     def total_free(self, now: float, exclude: int | None = None) -> int:
         return sum(self.free(w, now) for w in self._peers if w != exclude)
 
-    def choose(self, now: float, exclude: int | None = None) -> PeerSlots | None:
-        """The worker with the most free slots (lowest index on ties), or None."""
+    def choose(
+        self, now: float, exclude: int | None = None, bridge_rate: int | None = None
+    ) -> PeerSlots | None:
+        """The worker with the most free slots (lowest index on ties), or None; only among
+        workers whose bridge runs at ``bridge_rate`` when it is given."""
         best: PeerSlots | None = None
         best_free = 0
         for worker in sorted(self._peers):
             if worker == exclude:
                 continue
+            if bridge_rate is not None and self._peers[worker].bridge_rate != bridge_rate:
+                continue
             free = self.free(worker, now)
             if free > best_free:
                 best, best_free = self._peers[worker], free
         return best
+
+    def route(
+        self, now: float, leg_rate: int, *, own_rate: int, own_has_slot: bool
+    ) -> Route:
+        """Where the front puts an INVITE whose leg runs at ``leg_rate``: on a worker whose
+        bridge runs at :func:`wanted_bridge_rate` (itself first, then the peer with the most
+        free slots) when one has room, else anywhere with room, itself first (the audio
+        stays right; only CPU, or a wideband caller's upper band, is lost)."""
+        rates = [own_rate, *(p.bridge_rate for p in self._peers.values() if p.alive)]
+        wanted = wanted_bridge_rate(leg_rate, rates)
+        if own_has_slot and own_rate == wanted:
+            return Route(local=True, bridge_rate=own_rate)
+        peer = self.choose(now, bridge_rate=wanted)
+        if peer is not None:
+            return Route(peer=peer, bridge_rate=peer.bridge_rate)
+        if own_has_slot:
+            return Route(local=True, bridge_rate=own_rate, spilled=True)
+        peer = self.choose(now)
+        if peer is not None:
+            return Route(peer=peer, bridge_rate=peer.bridge_rate, spilled=True)
+        return Route()
 
     def hold(self, worker: int, now: float, source: str = "") -> None:
         """Count a redirect to ``worker`` against its free slots until it arrives."""

@@ -1,11 +1,14 @@
 """Which codecs a worker offers, in which order, and at what rate a leg's audio reaches the mixer.
 
-Pure: no pjsua2 import. The worker's pjmedia conference bridge runs at 48 kHz
-(:data:`BRIDGE_RATE`); each leg's port to the mixer runs at its codec's own audio rate
-(opus 48 kHz, G.722 16 kHz, G.711 8 kHz), so a narrowband room stays cheap in the mixer and
-an opus caller keeps its full band. The rate is chosen when the INVITE arrives, before the
-answer is sent, from the SDP offer: as the answerer pjmedia picks the first codec of *our*
-list that the offer contains (``PJMEDIA_SDP_NEG_PREFER_REMOTE_CODEC_ORDER 0`` in
+Pure: no pjsua2 import. A wideband worker's pjmedia conference bridge runs at 48 kHz
+(:data:`BRIDGE_RATE`), a narrowband worker's at 8 kHz (:data:`NARROWBAND_RATE`,
+``workers.narrowband_workers``); each leg's port to the mixer runs at its codec's own audio
+rate (opus 48 kHz, G.722 16 kHz, G.711 8 kHz) capped by the worker's bridge rate, so a
+narrowband room stays cheap in the mixer, an opus caller on a wideband worker keeps its full
+band, and a G.711 leg on a narrowband worker is never resampled by pjmedia. The rate is
+chosen when the INVITE arrives, before the answer is sent, from the SDP offer: as the
+answerer pjmedia picks the first codec of *our* list that the offer contains
+(``PJMEDIA_SDP_NEG_PREFER_REMOTE_CODEC_ORDER 0`` in
 pjsip/config_site.h), which :func:`answer_codec` reproduces. If the guess is ever wrong (a
 re-INVITE changes the codec), pjmedia resamples between the port and the stream: the audio
 stays right, only the bandwidth or some CPU is lost.
@@ -15,7 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-BRIDGE_RATE = 48000
+BRIDGE_RATE = 48000  # a wideband worker's conference bridge
+NARROWBAND_RATE = 8000  # a narrowband worker's: G.711 legs pass without resampling
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +75,18 @@ def answer_codec(sdp: str) -> Codec | None:
     return None
 
 
-def leg_rate(sdp: str) -> int:
-    """Audio rate of the leg's port to the mixer; the bridge rate when there is no offer
-    (late offer, dial-out: we offer, opus first) or no supported codec in it."""
+def codec_rate(sdp: str) -> int:
+    """Audio rate of the codec we will answer with; :data:`BRIDGE_RATE` when there is no
+    offer (late offer, dial-out: we offer, opus first) or no supported codec in it."""
     codec = answer_codec(sdp) if sdp.strip() else None
     return codec.audio_rate if codec is not None else BRIDGE_RATE
+
+
+def leg_rate(sdp: str, bridge_rate: int = BRIDGE_RATE) -> int:
+    """Audio rate of the leg's port to the mixer on a worker whose bridge runs at
+    ``bridge_rate``: the codec's rate, never above the bridge's (a port above it would only
+    carry pjmedia's upsampled narrowband audio, at more cost in pjmedia and the mixer)."""
+    return min(codec_rate(sdp), bridge_rate)
 
 
 def pjsua_priority(codec_id: str) -> int:

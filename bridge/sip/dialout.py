@@ -92,7 +92,7 @@ def start(worker: DialHost, cmd: DialOutCall) -> None:
     leg.answered = True  # a hang-up before the answer is a CANCEL, never a final response
     leg.extra[DIAL_KEY] = cmd
     call.handler = _DialHandler(worker, leg, cmd)
-    leg.port = pjw.FramePort(leg_id)
+    leg.port = pjw.FramePort(leg_id, spec.bridge_rate)
     worker.legs[leg_id] = leg
     try:
         headers = {} if cmd.internal else {LOOP_HEADER: "1"}

@@ -49,14 +49,14 @@ STATE_INCOMING: int = int(pj.PJSIP_INV_STATE_INCOMING)
 BRIDGE_RATE = codecs.BRIDGE_RATE  # pjmedia conference bridge; ports run at their codec's rate
 
 _memmove = ctypes.memmove
-_void_p_at = ctypes.c_void_p.from_address
+
+
+_VECTOR_BOUNDS = ctypes.c_size_t * 2  # libstdc++ std::vector: begin, end, end of storage
 
 
 def vector_data(vec: Any) -> tuple[int, int]:
     """(address, length) of a SWIG ``std::vector<unsigned char>``'s storage (libstdc++)."""
-    this = int(vec.this)
-    begin = _void_p_at(this).value or 0
-    end = _void_p_at(this + 8).value or 0
+    begin, end = _VECTOR_BOUNDS.from_address(int(vec.this))
     return begin, end - begin
 
 
@@ -122,12 +122,14 @@ def create_endpoint(
     user_agent: str,
     jitter: tuple[int, int, int, int] | None = None,
     quality: int = 0,
+    bridge_rate: int = BRIDGE_RATE,
 ) -> Any:
     """libCreate + libInit for a headless media worker (caller adds transports, starts).
 
     ``jitter`` = (init, min prefetch, max prefetch, size) of pjmedia's jitter buffer in ms,
     -1 for PJSIP's default of each. ``quality`` (1–10, 0 = PJSIP's default 8) picks the
     conference bridge's resampler: 3–4 the small sinc filter, < 3 linear, else the large one.
+    ``bridge_rate``: the conference bridge's clock (48 kHz wideband, 8 kHz narrowband).
     """
     route_pjlib_log(log_level)
     ep = pj.Endpoint()
@@ -143,8 +145,8 @@ def create_endpoint(
     cfg.uaConfig.userAgent = user_agent
     cfg.logConfig.level = log_level
     cfg.logConfig.consoleLevel = log_level
-    cfg.medConfig.clockRate = BRIDGE_RATE
-    cfg.medConfig.sndClockRate = BRIDGE_RATE
+    cfg.medConfig.clockRate = bridge_rate
+    cfg.medConfig.sndClockRate = bridge_rate
     cfg.medConfig.channelCount = 1
     cfg.medConfig.audioFramePtime = 20
     cfg.medConfig.noVad = True
@@ -281,8 +283,6 @@ class FramePort(pj.AudioMediaPort):  # type: ignore[misc]
         self.leg_port: LegPort | None = None
         #: the ring port of an ended leg: unmapped by destroy_port() once no callback can run
         self.retired_leg_port: LegPort | None = None
-        self._rx = np.zeros(self.samples, dtype=np.int16)
-        self._rx_addr = int(self._rx.ctypes.data)
         self._work = np.zeros(self.samples, dtype=np.int32)
         self._cue_mix = np.zeros(self.samples, dtype=np.int16)
         self._cue_addr = int(self._cue_mix.ctypes.data)
@@ -309,16 +309,17 @@ class FramePort(pj.AudioMediaPort):  # type: ignore[misc]
             self.errors += 1
 
     def onFrameReceived(self, frame: Any) -> None:  # noqa: N802
+        # straight from the std::vector's storage into the ring row: one memmove (measured
+        # 4.3 → 2.2 µs per call with the numpy copy and checks of write_received)
         try:
             lp = self.leg_port
             if lp is None:
                 return
             addr, size = vector_data(frame.buf)
             if size >= self.nbytes and frame.type == FRAME_AUDIO:
-                _memmove(self._rx_addr, addr, self.nbytes)
-                lp.write_received(self._rx)
+                lp.write_from(addr)
             else:
-                lp.write_received(self._silence)
+                lp.write_from(self._silence_addr)
             self.frames_in += 1
         except Exception:
             self._failed()
@@ -329,11 +330,13 @@ class FramePort(pj.AudioMediaPort):  # type: ignore[misc]
                 FramePort.realtime_tried = True
                 _try_realtime()
             lp = self.leg_port
-            mix = lp.read_mixed() if lp is not None else None
-            src = self._silence_addr if mix is None else int(mix.ctypes.data)
+            src = lp.read_mixed_address() if lp is not None else 0
+            if not src:
+                src = self._silence_addr
             if self._cue:
                 cue = self._cue.popleft()
-                np.add(cue, self._silence if mix is None else mix, out=self._work)
+                heard = self._silence if lp is None or src == self._silence_addr else lp.last
+                np.add(cue, heard, out=self._work)
                 np.clip(self._work, -32768, 32767, out=self._work)
                 self._cue_mix[:] = self._work
                 src = self._cue_addr
@@ -471,7 +474,7 @@ class MediaClock:
             deadline += period
 
 
-def use_aligned_clock(ep: Any, *, phase_s: float) -> MediaClock:
+def use_aligned_clock(ep: Any, *, phase_s: float, bridge_rate: int = BRIDGE_RATE) -> MediaClock:
     """No sound device; a :class:`MediaClock` drives the bridge (call on the pjsua2 thread)."""
     ep.audDevManager().setNoDev()
     fn = shared_library().pjsua_set_no_snd_dev
@@ -480,7 +483,7 @@ def use_aligned_clock(ep: Any, *, phase_s: float) -> MediaClock:
     master = fn()  # idempotent: returns the conference bridge's master port
     if not master:
         raise RuntimeError("pjsua_set_no_snd_dev returned no master port")
-    return MediaClock(int(master), BRIDGE_RATE // 50, phase_s=phase_s)
+    return MediaClock(int(master), bridge_rate // 50, phase_s=phase_s)  # samples per 20 ms
 
 
 class BridgeAccount(pj.Account):  # type: ignore[misc]

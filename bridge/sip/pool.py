@@ -65,6 +65,7 @@ from bridge.logs import configure as configure_logging
 from bridge.logs import get_logger
 from bridge.privileges import set_fifo
 from bridge.sip import byemsg, forensics, orphan_bye, secure
+from bridge.sip.codecs import BRIDGE_RATE, NARROWBAND_RATE
 from bridge.sip.protocol import (
     AttachLeg,
     DialogCSeq,
@@ -106,6 +107,14 @@ def worker_phase(index: int, workers: int, mixer_phase_s: float, period_s: float
     span = period_s - 2 * PHASE_MARGIN_S
     offset = span * (index + 0.5) / max(1, workers)
     return (mixer_phase_s + PHASE_MARGIN_S + offset) % period_s
+
+
+def bridge_rate(index: int, workers: int, narrowband: int) -> int:
+    """The conference-bridge rate of worker ``index`` of ``workers``: the first
+    ``narrowband`` of them (the front first, so the usual G.711 callers need no redirect)
+    run at 8 kHz, the others at 48 kHz; ``narrowband`` ≥ ``workers`` makes them all
+    narrowband (a G.711-only node)."""
+    return NARROWBAND_RATE if index < min(narrowband, workers) else BRIDGE_RATE
 
 
 class MixerLike(Protocol):
@@ -245,19 +254,25 @@ class WorkerPool:
             self._stopping = True
             for state in self._workers:
                 self._send_to(state, Shutdown("shutdown"))
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         for state in self._workers:
             proc = state.process
-            if proc is not None:
-                proc.join(max(0.1, deadline - time.monotonic()))
-                if proc.is_alive():
-                    log.warning("sip.worker.kill", worker=state.spec.index)
-                    proc.kill()
-                    proc.join(2)
+            # the sentinel, not join(): the monitor thread reaps dead workers (_on_death),
+            # and two threads in waitpid() race — the loser's Popen still says "alive" and
+            # it would SIGKILL a pid already reaped (seen as a "kill" at every stop)
+            left = max(0.1, deadline - time.monotonic())
+            if proc is not None and not wait([proc.sentinel], left):
+                log.warning("sip.worker.kill", worker=state.spec.index)
+                proc.kill()
+                wait([proc.sentinel], 2)
         with contextlib.suppress(OSError):
             self._wake_w.send(None)
         if self._monitor is not None and self._monitor is not threading.current_thread():
             self._monitor.join(5)
+        for state in self._workers:
+            if state.process is not None:
+                state.process.join(1)  # reap what the monitor did not (it has ended)
         with self._lock:
             for state in self._workers:
                 self._worker_gone(state, "shutdown")
@@ -273,7 +288,7 @@ class WorkerPool:
         for sender in self._bye_senders:
             sender.join(1.0)
         shutil.rmtree(self._crash_dir, ignore_errors=True)
-        log.info("sip.pool.stopped")
+        log.info("sip.pool.stopped", seconds=round(time.monotonic() - started, 2))
 
     def __enter__(self) -> WorkerPool:
         self.start()
@@ -339,9 +354,10 @@ class WorkerPool:
         """Hand a dial-out to the live worker with the most free call slots; False when
         every slot is taken (the caller reports it; nothing was sent)."""
         with self._lock:
+            # we offer opus first: a wideband worker when one has room (narrowband last)
             peers = sorted(
                 (p for p in map(self._peer, self._workers) if p.free > 0),
-                key=lambda p: (-p.free, p.worker),
+                key=lambda p: (-p.bridge_rate, -p.free, p.worker),
             )
             if not peers:
                 return False
@@ -456,6 +472,7 @@ class WorkerPool:
                     jitter=(ws.jb_init_ms, ws.jb_min_pre_ms, ws.jb_max_pre_ms, ws.jb_max_ms),
                     callers=self.callers,
                     core_dump_max_mb=ws.core_dump_max_mb,
+                    bridge_rate=bridge_rate(i, n, ws.narrowband_workers),
                 )
             )
         return specs
@@ -508,6 +525,7 @@ class WorkerPool:
             busy=state.busy,
             tls_port=state.spec.tls_port,
             alive=state.ready,
+            bridge_rate=state.spec.bridge_rate,
         )
 
     def _push_peers(self) -> None:

@@ -241,6 +241,7 @@ class Worker:
             user_agent=f"sipmuc-bridge/{__version__}",
             jitter=spec.jitter,
             quality=spec.media_quality,
+            bridge_rate=spec.bridge_rate,
         )
         cert = str(spec.sip.tls_certificate) if spec.sip.tls_certificate else None
         key = str(spec.sip.tls_private_key) if spec.sip.tls_private_key else None
@@ -254,7 +255,9 @@ class Worker:
             ca_file=str(dial_ca) if dial_ca else None,
         )  # fmt: skip
         if spec.aligned_clock:
-            self.clock = pjw.use_aligned_clock(self.ep, phase_s=spec.clock_phase_s)
+            self.clock = pjw.use_aligned_clock(
+                self.ep, phase_s=spec.clock_phase_s, bridge_rate=spec.bridge_rate
+            )
         else:
             self.ep.audDevManager().setNullDev()
         enabled_codecs = pjw.set_codec_priorities(self.ep)
@@ -301,7 +304,8 @@ class Worker:
             )
         )
         self.report_busy()
-        log.info("sip.worker.started", worker=spec.index, port=spec.port, codecs=enabled_codecs)
+        log.info("sip.worker.started", worker=spec.index, port=spec.port, codecs=enabled_codecs,
+                 bridge_rate=spec.bridge_rate)  # fmt: skip
         next_check = time.monotonic() + 1.0
         try:
             while True:
@@ -561,14 +565,23 @@ class Worker:
         if request.body.strip() and ctype == "application/sdp" and "m=audio" not in request.body:
             self._reject(call, Reject(488, "No audio stream offered"))
             return
+        sdp = request.body if ctype == "application/sdp" else ""
         has_slot = len(self.legs) < self.spec.calls
         redirect: Redirect | None = None
         now = time.monotonic()
-        if not has_slot and self.spec.is_front:
-            peer = self.slot_book.choose(now)
+        if self.spec.is_front:
+            # a G.711 leg to a narrowband worker, a wideband one to a wideband worker
+            route = self.slot_book.route(
+                now, codecs.codec_rate(sdp), own_rate=self.spec.bridge_rate, own_has_slot=has_slot
+            )
+            has_slot = route.local
+            peer = route.peer
             if peer is not None:  # a TLS caller goes to the worker's TLS listener
                 tls = caller.transport == "tls" and peer.tls_port
                 redirect = Redirect(peer.worker, peer.host, peer.tls_port if tls else peer.port)
+            if route.spilled:
+                log.info("sip.invite.spilled", room=room, rate=codecs.codec_rate(sdp),
+                         bridge_rate=route.bridge_rate)  # fmt: skip
         decision = admit(
             self.directory,
             room,
@@ -613,9 +626,9 @@ class Worker:
                 self.send(InviteAnswered(self.spec.index, "redirected", "worker"))
             else:
                 assert isinstance(decision, Accept)
-                sdp = request.body if ctype == "application/sdp" else ""
+                rate = codecs.leg_rate(sdp, self.spec.bridge_rate)
                 seed = (request, pjw.source_address(prm.rdata))
-                self._accept(call, room, caller, leg_id, codecs.leg_rate(sdp), seed=seed)
+                self._accept(call, room, caller, leg_id, rate, seed=seed)
 
     def _reject(self, call: Any, decision: Reject) -> None:
         headers = {"Retry-After": str(decision.retry_after)} if decision.retry_after else {}

@@ -137,3 +137,67 @@ def test_slot_book_counts_pending_redirects_per_source() -> None:
     assert book.pending_from("192.0.2.1", 4.5) == 1  # the first hold expired
     book.update([PeerSlots(1, "127.0.0.1", 5070, capacity=4, busy=1)])  # one arrived
     assert book.pending_from("192.0.2.1", 4.5) == 0
+
+
+def _rated(worker: int, rate: int, busy: int = 0, capacity: int = 4) -> PeerSlots:
+    return PeerSlots(worker, "127.0.0.1", 6000 + worker, capacity, busy, bridge_rate=rate)
+
+
+def test_wanted_bridge_rate_is_the_lowest_that_carries_the_whole_band() -> None:
+    from bridge.core.admission import wanted_bridge_rate
+
+    both = (48000, 8000, 48000)
+    assert wanted_bridge_rate(8000, both) == 8000  # G.711
+    assert wanted_bridge_rate(16000, both) == 48000  # G.722
+    assert wanted_bridge_rate(48000, both) == 48000  # opus, late offer
+    assert wanted_bridge_rate(48000, (8000,)) == 8000  # only narrowband: the best there is
+    assert wanted_bridge_rate(8000, (48000,)) == 48000
+
+
+def test_front_routes_each_leg_to_a_worker_of_its_rate_and_spills_when_none_has_room() -> None:
+    """Front narrowband (8 kHz), worker 1 wideband, worker 2 narrowband."""
+    book = SlotBook()
+    book.update([_rated(1, 48000), _rated(2, 8000, busy=1)])
+    # G.711 at a narrowband front: here
+    r = book.route(0.0, 8000, own_rate=8000, own_has_slot=True)
+    assert r.local and r.peer is None and not r.spilled and r.bridge_rate == 8000
+    # opus / G.722 at a narrowband front: the wideband worker, although the front has room
+    for rate in (48000, 16000):
+        r = book.route(0.0, rate, own_rate=8000, own_has_slot=True)
+        assert not r.local and r.peer is not None and r.peer.worker == 1 and not r.spilled
+    # G.711 at a full narrowband front: the other narrowband worker, not the emptier wideband
+    r = book.route(0.0, 8000, own_rate=8000, own_has_slot=False)
+    assert r.peer is not None and r.peer.worker == 2 and not r.spilled
+    # wideband worker full: an opus caller spills onto the front (narrowband audio)
+    book.update([_rated(1, 48000, busy=4), _rated(2, 8000, busy=1)])
+    r = book.route(0.0, 48000, own_rate=8000, own_has_slot=True)
+    assert r.local and r.spilled and r.bridge_rate == 8000
+    # … and, the front full too, onto any worker with room
+    r = book.route(0.0, 48000, own_rate=8000, own_has_slot=False)
+    assert r.peer is not None and r.peer.worker == 2 and r.spilled
+    # nowhere at all
+    book.update([_rated(1, 48000, busy=4), _rated(2, 8000, busy=4)])
+    r = book.route(0.0, 8000, own_rate=8000, own_has_slot=False)
+    assert not r.local and r.peer is None
+
+
+def test_front_routing_counts_redirects_in_flight_and_ignores_dead_workers() -> None:
+    book = SlotBook()
+    book.update([_rated(1, 8000, capacity=1), _rated(2, 8000, capacity=4)])
+    book.hold(1, 0.0)  # one G.711 caller already sent to worker 1
+    # wideband front: G.711 goes to the narrowband worker with room left (2, not 1)
+    r = book.route(0.5, 8000, own_rate=48000, own_has_slot=True)
+    assert r.peer is not None and r.peer.worker == 2
+    # every narrowband worker dead: G.711 stays on the wideband front, not a spill
+    book.update([PeerSlots(1, "h", 1, 4, 0, alive=False, bridge_rate=8000)])
+    r = book.route(0.5, 8000, own_rate=48000, own_has_slot=True)
+    assert r.local and not r.spilled
+
+
+def test_without_narrowband_workers_the_front_serves_itself_first_as_before() -> None:
+    book = SlotBook()
+    book.update(_peers(0, 2))
+    assert book.route(0.0, 8000, own_rate=48000, own_has_slot=True).local
+    r = book.route(0.0, 8000, own_rate=48000, own_has_slot=False)
+    assert r.peer is not None and r.peer.worker == 1 and not r.spilled
+

@@ -401,3 +401,36 @@ def test_killed_worker_leaves_others_intact(node: MixerNode) -> None:
         port_b.close()
         if victim.poll() is None:
             victim.kill()
+
+
+def test_raw_address_path_matches_the_array_path(node: MixerNode) -> None:
+    """The worker's per-frame path (write_from / read_mixed_address: memmove, no numpy
+    call) writes and reads the same frames, repeat-once and silence included."""
+    import ctypes
+
+    a, b = node.add_leg("room", 8000), node.add_leg("room", 8000)
+    pa, pb = LegPort(a), LegPort(b)
+    try:
+        heard: list[int | None] = []
+        for v in (1, 2, 3, 4):
+            src = frame(v, 160)
+            assert pb.write_from(src.ctypes.data)
+            node.tick()
+            addr = pa.read_mixed_address()
+            if addr:
+                got = np.frombuffer(ctypes.string_at(addr, 320), np.int16)
+                assert np.array_equal(got, pa.last)
+                heard.append(int(got[0]))
+            else:
+                heard.append(None)
+        assert heard[-2:] == [1, 2]  # a frame of cushion on each side (reserve=1)
+        tail = []  # no more ticks: the cushion's frame, that frame repeated once, silence
+        while (addr := pa.read_mixed_address()) and len(tail) < 5:
+            tail.append(int(np.frombuffer(ctypes.string_at(addr, 2), np.int16)[0]))
+        assert tail == [3, 3]
+        assert pa.read_mixed_address() == 0
+        node.remove_leg(b.slot)
+        assert not pb.write_from(frame(9, 160).ctypes.data)  # stale: nothing written
+    finally:
+        pa.close()
+        pb.close()

@@ -3,6 +3,7 @@ events, a killed mixer restarted with the same worker ports, and the supervisor'
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -209,3 +210,55 @@ def test_supervisor_death_ends_the_mixer_process_and_frees_the_segment() -> None
     finally:
         if sup.poll() is None:
             sup.kill()
+
+
+def _fifo_threads(pid: int) -> dict[int, int]:
+    """Thread id → SCHED_FIFO priority of every real-time thread of ``pid``."""
+    out = {}
+    for name in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            if os.sched_getscheduler(int(name)) == os.SCHED_FIFO:
+                out[int(name)] = os.sched_getparam(int(name)).sched_priority
+    return out
+
+
+def test_supervisor_sets_sched_fifo_for_a_mixer_process_without_the_capability() -> None:
+    """The mixer process has no CAP_SYS_NICE (as in the image): its tick thread's own
+    request is refused, its Ready report names the thread, and the supervisor (this test
+    process, which has the capability) sets SCHED_FIFO 10 on it; the clock stats say so."""
+    from bridge.privileges import capabilities
+    from tests.mixer.nocap import drop_sys_nice
+
+    if not capabilities().sys_nice:
+        pytest.skip("needs CAP_SYS_NICE in the test process (the supervisor's side)")
+    with MixerProcess(
+        f"mixsvc-{uuid.uuid4().hex[:10]}", 8, status_interval_s=0.1, log_setup=drop_sys_nice
+    ) as mixer:
+        mixer.start()
+        assert not capabilities(mixer.pid).sys_nice
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not _fifo_threads(mixer.pid):
+            time.sleep(0.05)
+        fifo = _fifo_threads(mixer.pid)
+        assert list(fifo.values()) == [10], f"real-time threads of the mixer: {fifo}"
+        assert [tid for tid, _ in mixer.realtime_threads] == list(fifo)  # the tick thread
+        while time.monotonic() < deadline:
+            stats = mixer.clock_stats()
+            if stats is not None and stats.realtime and stats.ticks:
+                break
+            time.sleep(0.05)
+        stats = mixer.clock_stats()
+        assert stats is not None and stats.realtime, stats
+
+
+def test_a_mixer_that_stops_is_not_killed(caplog: pytest.LogCaptureFixture) -> None:
+    """close() used to join() the process while the watcher thread joined it too: the loser
+    of the two waitpid() calls saw it "alive" and SIGKILLed an already reaped pid ("did
+    not stop: killing it" at every pool.stop())."""
+    for _ in range(4):
+        mixer = MixerProcess(f"mixsvc-{uuid.uuid4().hex[:10]}", 8, status_interval_s=0.05)
+        mixer.start()
+        time.sleep(0.3)
+        mixer.close()
+        assert mixer._proc is not None and mixer._proc.exitcode == 0
+    assert not [r for r in caplog.records if "killing" in r.getMessage()]

@@ -115,6 +115,7 @@ def make_pool() -> Iterator[Callable[..., PoolHarness]]:
         directory: RoomDirectory | None = None,
         extra_hooks: tuple[str, ...] = (),
         sip_settings: dict[str, Any] | None = None,
+        narrowband_workers: int = 0,
         **kw: object,
     ) -> PoolHarness:
         base: dict[str, Any] = {
@@ -130,6 +131,7 @@ def make_pool() -> Iterator[Callable[..., PoolHarness]]:
             calls_per_worker=calls_per_worker,
             media_timeout=media_timeout,
             retry_after=retry_after,
+            narrowband_workers=narrowband_workers,
         )
         ws.hooks = [*ws.hooks, *extra_hooks]
         pool = WorkerPool(

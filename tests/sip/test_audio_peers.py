@@ -244,3 +244,83 @@ def test_killed_mixer_process_is_restarted_and_the_call_hears_again(
     # baresip's recording starts about when it joined (t0): generous windows inside each span
     levels = [_rms(heard[int((a + 0.5) * rate) : int((b - 1.0) * rate)]) for a, b in spans]
     assert min(levels) > 300, f"speech levels heard before/after the mixer restart: {levels}"
+
+
+def test_pcmu_caller_on_a_narrowband_worker_and_opus_caller_on_a_wideband_one_hear_each_other(
+    make_pool: Callable[..., PoolHarness], speech: Speech, tmp_path: Path
+) -> None:
+    """``narrowband_workers=1``: the front (worker 0) runs its pjmedia bridge at 8 kHz.
+    The opus caller dials the front and is redirected to the wideband worker 1 although
+    the front has room; the PCMU caller stays on the front. Each hears the other's speech
+    across the two workers (so the 8 kHz bridge's media clock and 160-sample frames work)."""
+    h = make_pool(pool_size=2, calls_per_worker=4, narrowband_workers=1)
+    assert [p.bridge_rate for p in h.pool.slots()] == [8000, 48000]
+    b48 = dp.speech("mary had a little lamb, its fleece was white as snow", 48000, tmp_path)
+    src = np.concatenate([np.zeros(48000 * 3, np.int16), b48, np.zeros(48000 * 20, np.int16)])
+    src_wav = tmp_path / "b48.wav"
+    dp.write_wav(src_wav, src, 48000, channels=2)  # opus/48000/2 in baresip 1.0
+    bs = dp.Baresip(tmp_path / "baresip", src_wav, codecs=("opus", "g711"))
+    bs.start(f"sip:demo@127.0.0.1:{h.port}", 30)
+    try:
+        jb = h.wait_for(lambda e: isinstance(e, LegJoined), label="baresip joined")
+        assert isinstance(jb, LegJoined)
+        scenario = dp.sipp_uac_scenario(
+            "demo", pcap=speech.a_pcap, hold_ms=int(3000 + 1000 * len(b48) / 48000 + 1500)
+        )
+        sipp = dp.Sipp(scenario, h.port, tmp_path / "sipp", media_port=free_port(2))
+        ears = dp.RtpTap(sipp.media_port)  # what the bridge sends to SIPp
+        sipp.start()
+        js = h.wait_for(
+            lambda e: isinstance(e, LegJoined) and e.leg_id != jb.leg_id, label="SIPp joined"
+        )
+        assert isinstance(js, LegJoined)
+        result = sipp.wait()
+        assert result.returncode == 0, result.errors
+        bs.stop()
+    finally:
+        bs.stop()
+        ears.close()
+    assert (jb.worker, jb.codec.lower(), jb.sample_rate) == (1, "opus/48000", 48000)
+    assert (js.worker, js.codec.upper(), js.sample_rate) == (0, "PCMU/8000", 8000)
+    heard, rate = bs.heard()
+    corr_a, _ = dp.best_correlation(dp.envelope(heard, rate), dp.envelope(speech.a, 8000))
+    assert corr_a > 0.6, f"the opus caller did not hear the PCMU caller (corr {corr_a:.2f})"
+    got = ears.audio()
+    assert ears.payload_types <= {0, 13, 101}
+    corr_b, _ = dp.best_correlation(dp.envelope(got, 8000), dp.envelope(b48, 48000))
+    assert corr_b > 0.6, f"the PCMU caller did not hear the opus caller (corr {corr_b:.2f})"
+
+
+def test_opus_caller_spilled_onto_a_narrowband_worker_is_heard_at_8_khz(
+    make_pool: Callable[..., PoolHarness], speech: Speech, tmp_path: Path
+) -> None:
+    """Every worker narrowband: an opus caller still gets opus on the wire, its leg runs at
+    8 kHz (telephone band) and it hears and is heard by a PCMU caller."""
+    h = make_pool(pool_size=1, calls_per_worker=4, narrowband_workers=1)
+    b48 = dp.speech("mary had a little lamb, its fleece was white as snow", 48000, tmp_path)
+    src = np.concatenate([np.zeros(48000 * 3, np.int16), b48, np.zeros(48000 * 20, np.int16)])
+    src_wav = tmp_path / "b48.wav"
+    dp.write_wav(src_wav, src, 48000, channels=2)
+    bs = dp.Baresip(tmp_path / "baresip", src_wav, codecs=("opus",))
+    bs.start(f"sip:demo@127.0.0.1:{h.port}", 30)
+    try:
+        jb = h.wait_for(lambda e: isinstance(e, LegJoined), label="baresip joined")
+        assert isinstance(jb, LegJoined)
+        scenario = dp.sipp_uac_scenario(
+            "demo", pcap=speech.a_pcap, hold_ms=int(3000 + 1000 * len(b48) / 48000 + 1500)
+        )
+        sipp = dp.Sipp(scenario, h.port, tmp_path / "sipp", media_port=free_port(2))
+        ears = dp.RtpTap(sipp.media_port)
+        sipp.start()
+        result = sipp.wait()
+        assert result.returncode == 0, result.errors
+        bs.stop()
+    finally:
+        bs.stop()
+        ears.close()
+    assert (jb.codec.lower(), jb.sample_rate) == ("opus/48000", 8000)
+    heard, rate = bs.heard()
+    corr_a, _ = dp.best_correlation(dp.envelope(heard, rate), dp.envelope(speech.a, 8000))
+    assert corr_a > 0.6, f"the opus caller did not hear the PCMU caller (corr {corr_a:.2f})"
+    corr_b, _ = dp.best_correlation(dp.envelope(ears.audio(), 8000), dp.envelope(b48, 48000))
+    assert corr_b > 0.6, f"the PCMU caller did not hear the opus caller (corr {corr_b:.2f})"

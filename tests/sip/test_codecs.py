@@ -53,3 +53,21 @@ def test_pjsua_priorities_enable_exactly_four_codecs_best_first() -> None:
     enabled = sorted((p, c) for c, p in prio.items() if p)
     assert [c for _, c in reversed(enabled)] == ids[:4]
     assert all(prio[c] == 0 for c in ids[4:])
+
+
+def test_pool_plans_the_first_narrowband_workers_at_8_khz() -> None:
+    from bridge.sip.pool import bridge_rate
+
+    assert [bridge_rate(i, 3, 1) for i in range(3)] == [8000, 48000, 48000]
+    assert [bridge_rate(i, 2, 0) for i in range(2)] == [48000, 48000]
+    assert [bridge_rate(i, 2, 5) for i in range(2)] == [8000, 8000]
+
+
+def test_a_leg_port_never_runs_above_its_workers_bridge() -> None:
+    """On a narrowband worker every leg's port runs at 8 kHz (opus too): pjmedia resamples
+    nothing for G.711, and the mixer gets no upsampled narrowband audio at 48 kHz."""
+    assert codecs.leg_rate(BARESIP_OPUS, codecs.NARROWBAND_RATE) == 8000
+    assert codecs.leg_rate("v=0\r\nm=audio 4000 RTP/AVP 9\r\n", 8000) == 8000
+    assert codecs.leg_rate("", codecs.NARROWBAND_RATE) == 8000  # late offer
+    assert codecs.leg_rate(BARESIP_OPUS, codecs.BRIDGE_RATE) == 48000
+    assert codecs.codec_rate(BARESIP_OPUS) == 48000
