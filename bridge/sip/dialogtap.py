@@ -15,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import struct
 from collections.abc import Callable
-from typing import Any
 
 from bridge.logs import get_logger
 
@@ -23,7 +22,6 @@ log = get_logger(__name__)
 
 PRIORITY = 6  # below the transport layer (8): after the message is final, before the wire
 PJSIP_RESPONSE_MSG = 1
-_KEEPALIVE: list[Any] = []
 
 #: (call_id, To header value) of a 2xx we send to an INVITE
 OnAnswer = Callable[[str, str], None]
@@ -44,30 +42,21 @@ class DialogTap:
     def install(self) -> bool:
         """Register on this process's endpoint (pjsua2 thread, after libStart)."""
         from bridge.sip import evsub_native as nat
+        from bridge.sip import pjmodule
 
-        lib = nat.Native()
-        endpt = int(lib.get_endpt() or 0)
-        problems = nat.verify_layout(lib, endpt, nat.PINNED) if endpt else ["no endpoint"]
-        if problems:
-            log.error("sip.dialog_tap.disabled", problems=problems)
+        found = pjmodule.verified_endpoint("sip.dialog_tap.disabled")
+        if found is None:
             return False
+        lib, endpt = found
         self._lib, self._lay = lib, nat.PINNED
-        print_hdr = lib.lib.pjsip_hdr_print_on
-        print_hdr.restype = ctypes.c_int
-        print_hdr.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
-        self._print_hdr = print_hdr
+        self._print_hdr = pjmodule.header_printer(lib)
         self._buf = ctypes.create_string_buffer(2048)
         self._names = {n: nat.pj_str(n) for n in (b"Call-ID", b"To", b"CSeq")}
-        module = nat.PjsipModule()
-        module.name = nat.pj_str(b"mod-sipmuc-dialog-tap")
-        module.id = -1
-        module.priority = PRIORITY
-        module.on_tx_request = nat.TX_CB(self._on_tx_request)
-        module.on_tx_response = nat.TX_CB(self._on_tx_response)
-        _KEEPALIVE.append((self, module))
-        status = lib.register_module(endpt, ctypes.byref(module))
-        if status != 0:
-            log.error("sip.dialog_tap.register_failed", status=status)
+        if not pjmodule.register(
+            lib, endpt, b"mod-sipmuc-dialog-tap", PRIORITY, "sip.dialog_tap.register_failed",
+            self, on_tx_request=nat.TX_CB(self._on_tx_request),
+            on_tx_response=nat.TX_CB(self._on_tx_response),
+        ):  # fmt: skip
             return False
         self.installed = True
         return True

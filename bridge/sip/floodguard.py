@@ -53,31 +53,23 @@ class FloodGuard:
     def install(self) -> bool:
         """Register on this process's endpoint (pjsua2 thread, after libStart)."""
         from bridge.sip import evsub_native as nat
+        from bridge.sip import pjmodule
 
-        lib = nat.Native()
-        endpt = int(lib.get_endpt() or 0)
-        problems = nat.verify_layout(lib, endpt, nat.PINNED) if endpt else ["no endpoint"]
-        if problems:
-            log.error("sip.flood_guard.disabled", problems=problems)
+        found = pjmodule.verified_endpoint("sip.flood_guard.disabled")
+        if found is None:
             return False
+        lib, endpt = found
         self._nat, self._lib, self._endpt, self._lay = nat, lib, endpt, nat.PINNED
         raw = lib.lib
-        self._print_hdr = raw.pjsip_hdr_print_on
-        self._print_hdr.restype = ctypes.c_int
-        self._print_hdr.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+        self._print_hdr = pjmodule.header_printer(lib)
         self._hdr_init = raw.pjsip_generic_string_hdr_init2
         self._hdr_init.restype = None
         self._hdr_init.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
         self._buf = ctypes.create_string_buffer(1024)
-        module = nat.PjsipModule()
-        module.name = nat.pj_str(b"mod-sipmuc-flood-guard")
-        module.id = -1
-        module.priority = PRIORITY
-        module.on_rx_request = nat.RX_CB(self._on_rx_request)
-        _KEEPALIVE.append((self, module))
-        status = lib.register_module(endpt, ctypes.byref(module))
-        if status != 0:
-            log.error("sip.flood_guard.register_failed", status=status)
+        if not pjmodule.register(
+            lib, endpt, b"mod-sipmuc-flood-guard", PRIORITY, "sip.flood_guard.register_failed",
+            self, on_rx_request=nat.RX_CB(self._on_rx_request),
+        ):  # fmt: skip
             return False
         self.installed = True
         return True

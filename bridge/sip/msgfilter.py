@@ -50,7 +50,6 @@ log = get_logger(__name__)
 
 ACCEPTED = "text/plain"
 PRIORITY = 24  # after the transaction layer (16), before the UA/dialog layer (32)
-_KEEPALIVE: list[Any] = []  # pjsip keeps raw pointers to the module and callbacks
 
 
 MAX_REMEMBERED = 256
@@ -75,13 +74,12 @@ class MessageFilter:
     def install(self) -> bool:
         """Register on this process's endpoint (pjsua2 thread, after libStart)."""
         from bridge.sip import evsub_native as nat
+        from bridge.sip import pjmodule
 
-        lib = nat.Native()
-        endpt = int(lib.get_endpt() or 0)
-        problems = nat.verify_layout(lib, endpt, nat.PINNED) if endpt else ["no endpoint"]
-        if problems:
-            log.error("sip.message_filter.disabled", problems=problems)
+        found = pjmodule.verified_endpoint("sip.message_filter.disabled")
+        if found is None:
             return False
+        lib, endpt = found
         self._nat, self._lib, self._endpt = nat, lib, endpt
         raw = lib.lib
         create_hdr = raw.pjsip_generic_string_hdr_create
@@ -97,15 +95,11 @@ class MessageFilter:
         lib.write_ptr(hdr, head_addr)
         lib.write_ptr(hdr + 8, head_addr)
         self._accept_list = head_addr
-        module = nat.PjsipModule()
-        module.name = nat.pj_str(b"mod-sipmuc-message-filter")
-        module.id = -1
-        module.priority = PRIORITY
-        module.on_rx_request = nat.RX_CB(self._on_rx_request)
-        _KEEPALIVE.append((self, module, name, value, head, pool))
-        status = lib.register_module(endpt, ctypes.byref(module))
-        if status != 0:
-            log.error("sip.message_filter.register_failed", status=status)
+        if not pjmodule.register(
+            lib, endpt, b"mod-sipmuc-message-filter", PRIORITY,
+            "sip.message_filter.register_failed", self, name, value, head, pool,
+            on_rx_request=nat.RX_CB(self._on_rx_request),
+        ):  # fmt: skip
             return False
         self.installed = True
         return True
