@@ -22,7 +22,13 @@ import ipaddress
 from dataclasses import dataclass
 
 from bridge.protocol.sip_reason import reason_header
-from bridge.sip.sipmsg import SipRequest, parse_name_addr, split_list
+from bridge.sip.sipmsg import (
+    SipRequest,
+    parse_headers,
+    parse_name_addr,
+    split_list,
+    via_param,
+)
 
 #: pjsip starts a dialog's local CSeq at ``pj_rand() & 0x7FFF`` (sip_dialog.c)
 FIRST_CSEQ_MAX = 0x7FFF
@@ -225,22 +231,12 @@ def parse_response(data: bytes) -> Response | None:
     if len(first) < 2 or not first[0].upper().startswith("SIP/2.0") or not first[1].isdigit():
         return None
     status = int(first[1])
-    branch = call_id = method = ""
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon:
-            continue
-        key = name.strip().lower()
-        if key in ("via", "v") and not branch:
-            top = split_list(value)[0] if value.strip() else ""
-            for param in top.split(";")[1:]:
-                k, _, v = param.partition("=")
-                if k.strip().lower() == "branch":
-                    branch = v.strip()
-        elif key in ("call-id", "i"):
-            call_id = value.strip()
-        elif key == "cseq":
-            method = value.split()[-1].upper() if value.split() else ""
+    headers = dict(reversed(parse_headers(lines[1:])))  # the first of each name wins
+    vias = split_list(headers.get("via", ""))
+    branch = via_param(vias[0], "branch") if vias[0] else ""
+    call_id = headers.get("call-id", "")
+    cseq = headers.get("cseq", "").split()
+    method = cseq[-1].upper() if cseq else ""
     return Response(status, branch, call_id, method)
 
 

@@ -100,11 +100,17 @@ def parse_request(text: str) -> SipRequest:
     if len(parts) != 3 or not parts[2].upper().startswith("SIP/"):
         raise SipParseError(f"not a SIP request line: {start[:80]!r}")
     method, uri = parts[0].upper(), parts[1]
+    return SipRequest(method, uri, parse_headers(lines[1:]), body)
+
+
+def parse_headers(lines: list[str]) -> tuple[tuple[str, str], ...]:
+    """Header lines of a request or response as (canonical lower-case name, value): folded
+    continuations joined (RFC 3261 §7.3.1), compact forms expanded."""
     headers: list[tuple[str, str]] = []
-    for line in lines[1:]:
+    for line in lines:
         if not line:
             continue
-        if line[0] in " \t" and headers:  # folded continuation (RFC 3261 §7.3.1)
+        if line[0] in " \t" and headers:
             name, value = headers[-1]
             headers[-1] = (name, f"{value} {line.strip()}")
             continue
@@ -112,7 +118,7 @@ def parse_request(text: str) -> SipRequest:
         if not colon:
             continue
         headers.append((_canonical(name), value.strip()))
-    return SipRequest(method, uri, tuple(headers), body)
+    return tuple(headers)
 
 
 def split_list(value: str) -> list[str]:
@@ -306,12 +312,15 @@ def via_received(request: SipRequest) -> str:
     there on every request it receives (sip_transport.c), before any module sees it, and
     prints it before any parameter the sender wrote. '' if absent."""
     vias = request.get_all("via")
-    if not vias:
-        return ""
-    for param in vias[0].split(";")[1:]:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "received":
-            return value.strip().strip("[]")
+    return via_param(vias[0], "received").strip("[]") if vias else ""
+
+
+def via_param(via: str, name: str) -> str:
+    """A parameter of one Via value (``branch``, ``received``…); '' if absent."""
+    for param in via.split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == name:
+            return value.strip()
     return ""
 
 
