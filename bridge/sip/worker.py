@@ -571,8 +571,9 @@ class Worker:
         now = time.monotonic()
         if self.spec.is_front:
             # a G.711 leg to a narrowband worker, a wideband one to a wideband worker
+            offered_rate = codecs.codec_rate(sdp)
             route = self.slot_book.route(
-                now, codecs.codec_rate(sdp), own_rate=self.spec.bridge_rate, own_has_slot=has_slot
+                now, offered_rate, own_rate=self.spec.bridge_rate, own_has_slot=has_slot
             )
             has_slot = route.local
             peer = route.peer
@@ -580,7 +581,7 @@ class Worker:
                 tls = caller.transport == "tls" and peer.tls_port
                 redirect = Redirect(peer.worker, peer.host, peer.tls_port if tls else peer.port)
             if route.spilled:
-                log.info("sip.invite.spilled", room=room, rate=codecs.codec_rate(sdp),
+                log.info("sip.invite.spilled", room=room, rate=offered_rate,
                          bridge_rate=route.bridge_rate)  # fmt: skip
         decision = admit(
             self.directory,
