@@ -156,13 +156,19 @@ def _send_reports(
     node: MixerNode,
     interval_s: float,
 ) -> None:
+    """Events as they come, a status every ``interval_s`` even while events keep coming."""
     next_status = time.monotonic() + interval_s
     while True:
-        try:
-            item = reports.get(timeout=max(0.0, next_status - time.monotonic()))
-        except queue.Empty:
+        wait = next_status - time.monotonic()
+        item: Report | None
+        if wait <= 0:
             item = Status(node.clock_stats(), tuple(node.tick_durations()), node.levels())
             next_status = time.monotonic() + interval_s
+        else:
+            try:
+                item = reports.get(timeout=wait)
+            except queue.Empty:
+                continue
         if item is None:
             return
         try:
@@ -463,8 +469,12 @@ class MixerProcess:
                     self._durations.extend(report.durations)
             clock = report.clock
             settled = time.monotonic() - self._ready_at > 1.0  # a grant may be in flight
-            if clock is not None and clock.ticks and not clock.realtime and settled and (
-                not self._warned_rt
+            if (
+                clock is not None
+                and clock.ticks
+                and not clock.realtime
+                and settled
+                and (not self._warned_rt)
             ):
                 self._warned_rt = True
                 log.warning(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -13,15 +14,18 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from multiprocessing import Pipe
 from pathlib import Path
 
 import numpy as np
 import psutil
 import pytest
 
+from mixer.control import Events, Report, Status
 from mixer.engine import MixerEvent, TalkerEvent
+from mixer.node import MixerNode
 from mixer.rings import LegPort
-from mixer.service import MixerProcess
+from mixer.service import MixerProcess, _send_reports
 
 ROOT = Path(__file__).resolve().parents[2]
 RATE, F = 8000, 160
@@ -114,7 +118,8 @@ def test_mixer_process_mixes_obeys_and_survives_being_killed(
         assert talking(events, b) is None
         stats = mixer.clock_stats()
         assert stats is not None and stats.ticks > 0
-        assert mixer.levels()[a][0] > mixer.levels()[b][0]
+        # levels come with the periodic status, which may predate the talker event
+        caller.until(lambda: mixer.levels().get(a, (0.0,))[0] > mixer.levels().get(b, (0.0,))[0])
 
         mixer.set_mute(a, True)
         caller.until(lambda: caller.recent(1) == 0)  # a muted leg is silent
@@ -262,3 +267,23 @@ def test_a_mixer_that_stops_is_not_killed(caplog: pytest.LogCaptureFixture) -> N
         mixer.close()
         assert mixer._proc is not None and mixer._proc.exitcode == 0
     assert not [r for r in caplog.records if "killing" in r.getMessage()]
+
+
+def test_status_keeps_its_pace_while_events_keep_coming() -> None:
+    """A stream of talker events must not starve the periodic status (levels, clock)."""
+    node = MixerNode(f"mixrep-{uuid.uuid4().hex[:10]}", 2)
+    reports: queue.SimpleQueue[Report | None] = queue.SimpleQueue()
+    for _ in range(5000):  # a backlog longer than one status interval takes to send
+        reports.put(Events(()))
+    reports.put(None)
+    parent, child = Pipe(duplex=False)
+    sender = threading.Thread(target=_send_reports, args=(child, reports, node, 0.001), daemon=True)
+    sender.start()
+    kinds: list[str] = []
+    try:
+        while kinds.count("events") < 5000:
+            kinds.append("status" if isinstance(parent.recv(), Status) else "events")
+    finally:
+        sender.join(5)
+        node.close()
+    assert "status" in kinds[: kinds.index("events") + 4000], "the status waited for the backlog"
