@@ -33,6 +33,7 @@ import math
 import os
 import random
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -350,6 +351,11 @@ async def sampler(soak: Soak, meter: CpuMeter, alice: ChatUser, muc: str) -> Non
 
 async def run(args: argparse.Namespace) -> int:
     configure(LogSettings(format="json", level="warning"))  # type: ignore[arg-type]
+    # SIGTERM (a timeout, a CI job cancelled) unwinds like the end of the run: the finally
+    # below stops SIPp, Prosody and Redis instead of leaving them behind
+    this = asyncio.current_task()
+    assert this is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this.cancel)
     work = Path(tempfile.mkdtemp(prefix="sipmuc-soak-"))
     soak = Soak(args, work)
     seconds = args.minutes * 60
@@ -581,7 +587,11 @@ def main() -> None:
                     help="print where this process's Python memory grew (slower)")
     args = ap.parse_args()
     random.seed(args.seed)
-    raise SystemExit(asyncio.run(run(args)))
+    try:
+        raise SystemExit(asyncio.run(run(args)))
+    except asyncio.CancelledError:
+        print("soak: stopped by SIGTERM; servers stopped, no figures", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from bridge.node.caller_policy import caller_policy
 from bridge.node.command_executor import CommandExecutor
 from bridge.node.services import build_state
 from bridge.node.supervisor import Node, initial_directory
+from bridge.sip.orphans import record_path
 from bridge.sip.pool import WorkerPool
 from bridge.state.connection import open_redis
 from bridge.state.errors import StateUnavailable
@@ -48,6 +49,7 @@ async def open_node(settings: Settings, readiness: Readiness | None = None) -> A
             pool = WorkerPool(
                 settings.sip, settings.workers, settings.log, directory=directory,
                 callers=caller_policy(settings),
+                runtime_record=record_path(settings.workers.runtime_dir, settings.state.node_id),
             )  # fmt: skip
             try:
                 await asyncio.to_thread(pool.start)

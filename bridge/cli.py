@@ -9,11 +9,11 @@ import os
 import sys
 from pathlib import Path
 
-from bridge import __version__
+from bridge import __version__, keeper
 from bridge.config import ConfigError, Settings, load_settings, redacted
 from bridge.http import HttpUnavailable
 from bridge.logs import configure, get_logger
-from bridge.privileges import confine
+from bridge.privileges import confine, lower_effective
 from bridge.sip.pool import PoolError
 from bridge.state.connection import RedisUnavailable
 from bridge.xmpp.component import XmppUnavailable
@@ -225,7 +225,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(json.dumps(redacted(settings), indent=2))
         return 0
+    if keeper.wanted():  # PID 1 of a container: a dead supervisor is restarted in place
+        return _keep(settings, sys.argv[1:] if argv is None else argv)
     return _run(settings)
+
+
+def _keep(settings: Settings, argv: list[str]) -> int:
+    configure(settings.log)
+    try:
+        caps = lower_effective()
+    except OSError as error:
+        get_logger("bridge.cli").error("privileges.confine_failed", error=str(error))
+        return EXIT_CONFIG
+    get_logger("bridge.cli").info("keeper.started", pid=os.getpid(), effective=caps.names())
+    return keeper.keep([sys.executable, "-m", "bridge", *argv])
 
 
 def _demo_command(args: argparse.Namespace) -> int:

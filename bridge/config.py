@@ -637,6 +637,24 @@ class WorkerSettings(_Section):
         "without session timers hang up at once (docs/reliability.md); TCP/TLS calls are "
         "not reached. Off = those phones keep the dead call until their user hangs up",
     )
+    orphan_grace: float = Field(
+        30.0,
+        ge=0,
+        le=600,
+        description="Seconds the mixer and the SIP workers carry on once their supervisor is "
+        "gone (killed, crashed), so callers keep hearing each other while it is restarted. A "
+        "returning supervisor ends them cleanly first (every call gets a BYE, callers redial); "
+        "if none returns they end by themselves after this long. During it new calls get 503 "
+        "with Retry-After. 0 = they end with the supervisor",
+    )
+    runtime_dir: Path | None = Field(
+        None,
+        description="Where the supervisor records its mixer's and workers' pids "
+        "(sipmuc-<node_id>.children.json), so that a supervisor restarted after a crash "
+        "ends the ones still running before it binds the same ports; must outlive the "
+        "supervisor (the chart's /tmp emptyDir does). Unset = the system's temporary "
+        "directory ($TMPDIR or /tmp)",
+    )
     core_dump_max_mb: int = Field(
         0,
         ge=0,

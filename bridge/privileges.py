@@ -109,6 +109,25 @@ def confine(keep: int = 1 << CAP_SYS_NICE) -> Capabilities:
     return after
 
 
+def lower_effective() -> Capabilities:
+    """Empty the effective set and keep the others: the keeper (``bridge.keeper``) uses no
+    capability itself, but each supervisor it starts must inherit ``CAP_SYS_NICE``
+    (ambient, which needs it permitted and inheritable here). Root is left alone, as in
+    :func:`confine`. Raises OSError when the kernel refuses."""
+    before = capabilities()
+    if os.getuid() == 0 or os.geteuid() == 0:
+        return before
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for half, shift in ((0, 0), (1, 32)):
+        data[half].permitted = (before.permitted >> shift) & 0xFFFFFFFF
+        data[half].inheritable = (before.inheritable >> shift) & 0xFFFFFFFF
+    if ctypes.CDLL(None, use_errno=True).capset(ctypes.byref(header), data) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"capset: {os.strerror(errno)}")
+    return capabilities()
+
+
 def set_fifo(tid: int, priority: int) -> bool:
     """``SCHED_FIFO`` at ``priority`` for thread ``tid`` of this or another process (needs
     ``CAP_SYS_NICE`` for another process); False when refused or the thread is gone."""
@@ -133,6 +152,7 @@ __all__ = [
     "capabilities",
     "confine",
     "is_fifo",
+    "lower_effective",
     "parse_status",
     "set_fifo",
 ]

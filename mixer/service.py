@@ -25,12 +25,14 @@ Failure behaviour:
   get a synthetic ``talking=False`` so that no "talking" status stays stuck.
 * **The mixer process hangs** (stopped, deadlocked): no tick in the segment's heartbeat for
   ``hang_timeout_s`` (3 s) → the watcher SIGKILLs it and the rule above applies.
-* **The supervisor dies**: the pipe reaches EOF and the mixer process stops its clock,
-  marks the segment closed, unlinks it and exits 0 — the same rule as the SIP workers,
-  which also exit when their supervisor is gone (their calls end with it). The unlink is
-  the mixer's job then: the attachers' ``resource_tracker.unregister`` calls also cancel
-  the owner's registration in the tracker the process tree shares. A restarted
-  supervisor starts from scratch (callers redial); nothing is re-attached.
+* **The supervisor dies**: the pipe reaches EOF and the mixer process goes on ticking for
+  ``orphan_grace_s`` (the SIP workers keep their calls as long), so callers keep hearing
+  each other while the supervisor is restarted. It then stops its clock, marks the segment
+  closed, unlinks it and exits 0; SIGTERM (what a returning supervisor sends, see
+  ``bridge.sip.orphans``) ends the grace at once. The unlink is the mixer's job then: the
+  attachers' ``resource_tracker.unregister`` calls also cancel the owner's registration in
+  the tracker the process tree shares. A returning supervisor ends the orphans cleanly and
+  starts from scratch (callers redial); nothing is re-attached.
 """
 
 from __future__ import annotations
@@ -98,6 +100,8 @@ class ProcessConfig:
     log_setup: Callable[[], object] | None = None
     """Picklable callable run first in the process (the bridge passes its log configuration,
     so that the mixer's stdlib log lines come out like every other process's)."""
+    orphan_grace_s: float = 0.0
+    """How long the mixer goes on ticking once its supervisor is gone (0: it stops at once)."""
 
 
 def mixer_main(conn: Connection, config: ProcessConfig) -> None:
@@ -106,6 +110,8 @@ def mixer_main(conn: Connection, config: ProcessConfig) -> None:
         config.log_setup()
     sys.setswitchinterval(0.0005)  # the clock thread waits at most this long for the GIL
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C is the supervisor's to handle
+    terminated = threading.Event()  # SIGTERM: stop cleanly (an orphan's grace ends at once)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: terminated.set())
     reports: queue.SimpleQueue[Report | None] = queue.SimpleQueue()
     node = MixerNode(
         config.segment,
@@ -131,8 +137,12 @@ def mixer_main(conn: Connection, config: ProcessConfig) -> None:
             try:
                 command = conn.recv()
             except (EOFError, OSError):
-                log.warning("mixer: supervisor gone, the mixer process ends")
                 orphaned = True
+                if config.orphan_grace_s > 0 and not terminated.is_set():
+                    log.warning("mixer: supervisor gone, mixing on for up to %.0f s "
+                                "(SIGTERM ends it)", config.orphan_grace_s)  # fmt: skip
+                    terminated.wait(config.orphan_grace_s)
+                log.warning("mixer: supervisor gone, the mixer process ends")
                 break
             if isinstance(command, Stop):
                 break
@@ -195,6 +205,7 @@ class MixerProcess:
         status_interval_s: float = 0.25,
         log_setup: Callable[[], object] | None = None,
         hang_timeout_s: float = 3.0,
+        orphan_grace_s: float = 0.0,
     ) -> None:
         self.rings = MixerRings(
             segment, capacity, depth=depth, reserve=reserve, hold_ticks=hold_ticks
@@ -207,6 +218,7 @@ class MixerProcess:
             hold_ticks,
             status_interval_s=status_interval_s,
             log_setup=log_setup,
+            orphan_grace_s=orphan_grace_s,
         )
         self._on_events = on_events
         self._table = LegTable()

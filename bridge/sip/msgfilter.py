@@ -38,7 +38,9 @@ from bridge.core.caller_gate import CallerPolicy, GateAction
 from bridge.core.caller_identity import CallerIdentity, admits
 from bridge.logs import get_logger
 from bridge.sip.sipmsg import (
+    MessageInfo,
     SipParseError,
+    SipRequest,
     asserted_identity,
     authorizations,
     message_info,
@@ -154,25 +156,10 @@ class MessageFilter:
         directory = self._directory()
         if info.room not in directory.rooms:
             return False  # the package answers 404
-        policy, source = self._policy, via_received(request)
-        gate = policy.gate(
-            method="SUBSCRIBE", room=info.room, request_uri=request.uri,
-            from_uri=request.get("from"), source_addr=source,
-            authorizations=authorizations(request), now=time.time(),
-        )  # fmt: skip
-        if gate.action is GateAction.CHALLENGE:
-            self._respond(rdata, 401, b"Unauthorized", headers=gate.headers)
+        identity = self._identify(rdata, request, info, "SUBSCRIBE", b"Authentication failed")
+        if identity is None:
             return True
-        if gate.action is GateAction.REFUSE:
-            self._respond(rdata, 403, b"Authentication failed")
-            return True
-        trusted = bool(policy.peers.match(source))
-        identity = policy.identify(
-            call_token="subscribe", gate=gate, from_uri=info.sender_uri,
-            display=info.sender_display, source_addr=source,
-            asserted_identity=asserted_identity(request) if trusted else "",
-        )  # fmt: skip
-        if not admits(policy.mode(info.room), identity):
+        if not admits(self._policy.mode(info.room), identity):
             self._respond(rdata, 403, b"Verified subscribers only")
             return True
         if directory.is_banned(info.room, identity.ban_keys()):
@@ -182,36 +169,58 @@ class MessageFilter:
             self._remember(info.call_id, identity)
         return False
 
+    def _identify(
+        self,
+        rdata: int,
+        request: SipRequest,
+        info: MessageInfo,
+        method: str,
+        refusal: bytes,
+        *,
+        require_verified: bool = False,
+    ) -> CallerIdentity | None:
+        """Who sent an out-of-dialog request, after the caller gate; None when the gate
+        answered it (401 challenge or 403 ``refusal``)."""
+        policy, source = self._policy, via_received(request)
+        gate = policy.gate(
+            method=method, room=info.room, request_uri=request.uri,
+            from_uri=request.get("from"), source_addr=source,
+            authorizations=authorizations(request), now=time.time(),
+            require_verified=require_verified,
+        )  # fmt: skip
+        if gate.action is GateAction.CHALLENGE:
+            self._respond(rdata, 401, b"Unauthorized", headers=gate.headers)
+            return None
+        if gate.action is GateAction.REFUSE:
+            log.info(
+                "sip.request.refused", method=method, room=info.room, why=gate.reason, source=source
+            )
+            self._respond(rdata, 403, refusal)
+            return None
+        trusted = bool(policy.peers.match(source))
+        return policy.identify(
+            call_token=method.lower(), gate=gate, from_uri=info.sender_uri,
+            display=info.sender_display, source_addr=source,
+            asserted_identity=asserted_identity(request) if trusted else "",
+        )  # fmt: skip
+
     def _remember(self, call_id: str, identity: CallerIdentity) -> None:
         self._identities[call_id] = identity
         while len(self._identities) > MAX_REMEMBERED:
             self._identities.popitem(last=False)
 
-    def _out_of_dialog(self, rdata: int, request: Any) -> bool:
+    def _out_of_dialog(self, rdata: int, request: SipRequest) -> bool:
         info = message_info(request)
         directory = self._directory()
         if info.room not in directory.rooms:
             self._respond(rdata, 404, b"Conference not found")
             return True
-        policy, source = self._policy, via_received(request)
-        gate = policy.gate(
-            method="MESSAGE", room=info.room, request_uri=request.uri,
-            from_uri=request.get("from"), source_addr=source,
-            authorizations=authorizations(request), now=time.time(), require_verified=True,
+        identity = self._identify(
+            rdata, request, info, "MESSAGE", b"Authenticated or asserted callers only",
+            require_verified=True,
         )  # fmt: skip
-        if gate.action is GateAction.CHALLENGE:
-            self._respond(rdata, 401, b"Unauthorized", headers=gate.headers)
+        if identity is None:
             return True
-        if gate.action is GateAction.REFUSE:
-            log.info("sip.message.refused", room=info.room, why=gate.reason, source=source)
-            self._respond(rdata, 403, b"Authenticated or asserted callers only")
-            return True
-        trusted = bool(policy.peers.match(source))
-        identity = policy.identify(
-            call_token="message", gate=gate, from_uri=info.sender_uri,
-            display=info.sender_display, source_addr=source,
-            asserted_identity=asserted_identity(request) if trusted else "",
-        )  # fmt: skip
         if not identity.verified:
             self._respond(rdata, 403, b"Authenticated or asserted callers only")
             return True

@@ -37,6 +37,7 @@ from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Protocol, TypeAlias
 
 from bridge import metrics
@@ -66,6 +67,7 @@ from bridge.logs import get_logger
 from bridge.privileges import set_fifo
 from bridge.sip import byemsg, forensics, orphan_bye, secure
 from bridge.sip.codecs import BRIDGE_RATE, NARROWBAND_RATE
+from bridge.sip.orphans import end_orphans, write_record
 from bridge.sip.protocol import (
     AttachLeg,
     DialogCSeq,
@@ -179,8 +181,13 @@ class WorkerPool:
         mixer: MixerLike | None = None,
         directory: RoomDirectory | None = None,
         callers: CallerPolicy | None = None,
+        runtime_record: Path | None = None,
     ) -> None:
         self.sip = sip
+        #: where the pids of the mixer and workers are kept for a supervisor that returns
+        #: after this one died (bridge.sip.orphans); None = not kept
+        self.runtime_record = runtime_record
+        self._recorded: tuple[int, ...] = ()
         self.callers = callers or CallerPolicy()
         self.settings = workers
         self.log_settings = log_settings or LogSettings()
@@ -195,6 +202,7 @@ class WorkerPool:
                 hold_ticks=workers.cushion_hold_ticks,
                 on_events=self.handle_mixer_events,
                 log_setup=functools.partial(configure_logging, self.log_settings),
+                orphan_grace_s=workers.orphan_grace,
             )
             self._owned_mixer = node
             mixer = node
@@ -225,6 +233,8 @@ class WorkerPool:
         if self._started:
             raise RuntimeError("pool already started")
         self._started = True
+        if self.runtime_record is not None:  # a dead predecessor's processes hold our ports
+            end_orphans(self.runtime_record)
         if self._owned_mixer is not None:
             aligned = self.settings.media_clock == "aligned"
             phase = self.settings.mixer_phase_ms / 1000 if aligned else None
@@ -244,6 +254,7 @@ class WorkerPool:
                 why = state.error or "did not report ready in time"
                 self.stop()
                 raise PoolError(f"SIP worker {state.spec.index} failed to start: {why}")
+        self._record()
         log.info("sip.pool.started", workers=len(self._workers), front_port=self.front_port)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -288,6 +299,8 @@ class WorkerPool:
         for sender in self._bye_senders:
             sender.join(1.0)
         shutil.rmtree(self._crash_dir, ignore_errors=True)
+        if self.runtime_record is not None:
+            self.runtime_record.unlink(missing_ok=True)
         log.info("sip.pool.stopped", seconds=round(time.monotonic() - started, 2))
 
     def __enter__(self) -> WorkerPool:
@@ -472,6 +485,7 @@ class WorkerPool:
                     jitter=(ws.jb_init_ms, ws.jb_min_pre_ms, ws.jb_max_pre_ms, ws.jb_max_ms),
                     callers=self.callers,
                     core_dump_max_mb=ws.core_dump_max_mb,
+                    orphan_grace_s=ws.orphan_grace,
                     bridge_rate=bridge_rate(i, n, ws.narrowband_workers),
                 )
             )
@@ -576,12 +590,26 @@ class WorkerPool:
                     with self._lock:
                         self._on_death(state)
             self._restart_due()
+            self._record()
             if self._stopping and all(
                 w.process is None or not w.process.is_alive() for w in self._workers
             ):
                 for w in self._workers:
                     self._drain(w)
                 return
+
+    def _record(self) -> None:
+        """Keep the runtime record up to date when a process was (re)spawned."""
+        if self.runtime_record is None or self._stopping:
+            return
+        mixer = self._owned_mixer
+        children = [("worker", w.pid) for w in self._workers if w.pid]
+        if mixer is not None and mixer.pid:
+            children.insert(0, ("mixer", mixer.pid))
+        pids = tuple(pid for _, pid in children)
+        if pids != self._recorded:
+            write_record(self.runtime_record, mixer.segment if mixer else "", children)
+            self._recorded = pids
 
     def _drain(self, state: _WorkerState) -> None:
         conn = state.conn

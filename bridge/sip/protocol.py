@@ -52,6 +52,7 @@ class WorkerSpec:
     advertise: str = ""  # address in Contact, Via, SDP c= and 302s ("" = host)
     crash_file: str = ""  # faulthandler writes the last Python stacks here (bridge.sip.forensics)
     core_dump_max_mb: int = 0  # RLIMIT_CORE of the worker (0 = leave it as inherited)
+    orphan_grace_s: float = 0.0  # calls carry on this long once the supervisor is gone
     #: its pjmedia conference bridge: 48000 (wideband) or 8000 (narrowband: G.711 legs are
     #: never resampled; every leg's port is capped at it, see bridge.sip.codecs)
     bridge_rate: int = 48000

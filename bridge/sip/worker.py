@@ -189,6 +189,8 @@ class Worker:
         self._ids = itertools.count(1)
         self._stopping: str = ""
         self._stop_deadline = 0.0
+        self._supervisor_lost = threading.Event()
+        self._orphan_deadline = 0.0  # > 0: the supervisor is gone, calls end at this time
         self._last_busy = -1
         self.ep: Any = None
         self.account: Any = None
@@ -214,10 +216,30 @@ class Worker:
     # ------------------------------------------------------------------ plumbing
     def send(self, message: object) -> None:
         with self._send_lock:
+            if self._supervisor_lost.is_set():
+                return  # an orphan: nobody reads (the returning supervisor starts afresh)
             try:
                 self.conn.send(message)
             except (OSError, ValueError):
-                self.jobs.put(Shutdown("supervisor-gone"))
+                self._lose_supervisor()
+
+    def _lose_supervisor(self) -> None:
+        """Any thread: the pipe to the supervisor is broken (it died or was killed)."""
+        if not self._supervisor_lost.is_set():
+            self._supervisor_lost.set()
+            self.jobs.put(self._orphaned)
+
+    def _orphaned(self) -> None:
+        """The calls carry on for ``orphan_grace_s``, then end (also at once on SIGTERM)."""
+        grace = self.spec.orphan_grace_s
+        if self._orphan_deadline or self._stopping:
+            return
+        if grace <= 0:
+            self._begin_shutdown("supervisor-gone")
+            return
+        self._orphan_deadline = time.monotonic() + grace
+        log.warning("sip.worker.orphaned", worker=self.spec.index, legs=len(self.legs),
+                    grace_s=grace)  # fmt: skip
 
     def _reader(self) -> None:
         pjw.register_thread("sip-ctl-reader")  # belt and braces: see the gc note in run()
@@ -225,7 +247,7 @@ class Worker:
             try:
                 message = self.conn.recv()
             except (EOFError, OSError):
-                self.jobs.put(Shutdown("supervisor-gone"))
+                self._lose_supervisor()
                 return
             if isinstance(message, DirectoryUpdate):  # at once (one reference swap): an
                 self.directory = message.directory  # INVITE may come before the queue drains
@@ -320,6 +342,8 @@ class Worker:
                     next_check = now + 0.5
                     self._periodic(now)
                     _collect_garbage()
+                if self._orphan_deadline and now > self._orphan_deadline:
+                    self._begin_shutdown("supervisor-gone")
                 if self._stopping and not self.legs and not self.pending_rejects:
                     break
                 if self._stopping and now > self._stop_deadline:
@@ -558,7 +582,7 @@ class Worker:
             asserted_identity=caller.asserted_identity,
         )  # fmt: skip
         caller = replace(caller, identity=identity)
-        if self._stopping:
+        if self._stopping or self._orphan_deadline:
             self._reject(call, Reject(503, "Shutting down", self.spec.retry_after_s, "draining"))
             return
         ctype = request.get("content-type").split(";", 1)[0].strip().lower()
@@ -958,8 +982,11 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pool decides when we stop
     with bound(worker=spec.index):
         log.info("sip.worker.forensics", armed=armed, pid=os.getpid())
+        worker = Worker(spec, conn)
+        # SIGTERM (a returning supervisor ending an orphan): BYE every call, then exit
+        signal.signal(signal.SIGTERM, lambda _s, _f: worker.jobs.put(Shutdown("terminated")))
         try:
-            Worker(spec, conn).run()
+            worker.run()
         except Exception:
             log.exception("sip.worker.crashed")
             raise

@@ -7,9 +7,11 @@ group fsGroup, like the projected volume), user, capabilities, no_new_privs, rea
 filesystem, /tmp and /dev/shm. Around it, on loopback: Prosody, Redis, a chat user, a
 baresip that records what it hears, a SIPp caller that speaks, and a raw SIP phone.
 
-Checked: /readyz turns ready; the supervisor keeps only CAP_SYS_NICE and its workers have no
-capability; the SIPp caller joins the linked room and the other phone hears it; a chat message
-reaches the phone as a SIP MESSAGE; SIGTERM drains (a new INVITE gets 503, the call in progress
+Checked: /readyz turns ready; PID 1 is the keeper with no effective capability, the
+supervisor keeps only CAP_SYS_NICE and its workers have no capability; the SIPp caller joins
+the linked room and the other phone hears it; a chat message reaches the phone as a SIP
+MESSAGE; a SIGKILLed supervisor is restarted inside the running container, which ends the
+old call with a BYE and serves again; SIGTERM drains (a new INVITE gets 503, the call in progress
 goes on) and the container exits 0 when that call ends.
 """
 
@@ -21,6 +23,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import subprocess
 import time
 import urllib.request
@@ -169,7 +172,7 @@ async def test_image_runs_as_the_chart_says(
         )
         await asyncio.to_thread(_helm_test, podman, docs, values)
         await asyncio.to_thread(_check_privileges, podman, name, http, log)
-        run = Run(podman, name, sip_port, tmp_path, log)
+        run = Run(podman, name, sip_port, tmp_path, log, values["http"]["port"])
         await _call_chat_and_drain(room_prosody, run)
     finally:
         podman.run("rm", "-f", name, check=False)
@@ -194,7 +197,12 @@ def _helm_test(podman: Podman, docs: list[dict[str, Any]], values: dict[str, Any
 def _check_privileges(podman: Podman, name: str, http: str, log: Path) -> None:
     """The supervisor keeps CAP_SYS_NICE alone; the workers have nothing; SCHED_FIFO is
     granted to the mixer and the workers' clocks when the kernel allows it in this cgroup."""
-    pid = int(podman.run("inspect", "--format", "{{.State.Pid}}", name).stdout.strip())
+    keeper_pid = int(podman.run("inspect", "--format", "{{.State.Pid}}", name).stdout.strip())
+    # PID 1 is the keeper (bridge.keeper): nothing effective, SYS_NICE only to pass it on
+    keeper = privileges.capabilities(keeper_pid)
+    assert keeper.effective == 0, keeper
+    assert keeper.names(keeper.permitted) == keeper.names(keeper.ambient) == ["sys_nice"]
+    pid = _supervisor_pid(podman, name)
     tree = process_tree(pid)
     supervisor = privileges.capabilities(pid)
     assert supervisor.names() == ["sys_nice"], supervisor
@@ -228,6 +236,15 @@ def _check_privileges(podman: Podman, name: str, http: str, log: Path) -> None:
     assert len(asked) >= 2 and all(a["granted"] + a["refused"] == 2 for a in asked), asked
 
 
+def _supervisor_pid(podman: Podman, name: str) -> int:
+    """The supervisor: the only child of the container's PID 1, the keeper."""
+    keeper = int(podman.run("inspect", "--format", "{{.State.Pid}}", name).stdout.strip())
+    children = process_tree(keeper)[1:]
+    (supervisor,) = [p for p in children if Path(f"/proc/{p}/status").read_text()
+                     .split("PPid:")[1].split()[0] == str(keeper)]  # fmt: skip
+    return supervisor
+
+
 def _threads(pid: int) -> list[int]:
     return [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
 
@@ -245,6 +262,7 @@ class Run:
     sip_port: int
     workdir: Path
     log: Path
+    http_port: int
 
     def wait_exit(self) -> str:
         return self.podman.run("wait", self.name, timeout=60).stdout.strip()
@@ -283,6 +301,24 @@ async def _call_chat_and_drain(prosody: ProsodyServer, run: Run) -> None:
             await alice.say(muc, "hello phones")
             message = await asyncio.to_thread(phone.wait_request, "MESSAGE", 20)
             assert "hello phones" in message.body
+
+            # -------- the supervisor dies (SIGKILL): the container lives on, the keeper
+            # restarts it, and the new supervisor ends the old calls cleanly (issue 17)
+            supervisor = _supervisor_pid(podman, name)
+            os.kill(supervisor, signal.SIGKILL)
+            bye = await asyncio.to_thread(phone.wait_request, "BYE", 60)
+            assert bye.method == "BYE"
+            await asyncio.to_thread(
+                wait_until, lambda: http_ready(f"http://{NODE}:{run.http_port}/readyz").ok,
+                "/readyz after the supervisor's restart", 120, log,
+            )  # fmt: skip
+            assert _running(podman, name)
+            assert _supervisor_pid(podman, name) != supervisor
+            assert '"keeper.supervisor_died"' in log.read_text()
+            phone.close()
+            phone = RawUac(sip_port, user="pat", display="Pat Phone")
+            answered = await asyncio.to_thread(phone.invite, ROOM)
+            assert answered.status == 200, answered.first_line
 
             await asyncio.to_thread(listener.stop)
             podman.run("kill", "--signal", "TERM", name)

@@ -24,7 +24,7 @@ import pytest
 from mixer.control import Events, Report, Status
 from mixer.engine import MixerEvent, TalkerEvent
 from mixer.node import MixerNode
-from mixer.rings import LegPort
+from mixer.rings import LegAttachment, LegPort
 from mixer.service import MixerProcess, _send_reports
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,8 +34,10 @@ RATE, F = 8000, 160
 class Caller:
     """Two ports paced at 20 ms by a thread, as a worker's media clock would drive them."""
 
-    def __init__(self, mixer: MixerProcess) -> None:
-        self.ports = [LegPort(mixer.add_leg("room", RATE), reserve=0) for _ in range(2)]
+    def __init__(self, mixer: MixerProcess | None, *attachments: LegAttachment) -> None:
+        if mixer is not None:
+            attachments = tuple(mixer.add_leg("room", RATE) for _ in range(2))
+        self.ports = [LegPort(a, reserve=0) for a in attachments]
         self.speaking = False  # port 0 says a 300 Hz tone when True, port 1 is silent
         self.heard: list[list[int]] = [[], []]  # peak of each frame each port hears
         self._stop = threading.Event()
@@ -213,6 +215,52 @@ def test_supervisor_death_ends_the_mixer_process_and_frees_the_segment() -> None
             time.sleep(0.1)
         assert not Path(f"/dev/shm/{name}").exists(), "the segment was left behind"
     finally:
+        if sup.poll() is None:
+            sup.kill()
+
+
+def test_after_the_supervisor_dies_callers_hear_each_other_until_sigterm() -> None:
+    """With ``orphan_grace_s`` the mixer goes on mixing for the workers (which keep their
+    calls as long) until a returning supervisor sends SIGTERM, then frees the segment."""
+    name = f"mixsvc-{uuid.uuid4().hex[:10]}"
+    script = textwrap.dedent(f"""
+        import time
+        from mixer.service import MixerProcess
+        m = MixerProcess({name!r}, 8, reserve=0, orphan_grace_s=60)
+        m.start()
+        legs = [m.add_leg("room", {RATE}) for _ in range(2)]
+        print(m.pid, *(f"{{a.slot}},{{a.generation}},{{a.epoch}}" for a in legs), flush=True)
+        time.sleep(120)
+    """)
+    sup = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    caller = None
+    try:
+        assert sup.stdout is not None
+        pid, *legs = sup.stdout.readline().split()
+        mixer = psutil.Process(int(pid))
+        caller = Caller(None, *(LegAttachment(name, *map(int, leg.split(",")), RATE)
+                                for leg in legs))  # fmt: skip
+        caller.speaking = True
+        caller.until(lambda: caller.recent(1) > 4000)  # B hears A
+        sup.send_signal(signal.SIGKILL)
+        sup.wait()
+        time.sleep(1.5)  # a supervisor being restarted
+        assert mixer.is_running()
+        assert caller.recent(1, 50) > 4000 and min(caller.heard[1][-50:]) > 4000, (
+            "the mix stopped with the supervisor"
+        )
+        mixer.send_signal(signal.SIGTERM)  # what the returning supervisor does
+        _, alive = psutil.wait_procs([mixer], timeout=5)
+        assert not alive, "SIGTERM did not end the orphaned mixer"
+        deadline = time.monotonic() + 10
+        while Path(f"/dev/shm/{name}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(f"/dev/shm/{name}").exists(), "the segment was left behind"
+    finally:
+        if caller is not None:
+            caller.close()
         if sup.poll() is None:
             sup.kill()
 
