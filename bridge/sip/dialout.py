@@ -82,6 +82,11 @@ def start(worker: DialHost, cmd: DialOutCall) -> None:
         return
     spec = worker.spec
     leg_id = worker.new_leg_id()
+    try:
+        port = pjw.FramePort(leg_id, spec.bridge_rate)
+    except pjw.pj.Error as exc:  # the conference bridge is full (ports still being freed)
+        failed(f"no media port: {pjw.error_text(exc)[:160]}")
+        return
     call = pjw.BridgeCall(worker.account, pjw.pj.PJSUA_INVALID_ID, None)
     target = strip_uri_params(cmd.target_uri)
     identity = CallerIdentity(  # the bridge chose whom to call: it asserts who that is
@@ -92,7 +97,7 @@ def start(worker: DialHost, cmd: DialOutCall) -> None:
     leg.answered = True  # a hang-up before the answer is a CANCEL, never a final response
     leg.extra[DIAL_KEY] = cmd
     call.handler = _DialHandler(worker, leg, cmd)
-    leg.port = pjw.FramePort(leg_id, spec.bridge_rate)
+    leg.port = port
     worker.legs[leg_id] = leg
     try:
         headers = {} if cmd.internal else {LOOP_HEADER: "1"}

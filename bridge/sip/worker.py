@@ -666,13 +666,19 @@ class Worker:
         self, call: Any, room: str, caller: CallerInfo, leg_id: str, rate: int,
         *, seed: tuple[SipRequest, tuple[str, int]] | None = None,
     ) -> None:  # fmt: skip
+        try:
+            port = pjw.FramePort(leg_id, rate)  # the codec's own rate (bridge.sip.codecs)
+        except pjw.pj.Error as exc:  # the conference bridge is full (ports still being freed)
+            log.error("sip.invite.no_media_port", room=room, error=pjw.error_text(exc))
+            self._reject(call, Reject(503, "No media port", self.spec.retry_after_s, "busy"))
+            return
         leg = Leg(leg_id, room, call, caller, time.monotonic())
+        leg.port = port
         call.handler = _LegHandler(self, leg)
         self.legs[leg_id] = leg
         if seed is not None:
             leg.extra["invite"] = seed  # the dialog a BYE needs if we die (bridge.sip.byemsg)
             self.watch_dialog(leg)
-        leg.port = pjw.FramePort(leg_id, rate)  # the codec's own rate (bridge.sip.codecs)
         call.answer(pjw.call_op(180))
         self.send(LegOffered(leg_id, self.spec.index, room, caller, rate))
         self.report_busy()

@@ -185,8 +185,16 @@ def test_bad_input_is_refused_before_anything_is_sent(mixer: MixerProcess) -> No
         mixer.add_leg("room", RATE)
 
 
-def test_supervisor_death_ends_the_mixer_process_and_frees_the_segment() -> None:
-    """Chosen behaviour: like the SIP workers, the mixer ends when its supervisor is gone."""
+def assert_segment_freed(name: str, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while Path(f"/dev/shm/{name}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/dev/shm/{name}").exists(), "the segment was left behind"
+
+
+def test_without_a_grace_supervisor_death_ends_the_mixer_and_frees_the_segment() -> None:
+    """``orphan_grace_s`` 0 (the class default; the bridge sets ``workers.orphan_grace``):
+    the mixer ends with its supervisor."""
     name = f"mixsvc-{uuid.uuid4().hex[:10]}"
     script = textwrap.dedent(f"""
         import time
@@ -210,10 +218,7 @@ def test_supervisor_death_ends_the_mixer_process_and_frees_the_segment() -> None
         sup.wait()
         _, alive = psutil.wait_procs([child], timeout=10)
         assert not alive, "the mixer process outlived its supervisor"
-        deadline = time.monotonic() + 10
-        while Path(f"/dev/shm/{name}").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not Path(f"/dev/shm/{name}").exists(), "the segment was left behind"
+        assert_segment_freed(name)
     finally:
         if sup.poll() is None:
             sup.kill()
@@ -254,10 +259,7 @@ def test_after_the_supervisor_dies_callers_hear_each_other_until_sigterm() -> No
         mixer.send_signal(signal.SIGTERM)  # what the returning supervisor does
         _, alive = psutil.wait_procs([mixer], timeout=5)
         assert not alive, "SIGTERM did not end the orphaned mixer"
-        deadline = time.monotonic() + 10
-        while Path(f"/dev/shm/{name}").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not Path(f"/dev/shm/{name}").exists(), "the segment was left behind"
+        assert_segment_freed(name)
     finally:
         if caller is not None:
             caller.close()

@@ -17,7 +17,7 @@ from bridge.sip import pj as pjw
 
 def main(iterations: int) -> None:
     faulthandler.enable()
-    ep = pjw.create_endpoint(calls=4, log_level=1, user_agent="frame-port-churn")
+    ep = pjw.create_endpoint(calls=8, log_level=1, user_agent="frame-port-churn")
     ep.audDevManager().setNoDev()
     no_snd = pjw.shared_library().pjsua_set_no_snd_dev
     no_snd.argtypes, no_snd.restype = [], ctypes.c_void_p
@@ -38,7 +38,11 @@ def main(iterations: int) -> None:
             graveyard.extend(live.pop(0))
             del a, b
             pjw.bury_ports(graveyard)  # what Worker does one loop turn after a leg ends
-        time.sleep(0.0005)
+        # pjmedia frees removed ports at its next tick: one pair per tick keeps the bridge
+        # from filling up (PJ_ETOOMANY) when the machine stalls the clock thread
+        ticks = clock.stats().ticks
+        while clock.stats().ticks == ticks:
+            time.sleep(0.0002)
     for pair in live:
         graveyard.extend(pair)
     live.clear()

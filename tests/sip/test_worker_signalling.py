@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Hashable
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from bridge.core.events import (
 from mixer.node import MixerNode
 from mixer.rings import LegAttachment
 from tests.sip.conftest import PoolHarness
-from tests.sip.fault_hooks import CollectNow, Done, ForgetCalls
+from tests.sip.fault_hooks import CollectNow, Done, EmptyConference, FillConference, ForgetCalls
 from tests.sip.rawsip import SDP, RawUac
 
 
@@ -395,3 +396,30 @@ def test_refusals_and_redirects_are_counted_by_reason(
     finally:
         for uac in [*uacs, banned]:
             uac.close()
+
+
+def test_a_full_conference_bridge_refuses_the_call_and_the_worker_lives_on(
+    make_pool: Callable[..., PoolHarness],
+) -> None:
+    """No free port in pjmedia's bridge (ports freed only at its next ticks pile up while
+    calls churn during a stall): the INVITE gets 503 with Retry-After and the worker takes
+    the next call once ports are free (before, the error escaped the pjsua2 callback after
+    the leg was registered without a port, and the call ended as "error" with no
+    Retry-After)."""
+    h = make_pool(extra_hooks=("tests.sip.fault_hooks:install_fill",))
+    h.pool.send_extension(FillConference())
+    filled = h.wait_for(lambda e: isinstance(getattr(e, "payload", None), Done), label="fill")
+    assert filled.payload.objects > 0  # type: ignore[attr-defined]
+    refused = RawUac(h.port)
+    final = refused.invite("demo")
+    assert final.status == 503 and final.get("Retry-After"), final.first_line
+    assert not h.pool.legs()
+    h.pool.send_extension(EmptyConference())
+    h.wait_for(lambda e: isinstance(getattr(e, "payload", None), Done), label="empty")
+    # pjmedia frees a removed port at its next tick: a phone retries after Retry-After
+    deadline = time.monotonic() + 5
+    while (caller := RawUac(h.port)).invite("demo").status == 503:
+        assert time.monotonic() < deadline, "ports never came back"
+        time.sleep(0.1)
+    assert isinstance(h.wait_for(_joined()), LegJoined)
+    assert caller.bye().status == 200
