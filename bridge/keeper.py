@@ -79,20 +79,24 @@ def keep(command: Sequence[str], *, backoff_s: float = BACKOFF_S) -> int:
         # on once (twice would cut the supervisor's drain short)
         child = subprocess.Popen(list(command), env={**os.environ, ENV: "child"}, process_group=0)
         log.info("keeper.supervisor_started", pid=child.pid, restarts=len(restarts))
-        status = child.returncode = _wait_reaping(child.pid)
+        pid = child.pid
+        status = child.returncode = _wait_reaping(pid)
+        child = None  # reaped: its pid may be reused, never signal it again
         if not restart_due(status, stopping):
             return status if status >= 0 else 128 - status
         now = time.monotonic()
         restarts.append(now)
         while restarts and restarts[0] < now - WINDOW_S:
             restarts.popleft()
+        name = signal.Signals(-status).name
         if len(restarts) > MAX_RESTARTS:
-            log.error("keeper.giving_up", signal=-status, restarts=len(restarts),
+            log.error("keeper.giving_up", signal=name, restarts=len(restarts),
                       window_s=WINDOW_S)  # fmt: skip
             return 128 - status
-        log.error("keeper.supervisor_died", signal=signal.Signals(-status).name, pid=child.pid,
-                  restart_in_s=backoff_s)  # fmt: skip
+        log.error("keeper.supervisor_died", signal=name, pid=pid, restart_in_s=backoff_s)
         time.sleep(backoff_s)
+        if stopping:  # asked to stop while no supervisor ran
+            return 128 - status
 
 
 def _wait_reaping(pid: int) -> int:
