@@ -69,9 +69,10 @@ def write_record(path: Path, segment: str, children: Iterable[tuple[str, int]]) 
     alive = [Child(role, pid, t) for role, pid in children if (t := started_at(pid)) is not None]
     body = json.dumps({"segment": segment, "children": [asdict(c) for c in alive]})
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(body)
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as out:  # unique: two pools of one process may share a node id
+        out.write(body)
+    os.replace(tmp, path)
 
 
 def read_record(path: Path) -> tuple[str, list[Child]]:
