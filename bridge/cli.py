@@ -232,12 +232,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _keep(settings: Settings, argv: list[str]) -> int:
     configure(settings.log)
+    log = get_logger("bridge.cli")
     try:
         caps = lower_effective()
     except OSError as error:
-        get_logger("bridge.cli").error("privileges.confine_failed", error=str(error))
+        log.error("privileges.confine_failed", error=str(error))
         return EXIT_CONFIG
-    get_logger("bridge.cli").info("keeper.started", pid=os.getpid(), effective=caps.names())
+    log.info("keeper.started", pid=os.getpid(), effective=caps.names())
     return keeper.keep([sys.executable, "-m", "bridge", *argv])
 
 

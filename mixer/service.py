@@ -481,12 +481,8 @@ class MixerProcess:
                     self._durations.extend(report.durations)
             clock = report.clock
             settled = time.monotonic() - self._ready_at > 1.0  # a grant may be in flight
-            if (
-                clock is not None
-                and clock.ticks
-                and not clock.realtime
-                and settled
-                and (not self._warned_rt)
+            if clock is not None and clock.ticks and not clock.realtime and settled and (
+                not self._warned_rt
             ):
                 self._warned_rt = True
                 log.warning(

@@ -141,11 +141,15 @@ def metric(url: str, name: str, labels: str = "") -> float | None:
     return None
 
 
+def children_of(pid: int) -> list[int]:
+    """The direct children of ``pid`` (of any of its threads)."""
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
+            for c in (task / "children").read_text().split()]  # fmt: skip
+
+
 def process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (children of any of its threads)."""
-    children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
-                for c in (task / "children").read_text().split()]  # fmt: skip
-    return [pid, *(p for c in children for p in process_tree(c))]
+    """``pid`` and its descendants."""
+    return [pid, *(p for c in children_of(pid) for p in process_tree(c))]
 
 
 async def test_image_runs_as_the_chart_says(
@@ -202,7 +206,7 @@ def _check_privileges(podman: Podman, name: str, http: str, log: Path) -> None:
     keeper = privileges.capabilities(keeper_pid)
     assert keeper.effective == 0, keeper
     assert keeper.names(keeper.permitted) == keeper.names(keeper.ambient) == ["sys_nice"]
-    pid = _supervisor_pid(podman, name)
+    (pid,) = children_of(keeper_pid)  # the supervisor
     tree = process_tree(pid)
     supervisor = privileges.capabilities(pid)
     assert supervisor.names() == ["sys_nice"], supervisor
@@ -239,9 +243,7 @@ def _check_privileges(podman: Podman, name: str, http: str, log: Path) -> None:
 def _supervisor_pid(podman: Podman, name: str) -> int:
     """The supervisor: the only child of the container's PID 1, the keeper."""
     keeper = int(podman.run("inspect", "--format", "{{.State.Pid}}", name).stdout.strip())
-    children = process_tree(keeper)[1:]
-    (supervisor,) = [p for p in children if Path(f"/proc/{p}/status").read_text()
-                     .split("PPid:")[1].split()[0] == str(keeper)]  # fmt: skip
+    (supervisor,) = children_of(keeper)
     return supervisor
 
 
